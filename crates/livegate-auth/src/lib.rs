@@ -1,1 +1,27 @@
-//! TODO
+//! Tenant authentication for livegate: who is calling, and may they?
+//!
+//! Owns:
+//! - [`key`]: the tenant key format `lvg_<kid>_<secret>`, generation and
+//!   strict parsing, and [`Secret`], a string that will not print itself;
+//! - [`hash`]: the keyed hash (HMAC-SHA-256 with a server-side [`Pepper`])
+//!   that is all a store ever holds of a key, compared in constant time;
+//! - [`store`]: the [`KeyStore`] trait the request path reads tenants and
+//!   key records through, and the in-memory [`MemoryStore`];
+//! - [`authn`]: reading the key from request headers and the
+//!   [`Authenticator`] that turns it into a [`Principal`] or an
+//!   [`AuthError`].
+//!
+//! Does not own: HTTP serving or the tower layer (the binary wraps
+//! [`Authenticator`]), mapping [`AuthError`] to statuses and error codes
+//! (`livegate-core`), the admin API, configuration loading (including
+//! reading the pepper from a secret file), or the shared Redis-backed store.
+
+pub mod authn;
+pub mod hash;
+pub mod key;
+pub mod store;
+
+pub use authn::{AuthError, Authenticator, Clock, Principal, SystemClock, presented_key};
+pub use hash::{KeyHash, Pepper, PepperError, hash_key};
+pub use key::{KEY_PREFIX, KeyFormatError, KeyId, NewKey, PresentedKey, Secret, generate, parse};
+pub use store::{BoxFuture, KeyRecord, KeyStore, MemoryStore, StoreError, Tenant};

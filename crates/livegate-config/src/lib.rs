@@ -1,1 +1,20 @@
-//! TODO
+//! livegate's configuration.
+//!
+//! Owns the configuration types (every section `deny_unknown_fields`, so a
+//! typo is an error naming the key), loading (a TOML file, then
+//! `LIVEGATE_*` environment overrides, then secrets read from files) and
+//! [`Config::validate`], which collects every problem before failing so an
+//! operator sees all mistakes of a file at once.
+//!
+//! Environment overrides are passed in as key/value pairs rather than read
+//! from the process here, so tests never have to mutate their own
+//! environment. It does not build anything from the configuration: the
+//! binary turns these plain values into stores, clients and policies.
+
+mod load;
+mod secret;
+mod types;
+
+pub use load::{ConfigError, ENV_PREFIX, load};
+pub use secret::Secret;
+pub use types::*;

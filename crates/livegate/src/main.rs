@@ -1,1 +1,237 @@
-fn main() {}
+//! `livegate`: the gateway binary. Parses the command line, loads the
+//! configuration, and runs one of the commands; the work is in the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Parser, Subcommand};
+use livegate::{gateway, logging, runtime, server};
+use livegate_auth::hash::{Pepper, hash_key};
+use livegate_auth::key;
+use livegate_config::Config;
+
+#[derive(Parser)]
+#[command(name = "livegate", version, about = "Authenticating gateway in front of a face-liveness API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. With no vendor configured it runs the embedded
+    /// default: built-in simulator, in-memory stores, a development key.
+    Serve(ConfigArg),
+    /// Validate the configuration and print it, secrets redacted.
+    CheckConfig(ConfigArg),
+    /// Run the vendor simulator as its own server (settings: `[simulator]`).
+    Stub(StubArgs),
+    /// Tenant keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// TOML configuration file; `LIVEGATE_*` variables override it.
+    #[arg(long, short, env = "LIVEGATE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct StubArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Listen address (default: simulator.listen, 127.0.0.1:8081).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new key for a tenant: prints the key (once) and the config
+    /// lines holding its id and hash. Needs the deployment's pepper.
+    New {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Tenant id the key is for.
+        #[arg(long)]
+        tenant: String,
+        /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// List configured tenants and their key ids (never secrets).
+    List(ConfigArg),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(c) => load(&c).and_then(serve),
+        Command::CheckConfig(c) => load(&c).and_then(|cfg| check_config(&cfg)),
+        Command::Stub(a) => load(&a.config).and_then(|cfg| stub(cfg, a.listen)),
+        Command::Keys(KeysCommand::New {
+            config,
+            tenant,
+            expires_at,
+        }) => load(&config).and_then(|cfg| new_key(&cfg, &tenant, expires_at.as_deref())),
+        Command::Tenants(TenantsCommand::List(c)) => load(&c).map(|cfg| list_tenants(&cfg)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("livegate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(arg: &ConfigArg) -> anyhow::Result<Config> {
+    Ok(livegate_config::load(arg.config.as_deref(), std::env::vars())?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    logging::init(&config.log);
+    runtime()?.block_on(async move {
+        let rt = runtime::build(&config).await?;
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        if config.is_embedded_default() {
+            embedded_banner(&rt, addr);
+        }
+        tracing::info!(%addr, mode = rt.gateway.mode, "livegate listening");
+        // A plain line tests and scripts can wait for, whatever the log format.
+        println!("livegate listening on {addr}");
+        let _ = std::io::stdout().flush();
+        let app = gateway::router(&rt.gateway);
+        server::serve(
+            listener,
+            app,
+            rt.gateway.health.clone(),
+            server::shutdown_signal(),
+            config.server.drain_timeout(),
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+fn embedded_banner(rt: &runtime::Runtime, addr: std::net::SocketAddr) {
+    let sim = rt
+        .simulator
+        .as_ref()
+        .map(|s| s.base_url())
+        .unwrap_or_default();
+    tracing::warn!(
+        simulator = %sim,
+        "EMBEDDED DEFAULT: no vendor configured; answering with the built-in simulator and in-memory stores. Not for production."
+    );
+    let mut out = String::new();
+    out.push_str("==================== livegate: EMBEDDED DEFAULT ====================\n");
+    out.push_str("No vendor is configured: scores come from the built-in SIMULATOR\n");
+    out.push_str(&format!("({sim}); tenants and keys live in memory only. Not for production.\n"));
+    if let Some(key) = &rt.dev_key {
+        out.push_str("Development tenant \"dev\", key (valid until this process exits):\n\n");
+        out.push_str(&format!("    {}\n\n", key.expose()));
+        out.push_str(&format!(
+            "Try: curl -s http://127.0.0.1:{}/modules/liveness -H 'x-api-key: <key>' \\\n       -H 'content-type: image/jpeg' --data-binary @testdata/face-320x240.jpg\n",
+            addr.port()
+        ));
+    }
+    out.push_str("====================================================================");
+    println!("{out}");
+}
+
+fn check_config(config: &Config) -> anyhow::Result<()> {
+    let text = toml::to_string_pretty(config).context("printing the configuration")?;
+    println!("# livegate effective configuration (secrets redacted)");
+    if config.is_embedded_default() {
+        println!("# mode: EMBEDDED DEFAULT (no vendor.base_url: built-in simulator, in-memory stores)");
+    }
+    print!("{text}");
+    Ok(())
+}
+
+fn stub(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    logging::init(&config.log);
+    runtime()?.block_on(async move {
+        let addr = listen.unwrap_or(config.simulator.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let addr = listener.local_addr()?;
+        let key = runtime::simulator_key(&config.simulator);
+        if config.simulator.api_key.is_none() {
+            println!("vendor simulator: no simulator.api_key set; it expects this generated vendor key:\n    {}", key.expose());
+        }
+        println!("livegate stub listening on {addr}");
+        let _ = std::io::stdout().flush();
+        livegate_stub::serve(
+            listener,
+            runtime::stub_config(&config.simulator, key.expose()),
+            server::shutdown_signal(),
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+fn new_key(config: &Config, tenant: &str, expires_at: Option<&str>) -> anyhow::Result<()> {
+    let pepper = config
+        .auth
+        .pepper
+        .as_ref()
+        .context("auth.pepper (or auth.pepper_file) must be configured: the key's hash depends on it")?;
+    let pepper = Pepper::new(pepper.expose().as_bytes()).map_err(|e| anyhow!("auth.pepper: {e}"))?;
+    if let Some(t) = expires_at {
+        humantime::parse_rfc3339_weak(t).context("--expires-at must be RFC 3339, e.g. 2027-01-31T00:00:00Z")?;
+    }
+    let new = key::generate();
+    let parsed = key::parse(new.plaintext.expose()).map_err(|e| anyhow!("{e}"))?;
+    let hash = hash_key(&pepper, parsed.kid, parsed.secret);
+    println!("# New key for tenant {tenant:?}. Give the key to the tenant now: it is not stored and cannot be shown again.");
+    println!("key = \"{}\"", new.plaintext.expose());
+    println!();
+    println!("# Add under the [[tenants]] entry with id = {tenant:?}:");
+    println!("[[tenants.keys]]");
+    println!("id = \"{}\"", new.kid);
+    println!("hash = \"{hash}\"");
+    if let Some(t) = expires_at {
+        println!("expires_at = \"{t}\"");
+    }
+    Ok(())
+}
+
+fn list_tenants(config: &Config) {
+    if config.tenants.is_empty() {
+        println!("no tenants configured");
+    }
+    for t in &config.tenants {
+        let state = if t.disabled { "disabled" } else { "enabled" };
+        println!("{}\t{state}\t{}", t.id, t.name.as_deref().unwrap_or(""));
+        for k in &t.keys {
+            let exp = k.expires_at.as_deref().unwrap_or("never");
+            let rev = if k.revoked { "\trevoked" } else { "" };
+            println!("  key {}\texpires {exp}{rev}", k.id);
+        }
+    }
+}

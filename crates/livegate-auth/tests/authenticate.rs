@@ -1,0 +1,353 @@
+//! `Authenticator` through the public API only, the way the gateway's layer
+//! will use it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderValue};
+use livegate_auth::{
+    AuthError, Authenticator, BoxFuture, KeyRecord, KeyStore, MemoryStore, NewKey, Pepper,
+    StoreError, SystemClock, Tenant, generate, parse,
+};
+
+const PEPPER: &str = "integration-test-pepper!";
+const T0: Duration = Duration::from_secs(1_800_000_000);
+
+struct Fixture {
+    store: Arc<MemoryStore>,
+    clock: Arc<Mutex<SystemTime>>,
+    auth: Authenticator,
+    key: NewKey,
+}
+
+fn pepper() -> Pepper {
+    Pepper::new(PEPPER).unwrap()
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(MemoryStore::new());
+    store.put_tenant(Tenant {
+        id: "acme".into(),
+        name: Some("Acme".into()),
+        disabled: false,
+    });
+    let key = generate();
+    store.put_key(KeyRecord {
+        kid: key.kid.clone(),
+        tenant_id: "acme".into(),
+        hash: key.hash(&pepper()),
+        expires_at: None,
+        revoked: false,
+    });
+    let clock = Arc::new(Mutex::new(SystemTime::UNIX_EPOCH + T0));
+    let c = clock.clone();
+    let auth = Authenticator::new(
+        store.clone(),
+        pepper(),
+        Arc::new(move || *c.lock().unwrap()),
+    );
+    Fixture {
+        store,
+        clock,
+        auth,
+        key,
+    }
+}
+
+fn api_key(key: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("x-api-key", HeaderValue::from_str(key).unwrap());
+    h
+}
+
+fn bearer(key: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+    );
+    h
+}
+
+/// The same kid with a different, well-formed secret.
+fn wrong_secret(key: &str) -> String {
+    let p = parse(key).unwrap();
+    let flipped: String = p
+        .secret
+        .chars()
+        .map(|c| if c == 'a' { 'b' } else { 'a' })
+        .collect();
+    format!("lvg_{}_{flipped}", p.kid)
+}
+
+/// Error text must be safe to send to clients and to logs.
+fn assert_leaks_nothing(err: &AuthError, key: &str) {
+    let p = parse(key).unwrap();
+    let display = err.to_string();
+    assert_eq!(display, display.to_lowercase());
+    for text in [display, format!("{err:?}")] {
+        assert!(!text.contains(p.secret), "{text}");
+        assert!(!text.contains(p.kid), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn valid_key_in_x_api_key() {
+    let f = fixture();
+    let p = f
+        .auth
+        .authenticate(&api_key(f.key.plaintext.expose()))
+        .await
+        .unwrap();
+    assert_eq!(p.tenant.id, "acme");
+    assert_eq!(p.tenant.name.as_deref(), Some("Acme"));
+    assert_eq!(p.kid, f.key.kid);
+}
+
+#[tokio::test]
+async fn valid_key_as_bearer() {
+    let f = fixture();
+    let p = f
+        .auth
+        .authenticate(&bearer(f.key.plaintext.expose()))
+        .await
+        .unwrap();
+    assert_eq!(p.kid, f.key.kid);
+}
+
+#[tokio::test]
+async fn missing_key() {
+    let f = fixture();
+    let err = f.auth.authenticate(&HeaderMap::new()).await.unwrap_err();
+    assert!(matches!(err, AuthError::Missing), "{err:?}");
+}
+
+#[tokio::test]
+async fn both_headers_with_different_keys_conflict() {
+    let f = fixture();
+    let other = generate();
+    let mut h = api_key(f.key.plaintext.expose());
+    h.extend(bearer(other.plaintext.expose()));
+    let err = f.auth.authenticate(&h).await.unwrap_err();
+    assert!(matches!(err, AuthError::Conflicting), "{err:?}");
+    assert_leaks_nothing(&err, f.key.plaintext.expose());
+    assert_leaks_nothing(&err, other.plaintext.expose());
+}
+
+#[tokio::test]
+async fn malformed_key() {
+    let f = fixture();
+    let truncated = &f.key.plaintext.expose()[..50];
+    let err = f.auth.authenticate(&api_key(truncated)).await.unwrap_err();
+    assert!(matches!(err, AuthError::Malformed), "{err:?}");
+}
+
+#[tokio::test]
+async fn unknown_kid() {
+    let f = fixture();
+    let stranger = generate();
+    let err = f
+        .auth
+        .authenticate(&api_key(stranger.plaintext.expose()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Unknown), "{err:?}");
+    assert_leaks_nothing(&err, stranger.plaintext.expose());
+}
+
+#[tokio::test]
+async fn right_kid_wrong_secret_is_unknown() {
+    let f = fixture();
+    let forged = wrong_secret(f.key.plaintext.expose());
+    let err = f.auth.authenticate(&api_key(&forged)).await.unwrap_err();
+    assert!(matches!(err, AuthError::Unknown), "{err:?}");
+    assert_leaks_nothing(&err, &forged);
+}
+
+#[tokio::test]
+async fn revoked_key() {
+    let f = fixture();
+    assert!(f.store.revoke(f.key.kid.as_str()));
+    let err = f
+        .auth
+        .authenticate(&api_key(f.key.plaintext.expose()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Revoked), "{err:?}");
+    assert_leaks_nothing(&err, f.key.plaintext.expose());
+}
+
+#[tokio::test]
+async fn expiry_follows_the_clock() {
+    let f = fixture();
+    let expires = SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(60);
+    let mut record = KeyStore::key(&*f.store, f.key.kid.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    record.expires_at = Some(expires);
+    f.store.put_key(record);
+    let h = api_key(f.key.plaintext.expose());
+
+    *f.clock.lock().unwrap() = expires - Duration::from_nanos(1);
+    assert!(f.auth.authenticate(&h).await.is_ok());
+
+    // Expired at the instant itself, not one tick later.
+    *f.clock.lock().unwrap() = expires;
+    let err = f.auth.authenticate(&h).await.unwrap_err();
+    assert!(matches!(err, AuthError::Expired), "{err:?}");
+    assert_leaks_nothing(&err, f.key.plaintext.expose());
+
+    *f.clock.lock().unwrap() = expires + Duration::from_secs(3600);
+    let err = f.auth.authenticate(&h).await.unwrap_err();
+    assert!(matches!(err, AuthError::Expired), "{err:?}");
+}
+
+#[tokio::test]
+async fn disabled_tenant() {
+    let f = fixture();
+    assert!(f.store.set_disabled("acme", true));
+    let h = api_key(f.key.plaintext.expose());
+    let err = f.auth.authenticate(&h).await.unwrap_err();
+    assert!(matches!(err, AuthError::TenantDisabled), "{err:?}");
+    assert!(f.store.set_disabled("acme", false));
+    assert!(f.auth.authenticate(&h).await.is_ok());
+}
+
+#[tokio::test]
+async fn key_of_missing_tenant_is_unknown() {
+    let f = fixture();
+    let orphan = generate();
+    f.store.put_key(KeyRecord {
+        kid: orphan.kid.clone(),
+        tenant_id: "gone".into(),
+        hash: orphan.hash(&pepper()),
+        expires_at: None,
+        revoked: false,
+    });
+    let err = f
+        .auth
+        .authenticate(&api_key(orphan.plaintext.expose()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Unknown), "{err:?}");
+}
+
+#[tokio::test]
+async fn without_the_secret_every_state_looks_unknown() {
+    // Revoked, expired and disabled must not be revealed to a caller who
+    // only knows the kid.
+    let f = fixture();
+    let forged = api_key(&wrong_secret(f.key.plaintext.expose()));
+    f.store.revoke(f.key.kid.as_str());
+    f.store.set_disabled("acme", true);
+    let mut record = KeyStore::key(&*f.store, f.key.kid.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    record.expires_at = Some(SystemTime::UNIX_EPOCH);
+    f.store.put_key(record);
+    let err = f.auth.authenticate(&forged).await.unwrap_err();
+    assert!(matches!(err, AuthError::Unknown), "{err:?}");
+    let err = f
+        .auth
+        .authenticate(&api_key(f.key.plaintext.expose()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Revoked), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_different_pepper_rejects_every_key() {
+    let f = fixture();
+    let auth = Authenticator::new(
+        f.store.clone(),
+        Pepper::new("another-pepper-entirely").unwrap(),
+        Arc::new(SystemClock),
+    );
+    let err = auth
+        .authenticate(&api_key(f.key.plaintext.expose()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Unknown), "{err:?}");
+}
+
+/// A store that is down, counting lookups so the test can tell the error
+/// really came from it.
+struct DownStore(AtomicUsize);
+
+impl KeyStore for DownStore {
+    fn key(&self, _kid: &str) -> BoxFuture<'_, Result<Option<KeyRecord>, StoreError>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
+    }
+
+    fn tenant(&self, _id: &str) -> BoxFuture<'_, Result<Option<Tenant>, StoreError>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
+    }
+}
+
+#[tokio::test]
+async fn store_error_propagates() {
+    let store = Arc::new(DownStore(AtomicUsize::new(0)));
+    let auth = Authenticator::new(store.clone(), pepper(), Arc::new(SystemClock));
+    let key = generate();
+    let err = auth
+        .authenticate(&api_key(key.plaintext.expose()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AuthError::Store(StoreError::Unavailable(_))),
+        "{err:?}"
+    );
+    assert_eq!(store.0.load(Ordering::SeqCst), 1);
+    assert_eq!(err.to_string(), "key store unavailable: connection refused");
+    assert_leaks_nothing(&err, key.plaintext.expose());
+}
+
+/// A store whose tenant lookup fails after the key lookup succeeded.
+struct TenantDown(MemoryStore);
+
+impl KeyStore for TenantDown {
+    fn key(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyRecord>, StoreError>> {
+        self.0.key(kid)
+    }
+
+    fn tenant(&self, _id: &str) -> BoxFuture<'_, Result<Option<Tenant>, StoreError>> {
+        Box::pin(async { Err(StoreError::Unavailable("timeout".into())) })
+    }
+}
+
+#[tokio::test]
+async fn tenant_lookup_error_propagates() {
+    let inner = MemoryStore::new();
+    let key = generate();
+    inner.put_key(KeyRecord {
+        kid: key.kid.clone(),
+        tenant_id: "acme".into(),
+        hash: key.hash(&pepper()),
+        expires_at: None,
+        revoked: false,
+    });
+    let auth = Authenticator::new(Arc::new(TenantDown(inner)), pepper(), Arc::new(SystemClock));
+    let err = auth
+        .authenticate(&api_key(key.plaintext.expose()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Store(_)), "{err:?}");
+}
+
+#[test]
+fn authenticator_is_cheap_clone_send_sync_and_its_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync_clone::<Authenticator>();
+    let f = fixture();
+    let h = HeaderMap::new();
+    let fut = f.auth.authenticate(&h);
+    assert_send(&fut);
+    let out = format!("{:?}", f.auth);
+    assert!(!out.contains(PEPPER), "{out}");
+}

@@ -1,0 +1,223 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub vendor: VendorConfig,
+    pub auth: AuthConfig,
+    pub images: ImagesConfig,
+    pub simulator: SimulatorConfig,
+    pub log: LogConfig,
+    /// Bootstrap tenants and their key hashes (never plaintext keys).
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// Listeners and request handling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Public listener (the liveness route, /livez, /readyz).
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: u64,
+    /// How long a client may take to send its body.
+    pub body_read_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            body_limit_bytes: 10 * 1024 * 1024,
+            body_read_timeout_ms: 30_000,
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+/// The upstream liveness vendor. With no `base_url`, the gateway runs the
+/// built-in simulator instead (the embedded default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VendorConfig {
+    /// e.g. `https://vendor.example.com`; the gateway calls `{base_url}/modules/liveness`.
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    /// A file holding the vendor key (a mounted Kubernetes secret).
+    pub api_key_file: Option<PathBuf>,
+    pub connect_timeout_ms: u64,
+    /// Whole vendor call: connect, send, and read the answer.
+    pub timeout_ms: u64,
+    /// Largest vendor answer accepted; larger is a bad response (502).
+    pub max_response_bytes: u64,
+    /// Speak HTTP/2 without TLS negotiation (h2c); over TLS, ALPN picks HTTP/2 or 1.1 anyway.
+    pub http2_prior_knowledge: bool,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout_ms: u64,
+}
+
+impl Default for VendorConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            api_key: None,
+            api_key_file: None,
+            connect_timeout_ms: 2_000,
+            timeout_ms: 10_000,
+            max_response_bytes: 1024 * 1024,
+            http2_prior_knowledge: false,
+            pool_idle_timeout_ms: 90_000,
+        }
+    }
+}
+
+/// Tenant-key verification.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The HMAC pepper keys are hashed with (at least 16 bytes).
+    pub pepper: Option<Secret>,
+    pub pepper_file: Option<PathBuf>,
+}
+
+/// Which images are accepted (deployment default; tenants may override).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Any of `jpeg`, `png`, `webp`, `gif`.
+    pub formats: Vec<String>,
+    pub min_width: u32,
+    pub min_height: u32,
+    pub max_width: u32,
+    pub max_height: u32,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            formats: vec!["jpeg".into(), "png".into(), "webp".into()],
+            min_width: 192,
+            min_height: 192,
+            max_width: 8192,
+            max_height: 8192,
+        }
+    }
+}
+
+/// A tenant's overrides of [`ImagesConfig`]; unset fields inherit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantImagesConfig {
+    pub formats: Option<Vec<String>>,
+    pub min_width: Option<u32>,
+    pub min_height: Option<u32>,
+    pub max_width: Option<u32>,
+    pub max_height: Option<u32>,
+}
+
+/// The built-in vendor simulator (embedded default and `livegate stub`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// Listener of `livegate stub`.
+    pub listen: SocketAddr,
+    /// Vendor key the simulator expects; random when unset.
+    pub api_key: Option<Secret>,
+    pub api_key_file: Option<PathBuf>,
+    pub latency_ms: u64,
+    pub jitter_ms: u64,
+    /// Probabilities, 0.0 to 1.0, checked per request in this order.
+    pub reset_rate: f64,
+    pub timeout_rate: f64,
+    pub server_error_rate: f64,
+    pub malformed_rate: f64,
+    pub error_rate: f64,
+    /// How long a "timeout" fault hangs before answering.
+    pub hang_ms: u64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            api_key: None,
+            api_key_file: None,
+            latency_ms: 0,
+            jitter_ms: 0,
+            reset_rate: 0.0,
+            timeout_rate: 0.0,
+            server_error_rate: 0.0,
+            malformed_rate: 0.0,
+            error_rate: 0.0,
+            hang_ms: 60_000,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info` or `livegate=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// A bootstrap tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// 1–64 chars of `[a-z0-9_-]`.
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub images: TenantImagesConfig,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+}
+
+/// A tenant key, as its public id and keyed hash (from `livegate keys new`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub id: String,
+    /// HMAC-SHA-256 of the key under the pepper, 64 hex chars.
+    pub hash: String,
+    /// RFC 3339 time, e.g. `2027-01-31T00:00:00Z`.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub revoked: bool,
+}

@@ -1,0 +1,211 @@
+use axum::body::Body;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+/// Header carrying the gateway's request id, both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Response header carrying the vendor's transactionId.
+pub const TRANSACTION_ID_HEADER: &str = "x-transaction-id";
+
+macro_rules! error_kinds {
+    ($( $(#[$doc:meta])* $name:ident => ($status:ident, $code:literal, $msg:literal), )*) => {
+        /// Every error the gateway answers itself, with a stable code.
+        ///
+        /// Codes 1016 and 1017 are the vendor's own; the gateway's codes are
+        /// five digits, the first three being the HTTP status, so they never
+        /// collide with the vendor's four-digit range.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorKind {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl ErrorKind {
+            /// All kinds, in table order (the README lists them in this order).
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$name),*];
+
+            /// HTTP status of the response.
+            pub fn status(self) -> StatusCode {
+                match self { $(ErrorKind::$name => StatusCode::$status,)* }
+            }
+
+            /// The `errorCode` in the body; stable across releases.
+            pub fn code(self) -> u32 {
+                match self { $(ErrorKind::$name => $code,)* }
+            }
+
+            /// The fixed `message` in the body.
+            pub fn message(self) -> &'static str {
+                match self { $(ErrorKind::$name => $msg,)* }
+            }
+
+            /// Short snake_case name, for logs and metrics labels.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorKind::$name => stringify!($name),)* }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    /// `faceImage` missing, null or empty (also: a data-URI prefix with nothing after it, a multipart body without the part). The vendor's own code.
+    FaceImageRequired => (BAD_REQUEST, 1016, "faceImage is required"),
+    /// The body is not valid JSON, nests deeper than the parser allows, or ends early.
+    MalformedJson => (BAD_REQUEST, 40001, "request body is not valid JSON"),
+    /// Valid JSON, but not an object.
+    NotAnObject => (BAD_REQUEST, 40002, "request body must be a JSON object"),
+    /// `faceImage` is present but not a string.
+    FaceImageNotString => (BAD_REQUEST, 40003, "faceImage must be a base64 string"),
+    /// `faceImage` appears more than once in the object (or multipart form).
+    DuplicateFaceImage => (BAD_REQUEST, 40004, "faceImage must appear only once"),
+    /// A multipart/form-data body that cannot be parsed (bad boundary, truncated part).
+    MalformedMultipart => (BAD_REQUEST, 40005, "multipart body is malformed"),
+    /// The client stopped sending the body, or sent it too slowly.
+    BodyReadFailed => (BAD_REQUEST, 40006, "request body could not be read"),
+    /// Neither `x-api-key` nor `Authorization: Bearer` carries a key.
+    KeyMissing => (UNAUTHORIZED, 40101, "missing API key: send x-api-key or Authorization: Bearer"),
+    /// The key is malformed or unknown (or its secret does not match).
+    KeyInvalid => (UNAUTHORIZED, 40102, "invalid API key"),
+    /// The key was revoked.
+    KeyRevoked => (UNAUTHORIZED, 40103, "API key has been revoked"),
+    /// The key is past its expiry time.
+    KeyExpired => (UNAUTHORIZED, 40104, "API key has expired"),
+    /// `x-api-key` and `Authorization` carry two different keys.
+    KeyConflict => (UNAUTHORIZED, 40105, "x-api-key and Authorization carry different keys"),
+    /// The key is valid but its tenant is disabled.
+    TenantDisabled => (FORBIDDEN, 40301, "tenant is disabled"),
+    /// No such route.
+    NotFound => (NOT_FOUND, 40401, "no such route"),
+    /// The route exists but not with this method.
+    MethodNotAllowed => (METHOD_NOT_ALLOWED, 40501, "method not allowed"),
+    /// The client took longer than the configured body read timeout to send its body.
+    BodyReadTimeout => (REQUEST_TIMEOUT, 40801, "request body was not received in time"),
+    /// The body is larger than the configured limit (by Content-Length or as streamed).
+    BodyTooLarge => (PAYLOAD_TOO_LARGE, 41301, "request body is too large"),
+    /// Content-Type is not JSON, multipart/form-data or a raw image/jpeg, image/png or image/webp.
+    UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, 41501, "unsupported content type: send application/json, multipart/form-data or a raw image"),
+    /// `faceImage` is not valid base64 even after normalization.
+    InvalidBase64 => (UNPROCESSABLE_ENTITY, 42201, "faceImage is not valid base64"),
+    /// The decoded bytes are not an image of a known format.
+    NotAnImage => (UNPROCESSABLE_ENTITY, 42202, "faceImage is not a supported image"),
+    /// A known image format that this deployment or tenant does not accept (GIF by default).
+    ImageFormatNotAllowed => (UNPROCESSABLE_ENTITY, 42203, "image format is not accepted"),
+    /// The image header is truncated or structurally invalid.
+    ImageCorrupt => (UNPROCESSABLE_ENTITY, 42204, "image header is truncated or corrupt"),
+    /// Width or height below the configured minimum (192 px by default).
+    ImageTooSmall => (UNPROCESSABLE_ENTITY, 42205, "image is too small"),
+    /// Width or height above the configured maximum (8192 px by default).
+    ImageTooLarge => (UNPROCESSABLE_ENTITY, 42206, "image dimensions are too large"),
+    /// An unexpected gateway fault (a bug); never caused by client input.
+    Internal => (INTERNAL_SERVER_ERROR, 50001, "internal gateway error"),
+    /// The vendor could not be reached (connect failure, reset, TLS failure).
+    VendorUnreachable => (BAD_GATEWAY, 50201, "liveness vendor is unreachable"),
+    /// The vendor answered something that is not a JSON object, or too large a body.
+    VendorBadResponse => (BAD_GATEWAY, 50202, "liveness vendor answered an invalid response"),
+    /// The vendor refused the gateway's own credentials (vendor 401/403): an operator problem, not the client's.
+    VendorAuth => (BAD_GATEWAY, 50203, "liveness vendor rejected the gateway's credentials"),
+    /// The gateway's key store could not be consulted.
+    StoreUnavailable => (SERVICE_UNAVAILABLE, 50301, "gateway key store is unavailable"),
+    /// The vendor did not answer within the configured timeout.
+    VendorTimeout => (GATEWAY_TIMEOUT, 50401, "liveness vendor timed out"),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "errorCode")]
+    error_code: u32,
+    message: &'a str,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+}
+
+/// The request id the request-id layer put on the request, or `""`.
+pub fn request_id(headers: &HeaderMap) -> &str {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The gateway's error response: status, JSON body in the vendor's shape,
+/// and the request id echoed in `x-request-id`.
+pub fn error_response(kind: ErrorKind, request_id: &str) -> Response<Body> {
+    let body = ErrorBody {
+        error_code: kind.code(),
+        message: kind.message(),
+        request_id,
+    };
+    // Serializing a struct of a number and plain strings cannot fail.
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut res = Response::new(Body::from(json));
+    *res.status_mut() = kind.status();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(REQUEST_ID_HEADER, v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_match_their_status() {
+        let mut seen = HashSet::new();
+        for &k in ErrorKind::ALL {
+            assert!(seen.insert(k.code()), "duplicate code {}", k.code());
+            if k.code() >= 10_000 {
+                assert_eq!(k.code() / 100, u32::from(k.status().as_u16()), "{k:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn client_errors_are_never_5xx() {
+        for &k in ErrorKind::ALL {
+            let s = k.status().as_u16();
+            let vendor_side = matches!(
+                k,
+                ErrorKind::Internal
+                    | ErrorKind::VendorUnreachable
+                    | ErrorKind::VendorBadResponse
+                    | ErrorKind::VendorAuth
+                    | ErrorKind::VendorTimeout
+                    | ErrorKind::StoreUnavailable
+            );
+            assert_eq!(s >= 500, vendor_side, "{k:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn body_has_the_vendor_shape() {
+        let res = error_response(ErrorKind::KeyInvalid, "req-1");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()[REQUEST_ID_HEADER], "req-1");
+        let bytes = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["errorCode"], 40102);
+        assert_eq!(v["message"], "invalid API key");
+        assert_eq!(v["requestId"], "req-1");
+    }
+
+    /// The README's error table is the documentation users rely on: every
+    /// kind must have its row, with the same status, code and message.
+    #[test]
+    fn readme_error_table_matches() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
+        let doc = std::fs::read_to_string(path).expect("docs/errors.md");
+        for &k in ErrorKind::ALL {
+            let row = format!(
+                "| {} | {} | `{}` | {} |",
+                k.status().as_u16(),
+                k.code(),
+                k.as_str(),
+                k.message()
+            );
+            assert!(doc.contains(&row), "docs/errors.md lacks the row:\n{row}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+use crate::{ImageFormat, ImageInfo};
+
+/// Which images the gateway forwards, judged from the header alone.
+///
+/// Bounds are inclusive and apply to each side separately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePolicy {
+    pub formats: Vec<ImageFormat>,
+    pub min_width: u32,
+    pub min_height: u32,
+    pub max_width: u32,
+    pub max_height: u32,
+}
+
+impl Default for ImagePolicy {
+    /// What the vendor accepts: JPEG, PNG and WebP, 192 to 8192 px on each side.
+    fn default() -> Self {
+        Self {
+            formats: vec![ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp],
+            min_width: 192,
+            min_height: 192,
+            max_width: 8192,
+            max_height: 8192,
+        }
+    }
+}
+
+/// An image the policy refuses.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("image format {0} is not allowed")]
+    FormatNotAllowed(ImageFormat),
+    #[error("image is {width}x{height} px, below the minimum size")]
+    TooSmall { width: u32, height: u32 },
+    #[error("image is {width}x{height} px, above the maximum size")]
+    TooLarge { width: u32, height: u32 },
+}
+
+impl ImagePolicy {
+    /// Checks the format first, then the minimum, then the maximum size, so an image that
+    /// is both too thin and too long (say 100×9000) is reported as too small.
+    pub fn check(&self, info: &ImageInfo) -> Result<(), PolicyError> {
+        let &ImageInfo {
+            format,
+            width,
+            height,
+        } = info;
+        if !self.formats.contains(&format) {
+            return Err(PolicyError::FormatNotAllowed(format));
+        }
+        if width < self.min_width || height < self.min_height {
+            return Err(PolicyError::TooSmall { width, height });
+        }
+        if width > self.max_width || height > self.max_height {
+            return Err(PolicyError::TooLarge { width, height });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(format: ImageFormat, width: u32, height: u32) -> ImageInfo {
+        ImageInfo {
+            format,
+            width,
+            height,
+        }
+    }
+
+    fn jpeg(width: u32, height: u32) -> ImageInfo {
+        info(ImageFormat::Jpeg, width, height)
+    }
+
+    #[test]
+    fn default_matches_spec() {
+        let policy = ImagePolicy::default();
+        assert_eq!(
+            policy.formats,
+            [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp]
+        );
+        assert_eq!((policy.min_width, policy.min_height), (192, 192));
+        assert_eq!((policy.max_width, policy.max_height), (8192, 8192));
+    }
+
+    #[test]
+    fn minimum_is_inclusive_on_each_side() {
+        let policy = ImagePolicy::default();
+        assert_eq!(policy.check(&jpeg(192, 192)), Ok(()));
+        for (w, h) in [(191, 192), (192, 191), (191, 191), (1, 8192)] {
+            assert_eq!(
+                policy.check(&jpeg(w, h)),
+                Err(PolicyError::TooSmall {
+                    width: w,
+                    height: h
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn maximum_is_inclusive_on_each_side() {
+        let policy = ImagePolicy::default();
+        assert_eq!(policy.check(&jpeg(8192, 8192)), Ok(()));
+        for (w, h) in [(8193, 8192), (8192, 8193), (8193, 8193), (9000, 200)] {
+            assert_eq!(
+                policy.check(&jpeg(w, h)),
+                Err(PolicyError::TooLarge {
+                    width: w,
+                    height: h
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn too_small_wins_over_too_large() {
+        assert_eq!(
+            ImagePolicy::default().check(&jpeg(100, 9000)),
+            Err(PolicyError::TooSmall {
+                width: 100,
+                height: 9000
+            })
+        );
+    }
+
+    #[test]
+    fn format_allow_list() {
+        let policy = ImagePolicy::default();
+        for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp] {
+            assert_eq!(policy.check(&info(format, 640, 480)), Ok(()));
+        }
+        assert_eq!(
+            policy.check(&info(ImageFormat::Gif, 640, 480)),
+            Err(PolicyError::FormatNotAllowed(ImageFormat::Gif))
+        );
+
+        let jpeg_only = ImagePolicy {
+            formats: vec![ImageFormat::Jpeg],
+            ..ImagePolicy::default()
+        };
+        assert_eq!(
+            jpeg_only.check(&info(ImageFormat::Png, 640, 480)),
+            Err(PolicyError::FormatNotAllowed(ImageFormat::Png))
+        );
+        // The format is refused before the size is even looked at.
+        assert_eq!(
+            jpeg_only.check(&info(ImageFormat::Webp, 1, 1)),
+            Err(PolicyError::FormatNotAllowed(ImageFormat::Webp))
+        );
+
+        let none = ImagePolicy {
+            formats: Vec::new(),
+            ..ImagePolicy::default()
+        };
+        for format in ImageFormat::ALL {
+            assert_eq!(
+                none.check(&info(format, 640, 480)),
+                Err(PolicyError::FormatNotAllowed(format))
+            );
+        }
+    }
+
+    #[test]
+    fn custom_bounds() {
+        let vendor_recommended = ImagePolicy {
+            min_width: 640,
+            min_height: 480,
+            ..ImagePolicy::default()
+        };
+        assert_eq!(vendor_recommended.check(&jpeg(640, 480)), Ok(()));
+        assert!(vendor_recommended.check(&jpeg(639, 480)).is_err());
+        assert!(vendor_recommended.check(&jpeg(640, 479)).is_err());
+    }
+}

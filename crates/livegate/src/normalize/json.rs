@@ -1,0 +1,237 @@
+//! Reading `faceImage` out of a JSON body without copying it.
+//!
+//! Rules (documented in the README):
+//! - an empty body, or `faceImage` missing, `null` or `""` → 1016, as the vendor;
+//! - not JSON, trailing garbage, or nesting deeper than 128 → 40001;
+//! - JSON that is not an object → 40002;
+//! - `faceImage` not a string → 40003;
+//! - `faceImage` twice (even with equal values) → 40004: two values are
+//!   ambiguous, and different parsers pick different ones, so neither is
+//!   guessed;
+//! - other members are allowed and ignored (not forwarded).
+//!
+//! The string is borrowed from the body when it has no escapes (the normal
+//! case for base64), so a multi-megabyte image is not copied here.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use livegate_core::ErrorKind;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// The image string, and whether the body can be forwarded byte for byte.
+#[derive(Debug)]
+pub(super) struct FaceJson<'a> {
+    pub(super) image: Cow<'a, str>,
+    /// The object has no member but `faceImage`, and its value had no
+    /// escapes: the body is exactly what the vendor expects if the base64 is
+    /// canonical.
+    pub(super) forwardable: bool,
+}
+
+pub(super) fn parse(body: &[u8]) -> Result<FaceJson<'_>, ErrorKind> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ErrorKind::FaceImageRequired);
+    }
+    let top: Top<'_> = serde_json::from_slice(body).map_err(|_| ErrorKind::MalformedJson)?;
+    let Top::Object { face, others } = top else {
+        return Err(ErrorKind::NotAnObject);
+    };
+    match face {
+        Face::Missing | Face::Null => Err(ErrorKind::FaceImageRequired),
+        Face::NotString => Err(ErrorKind::FaceImageNotString),
+        Face::Duplicate => Err(ErrorKind::DuplicateFaceImage),
+        Face::Str(s) if s.is_empty() => Err(ErrorKind::FaceImageRequired),
+        Face::Str(s) => {
+            let forwardable = !others && matches!(s, Cow::Borrowed(_));
+            Ok(FaceJson {
+                image: s,
+                forwardable,
+            })
+        }
+    }
+}
+
+enum Top<'a> {
+    NotObject,
+    Object { face: Face<'a>, others: bool },
+}
+
+enum Face<'a> {
+    Missing,
+    Null,
+    Str(Cow<'a, str>),
+    NotString,
+    Duplicate,
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TopVisitor)
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut face = Face::Missing;
+        let mut others = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "faceImage" {
+                face = match face {
+                    Face::Missing => map.next_value::<Face<'de>>()?,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                        Face::Duplicate
+                    }
+                };
+            } else {
+                map.next_value::<IgnoredAny>()?;
+                others = true;
+            }
+        }
+        Ok(Top::Object { face, others })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::NotObject)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+}
+
+impl<'de> Deserialize<'de> for Face<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FaceVisitor)
+    }
+}
+
+struct FaceVisitor;
+
+impl<'de> Visitor<'de> for FaceVisitor {
+    type Value = Face<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a base64 string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Face::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Face::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Face::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Face::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Face::Null)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Face::NotString)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Face::NotString)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Face::NotString)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Face::NotString)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Face::NotString)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Face::NotString)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(body: &str) -> ErrorKind {
+        parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn borrowed_and_forwardable_when_alone() {
+        let f = parse(br#"{"faceImage":"QUJD"}"#).unwrap();
+        assert!(matches!(f.image, Cow::Borrowed("QUJD")));
+        assert!(f.forwardable);
+    }
+
+    #[test]
+    fn escapes_or_other_members_are_not_forwarded_as_is() {
+        let f = parse(br#"{"faceImage":"QU\/D"}"#).unwrap();
+        assert_eq!(f.image, "QU/D");
+        assert!(!f.forwardable);
+        let f = parse(br#"{"faceImage":"QUJD","extra":[1,{"a":2}]}"#).unwrap();
+        assert_eq!(f.image, "QUJD");
+        assert!(!f.forwardable);
+    }
+
+    #[test]
+    fn bad_shapes() {
+        assert_eq!(kind(""), ErrorKind::FaceImageRequired);
+        assert_eq!(kind("  \n"), ErrorKind::FaceImageRequired);
+        assert_eq!(kind("{}"), ErrorKind::FaceImageRequired);
+        assert_eq!(kind(r#"{"faceImage":null}"#), ErrorKind::FaceImageRequired);
+        assert_eq!(kind(r#"{"faceImage":""}"#), ErrorKind::FaceImageRequired);
+        assert_eq!(kind(r#"{"faceImage":12}"#), ErrorKind::FaceImageNotString);
+        assert_eq!(kind(r#"{"faceImage":["a"]}"#), ErrorKind::FaceImageNotString);
+        assert_eq!(kind(r#"{"faceImage":{"a":1}}"#), ErrorKind::FaceImageNotString);
+        assert_eq!(kind(r#"{"faceImage":true}"#), ErrorKind::FaceImageNotString);
+        assert_eq!(kind(r#"{"faceImage":"QUJD","faceImage":"QUJD"}"#), ErrorKind::DuplicateFaceImage);
+        assert_eq!(kind(r#"{"faceImage":null,"faceImage":"QUJD"}"#), ErrorKind::DuplicateFaceImage);
+        assert_eq!(kind(r#"{"face\u0049mage":"QUJD","faceImage":"QUJD"}"#), ErrorKind::DuplicateFaceImage);
+        assert_eq!(kind("[1,2]"), ErrorKind::NotAnObject);
+        assert_eq!(kind(r#""QUJD""#), ErrorKind::NotAnObject);
+        assert_eq!(kind("42"), ErrorKind::NotAnObject);
+        assert_eq!(kind("null"), ErrorKind::NotAnObject);
+        assert_eq!(kind("{"), ErrorKind::MalformedJson);
+        assert_eq!(kind(r#"{"faceImage":"QUJD"} trailing"#), ErrorKind::MalformedJson);
+        assert_eq!(kind("{'faceImage':'x'}"), ErrorKind::MalformedJson);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(kind(&deep), ErrorKind::MalformedJson);
+        let deep = format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(kind(&deep), ErrorKind::MalformedJson);
+        let deep = format!(r#"{{"faceImage":{}1{}}}"#, "{\"a\":".repeat(50_000), "}".repeat(50_000));
+        assert_eq!(kind(&deep), ErrorKind::MalformedJson);
+    }
+}
