@@ -1,0 +1,78 @@
+//! The vendor client against the real simulator.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use livegate_core::ErrorKind;
+use livegate_stub::{Faults, StubConfig};
+use livegate_upstream::{UpstreamError, VendorClient, VendorSettings};
+
+const KEY: &str = "upstream-test-key";
+
+fn settings(base_url: String) -> VendorSettings {
+    VendorSettings {
+        base_url,
+        api_key: KEY.into(),
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+        max_response_bytes: 1024 * 1024,
+        http2_prior_knowledge: false,
+        pool_idle_timeout: Duration::from_secs(30),
+    }
+}
+
+fn body() -> Bytes {
+    let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/face-320x240.jpg")).unwrap();
+    Bytes::from(format!(r#"{{"faceImage":"{}"}}"#, livegate_payload::encode_canonical(&jpeg)))
+}
+
+#[tokio::test]
+async fn success_reports_transaction_and_score() {
+    let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
+    let client = VendorClient::new(&settings(format!("{}/", stub.base_url()))).unwrap();
+    let r = client.call(body()).await.unwrap();
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(r.transaction_id.as_deref(), v["transactionId"].as_str());
+    assert_eq!(r.liveness_score, v["result"]["liveness_score"].as_f64());
+    assert_eq!(stub.last_headers().unwrap()["x-api-key"], KEY);
+    // Pooled: a second call works on the same client.
+    assert!(client.call(body()).await.is_ok());
+    assert_eq!(stub.calls(), 2);
+}
+
+#[tokio::test]
+async fn oversized_answer_is_a_bad_response() {
+    let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
+    let mut s = settings(stub.base_url());
+    s.max_response_bytes = 16;
+    let err = VendorClient::new(&s).unwrap().call(body()).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::BadResponse(_)), "{err}");
+    assert_eq!(err.kind(), ErrorKind::VendorBadResponse);
+}
+
+#[tokio::test]
+async fn timeout_covers_the_whole_exchange() {
+    let stub = livegate_stub::spawn(StubConfig {
+        faults: Faults {
+            timeout_rate: 1.0,
+            hang: Duration::from_secs(30),
+            ..Faults::default()
+        },
+        ..StubConfig::new(KEY)
+    })
+    .await
+    .unwrap();
+    let mut s = settings(stub.base_url());
+    s.timeout = Duration::from_millis(200);
+    let err = VendorClient::new(&s).unwrap().call(body()).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Timeout), "{err}");
+    assert_eq!(err.kind(), ErrorKind::VendorTimeout);
+}
+
+#[test]
+fn bad_urls_are_refused_and_the_key_is_not_in_debug() {
+    assert!(VendorClient::new(&settings("ftp://x".into())).is_err());
+    assert!(VendorClient::new(&settings("not a url".into())).is_err());
+    assert!(!format!("{:?}", settings("http://x".into())).contains(KEY));
+}

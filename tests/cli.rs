@@ -1,0 +1,157 @@
+//! The command line: check-config, keys, tenants, stub.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LIVEGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let o = run(&["check-config", "--config", &repo("config/livegate.example.toml")], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("[server]") && out.contains("body_limit_bytes = 10485760"), "{out}");
+    assert!(out.contains("EMBEDDED DEFAULT"));
+}
+
+#[test]
+fn check_config_redacts_secrets_and_applies_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("vendor-key");
+    std::fs::write(&key_file, "vendor-secret-from-file\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[vendor]\nbase_url = \"https://vendor.example\"\napi_key_file = {:?}\n[auth]\npepper = \"pepper-value-0123456789\"\n",
+            key_file
+        ),
+    )
+    .unwrap();
+    let o = run(
+        &["check-config", "--config", cfg.to_str().unwrap()],
+        &[("LIVEGATE_VENDOR__TIMEOUT_MS", "1234")],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("timeout_ms = 1234"), "{out}");
+    assert!(out.contains("[redacted]"));
+    assert!(!out.contains("vendor-secret-from-file"), "{out}");
+    assert!(!out.contains("pepper-value-0123456789"), "{out}");
+}
+
+#[test]
+fn check_config_names_unknown_keys_and_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[server]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap();
+    let o = run(&["check-config", "--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("listen_addr"), "{}", text(&o));
+
+    std::fs::write(&cfg, "[vendor]\nbase_url = \"https://v.example\"\n[images]\nmin_width = 0\n").unwrap();
+    let o = run(&["check-config", "--config", cfg.to_str().unwrap()], &[]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    for needle in ["vendor.api_key", "auth.pepper", "min_width"] {
+        assert!(out.contains(needle), "{needle} missing:\n{out}");
+    }
+
+    let o = run(&["check-config"], &[("LIVEGATE_SERVER__NOPE", "1")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("nope"), "{}", text(&o));
+}
+
+/// The operator's flow: `keys new` prints a key and config lines; a
+/// gateway configured with those lines accepts that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_new_makes_a_key_the_gateway_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.toml");
+    std::fs::write(&base, format!("[auth]\npepper = \"{PEPPER}\"\n")).unwrap();
+    let o = run(
+        &["keys", "new", "--config", base.to_str().unwrap(), "--tenant", "acme"],
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", text(&o));
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("key line")
+        .to_owned();
+    assert!(key.starts_with("lvg_"));
+    let snippet = &out[out.find("[[tenants.keys]]").expect("config lines")..];
+    assert!(!snippet.contains(&key), "the config lines must not hold the key");
+
+    let cfg = format!("[auth]\npepper = \"{PEPPER}\"\n[[tenants]]\nid = \"acme\"\n{snippet}");
+    let gw = Proc::serve(Some(&cfg), &[]);
+    let r = send(
+        &gw.url("/modules/liveness"),
+        "POST",
+        &[("x-api-key", key.as_str()), ("content-type", "image/jpeg")],
+        testdata("face-320x240.jpg"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // tenants list shows the key id, never the key or its hash.
+    let path = dir.path().join("full.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let o = run(&["tenants", "list", "--config", path.to_str().unwrap()], &[]);
+    let listed = text(&o);
+    let kid = key.split('_').nth(1).unwrap();
+    assert!(listed.contains("acme") && listed.contains(kid), "{listed}");
+    assert!(!listed.contains(&key));
+
+    // Without a pepper there is no way to make a usable hash.
+    let o = run(&["keys", "new", "--tenant", "acme"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("auth.pepper"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stub_runs_as_its_own_strict_server() {
+    let stub = Proc::stub(&[("LIVEGATE_SIMULATOR__API_KEY", "stub-key-123")]);
+    let url = stub.url("/modules/liveness");
+    let jpeg = b64(&testdata("face-320x240.jpg"));
+    let h = [("content-type", "application/json"), ("x-api-key", "stub-key-123")];
+    let ok = send(&url, "POST", &h, face_json(&jpeg)).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let tx = ok.json()["transactionId"].as_str().unwrap().to_owned();
+    assert!(tx.len() == 13 && tx.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    let prefixed = send(&url, "POST", &h, face_json(&format!("data:image/jpeg;base64,{jpeg}"))).await;
+    assert_eq!(prefixed.error_code(), 1017);
+    let missing = send(&url, "POST", &h, "{}").await;
+    assert_eq!(missing.error_code(), 1016);
+    let wrong = send(&url, "POST", &[("content-type", "application/json"), ("x-api-key", "nope")], face_json(&jpeg)).await;
+    assert_eq!(wrong.status, 401);
+}

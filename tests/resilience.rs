@@ -1,0 +1,211 @@
+//! Vendor failures, HTTP/2 to the vendor, shutdown and the embedded default.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use livegate_stub::{Faults, StubConfig};
+
+const VENDOR_KEY: &str = "vendor-key-resilience-77";
+
+/// The gateway from the library, on a real socket in this process.
+async fn gateway_in_process(config: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config).unwrap();
+    let cfg = livegate_config::load(Some(file.path()), Vec::new()).unwrap();
+    let rt = livegate::runtime::build(&cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = livegate::gateway::router(&rt.gateway);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let health = rt.gateway.health.clone();
+    tokio::spawn(async move {
+        let _rt = rt;
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        livegate::server::serve(listener, app, health, shutdown, Duration::from_secs(5))
+            .await
+            .unwrap();
+    });
+    (format!("http://{addr}/modules/liveness"), tx)
+}
+
+fn config(vendor: &str, vendor_key: &str, key: &TestKey, extra_vendor: &str) -> String {
+    let extra_vendor = if extra_vendor.contains("timeout_ms") {
+        extra_vendor.to_owned()
+    } else {
+        format!("timeout_ms = 600\n{extra_vendor}")
+    };
+    format!(
+        "[vendor]\nbase_url = \"{vendor}\"\napi_key = \"{vendor_key}\"\n{extra_vendor}\n[auth]\npepper = \"{PEPPER}\"\n{}",
+        tenant_block("acme", false, &[(key, None, false)])
+    )
+}
+
+fn image_body() -> String {
+    face_json(&b64(&testdata("face-320x240.jpg")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_failures_become_documented_gateway_errors() {
+    let key = make_key();
+    let faults = |f: fn(&mut Faults)| {
+        let mut faults = Faults {
+            hang: Duration::from_secs(30),
+            ..Faults::default()
+        };
+        f(&mut faults);
+        faults
+    };
+    let cases: Vec<(&str, Faults, u16, Option<i64>)> = vec![
+        ("reset", faults(|f| f.reset_rate = 1.0), 502, Some(50201)),
+        ("timeout", faults(|f| f.timeout_rate = 1.0), 504, Some(50401)),
+        ("malformed body", faults(|f| f.malformed_rate = 1.0), 502, Some(50202)),
+        // A vendor 5xx with a JSON body is the vendor's answer: passed through.
+        ("vendor 503", faults(|f| f.server_error_rate = 1.0), 503, None),
+        // The vendor's own 1017 is passed through unchanged.
+        ("vendor 1017", faults(|f| f.error_rate = 1.0), 400, Some(1017)),
+    ];
+    for (name, faults, status, code) in cases {
+        let stub = livegate_stub::spawn(StubConfig {
+            faults,
+            ..StubConfig::new(VENDOR_KEY)
+        })
+        .await
+        .unwrap();
+        let (url, _stop) = gateway_in_process(&config(&stub.base_url(), VENDOR_KEY, &key, "")).await;
+        let r = post_json(&url, Some(&key.plaintext), image_body()).await;
+        assert_eq!(r.status.as_u16(), status, "{name}: {:?}", r.body);
+        let v = r.json();
+        assert_eq!(v["errorCode"].as_i64(), code, "{name}: {v}");
+        if code.is_some_and(|c| c > 10_000) {
+            assert!(v["requestId"].is_string(), "{name}");
+        }
+        assert_eq!(stub.calls(), 1, "{name}: exactly one vendor call, no retries");
+    }
+
+    // The vendor refuses the gateway's key: the operator's problem, not
+    // the client's, so never a 401 to the client.
+    let stub = livegate_stub::spawn(StubConfig::new("the-real-vendor-key")).await.unwrap();
+    let (url, _stop) = gateway_in_process(&config(&stub.base_url(), "a-wrong-vendor-key", &key, "")).await;
+    let r = post_json(&url, Some(&key.plaintext), image_body()).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (502, 50203));
+
+    // Nothing listens: unreachable.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (url, _stop) = gateway_in_process(&config(&format!("http://{closed}"), VENDOR_KEY, &key, "")).await;
+    let r = post_json(&url, Some(&key.plaintext), image_body()).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (502, 50201));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_to_the_vendor() {
+    let key = make_key();
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY)).await.unwrap();
+    let (url, _stop) = gateway_in_process(&config(
+        &stub.base_url(),
+        VENDOR_KEY,
+        &key,
+        "http2_prior_knowledge = true",
+    ))
+    .await;
+    // An h2-only client cannot talk to an HTTP/1.1-only server, so success
+    // here means the call went over h2c.
+    for _ in 0..3 {
+        let r = post_json(&url, Some(&key.plaintext), image_body()).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert_eq!(stub.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let key = make_key();
+    let stub = livegate_stub::spawn(StubConfig {
+        latency: Duration::from_millis(1500),
+        ..StubConfig::new(VENDOR_KEY)
+    })
+    .await
+    .unwrap();
+    let mut gw = Proc::serve(Some(&config(&stub.base_url(), VENDOR_KEY, &key, "timeout_ms = 20000")), &[]);
+    let url = gw.url("/modules/liveness");
+    let plaintext = key.plaintext.clone();
+    let in_flight = tokio::spawn(async move { post_json(&url, Some(&plaintext), image_body()).await });
+    // Wait until the vendor has the request, then ask the gateway to stop.
+    while stub.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let s = gw.terminate();
+        (s, gw.output())
+    })
+    .await
+    .unwrap();
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200, "the in-flight request must complete: {:?}", r.body);
+    assert!(status.0.success(), "exit status {:?}\n{}", status.0, status.1);
+    assert!(status.1.contains("SIGTERM received"));
+    assert!(status.1.contains("drained"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_time_bounds_shutdown() {
+    let key = make_key();
+    // The vendor would take two minutes; the drain allows 200 ms.
+    let stub = livegate_stub::spawn(StubConfig {
+        latency: Duration::from_secs(120),
+        ..StubConfig::new(VENDOR_KEY)
+    })
+    .await
+    .unwrap();
+    let cfg = format!(
+        "{}\n",
+        config(&stub.base_url(), VENDOR_KEY, &key, "timeout_ms = 300000")
+    );
+    let mut gw = Proc::serve(Some(&cfg), &[("LIVEGATE_SERVER__DRAIN_TIMEOUT_MS", "200")]);
+    let url = gw.url("/modules/liveness");
+    let plaintext = key.plaintext.clone();
+    let _in_flight = tokio::spawn(async move { post_json(&url, Some(&plaintext), image_body()).await });
+    while stub.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // terminate() fails the test if the process is still up after 30 s.
+    let (status, out) = tokio::task::spawn_blocking(move || (gw.terminate(), gw.output()))
+        .await
+        .unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("drain time over"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_default_answers_with_the_printed_dev_key() {
+    // No configuration at all: what a newcomer runs.
+    let gw = Proc::serve(None, &[]);
+    let out = gw.output();
+    assert!(out.contains("EMBEDDED DEFAULT"), "{out}");
+    let dev_key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("lvg_") && w.len() == livegate_auth::key::KEY_LEN)
+        .expect("a development key is printed")
+        .to_owned();
+    let url = gw.url("/modules/liveness");
+    let jpeg = testdata("face-320x240.jpg");
+    let r = send(&url, "POST", &[("x-api-key", dev_key.as_str()), ("content-type", "image/jpeg")], jpeg.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.json()["result"]["liveness_score"].as_u64(),
+        Some(u64::from(livegate_stub::liveness_score(&jpeg)))
+    );
+    let r = post_json(&url, Some(&dev_key), face_json("not base64 at all!")).await;
+    assert_eq!(r.error_code(), 42201);
+    let r = send(&gw.url("/readyz"), "GET", &[], Vec::new()).await;
+    assert_eq!(r.json()["mode"], "embedded");
+    // The key is shown once, in the banner, and never again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gw.output().matches(&dev_key).count(), 1);
+}
