@@ -34,10 +34,20 @@ fn repo(path: &str) -> String {
 
 #[test]
 fn the_example_config_is_valid() {
-    let o = run(&["check-config", "--config", &repo("config/livegate.example.toml")], &[]);
+    let o = run(
+        &[
+            "check-config",
+            "--config",
+            &repo("config/livegate.example.toml"),
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("[server]") && out.contains("body_limit_bytes = 10485760"), "{out}");
+    assert!(
+        out.contains("[server]") && out.contains("body_limit_bytes = 10485760"),
+        "{out}"
+    );
     assert!(out.contains("EMBEDDED DEFAULT"));
 }
 
@@ -76,7 +86,11 @@ fn check_config_names_unknown_keys_and_every_problem() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("listen_addr"), "{}", text(&o));
 
-    std::fs::write(&cfg, "[vendor]\nbase_url = \"https://v.example\"\n[images]\nmin_width = 0\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[vendor]\nbase_url = \"https://v.example\"\n[images]\nmin_width = 0\n",
+    )
+    .unwrap();
     let o = run(&["check-config", "--config", cfg.to_str().unwrap()], &[]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(2));
@@ -97,7 +111,14 @@ async fn keys_new_makes_a_key_the_gateway_accepts() {
     let base = dir.path().join("base.toml");
     std::fs::write(&base, format!("[auth]\npepper = \"{PEPPER}\"\n")).unwrap();
     let o = run(
-        &["keys", "new", "--config", base.to_str().unwrap(), "--tenant", "acme"],
+        &[
+            "keys",
+            "new",
+            "--config",
+            base.to_str().unwrap(),
+            "--tenant",
+            "acme",
+        ],
         &[],
     );
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -110,7 +131,10 @@ async fn keys_new_makes_a_key_the_gateway_accepts() {
         .to_owned();
     assert!(key.starts_with("lvg_"));
     let snippet = &out[out.find("[[tenants.keys]]").expect("config lines")..];
-    assert!(!snippet.contains(&key), "the config lines must not hold the key");
+    assert!(
+        !snippet.contains(&key),
+        "the config lines must not hold the key"
+    );
 
     let cfg = format!("[auth]\npepper = \"{PEPPER}\"\n[[tenants]]\nid = \"acme\"\n{snippet}");
     let gw = Proc::serve(Some(&cfg), &[]);
@@ -126,7 +150,10 @@ async fn keys_new_makes_a_key_the_gateway_accepts() {
     // tenants list shows the key id, never the key or its hash.
     let path = dir.path().join("full.toml");
     std::fs::write(&path, &cfg).unwrap();
-    let o = run(&["tenants", "list", "--config", path.to_str().unwrap()], &[]);
+    let o = run(
+        &["tenants", "list", "--config", path.to_str().unwrap()],
+        &[],
+    );
     let listed = text(&o);
     let kid = key.split('_').nth(1).unwrap();
     assert!(listed.contains("acme") && listed.contains(kid), "{listed}");
@@ -143,15 +170,35 @@ async fn stub_runs_as_its_own_strict_server() {
     let stub = Proc::stub(&[("LIVEGATE_SIMULATOR__API_KEY", "stub-key-123")]);
     let url = stub.url("/modules/liveness");
     let jpeg = b64(&testdata("face-320x240.jpg"));
-    let h = [("content-type", "application/json"), ("x-api-key", "stub-key-123")];
+    let h = [
+        ("content-type", "application/json"),
+        ("x-api-key", "stub-key-123"),
+    ];
     let ok = send(&url, "POST", &h, face_json(&jpeg)).await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     let tx = ok.json()["transactionId"].as_str().unwrap().to_owned();
-    assert!(tx.len() == 13 && tx.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
-    let prefixed = send(&url, "POST", &h, face_json(&format!("data:image/jpeg;base64,{jpeg}"))).await;
+    assert!(
+        tx.len() == 13
+            && tx
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    );
+    let prefixed = send(
+        &url,
+        "POST",
+        &h,
+        face_json(&format!("data:image/jpeg;base64,{jpeg}")),
+    )
+    .await;
     assert_eq!(prefixed.error_code(), 1017);
     let missing = send(&url, "POST", &h, "{}").await;
     assert_eq!(missing.error_code(), 1016);
-    let wrong = send(&url, "POST", &[("content-type", "application/json"), ("x-api-key", "nope")], face_json(&jpeg)).await;
+    let wrong = send(
+        &url,
+        "POST",
+        &[("content-type", "application/json"), ("x-api-key", "nope")],
+        face_json(&jpeg),
+    )
+    .await;
     assert_eq!(wrong.status, 401);
 }

@@ -19,7 +19,9 @@ struct World {
 }
 
 async fn world() -> World {
-    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY)).await.unwrap();
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
     let good = make_key();
     let disabled = make_key();
     let expired = make_key();
@@ -93,7 +95,11 @@ async fn end_to_end_against_the_strict_simulator() {
     assert_eq!(r.headers["x-transaction-id"], tx);
     assert!(!r.headers["x-request-id"].is_empty());
     assert_eq!(w.stub.calls(), before + 1);
-    assert_eq!(w.stub.last_body().unwrap(), body.as_bytes(), "canonical body must be forwarded byte-identical");
+    assert_eq!(
+        w.stub.last_body().unwrap(),
+        body.as_bytes(),
+        "canonical body must be forwarded byte-identical"
+    );
 
     // The vendor sees the vendor key and never the tenant key.
     let seen = w.stub.last_headers().unwrap();
@@ -102,22 +108,34 @@ async fn end_to_end_against_the_strict_simulator() {
     for (name, value) in &seen {
         let value = String::from_utf8_lossy(value.as_bytes());
         assert!(!value.contains(key), "tenant key forwarded in {name}");
-        assert!(!value.contains(&w.good.kid), "tenant key id forwarded in {name}");
+        assert!(
+            !value.contains(&w.good.kid),
+            "tenant key id forwarded in {name}"
+        );
     }
 
     // Non-canonical variants: refused by the strict simulator directly,
     // accepted through the gateway, which forwards the canonical form.
     let wrapped = mime_wrap(&canonical);
     let variants = [
-        ("data-uri prefix", format!("data:image/jpeg;base64,{canonical}")),
+        (
+            "data-uri prefix",
+            format!("data:image/jpeg;base64,{canonical}"),
+        ),
         ("bare prefix", format!("image/jpeg;base64,{canonical}")),
         ("mime line-wrapped", wrapped.clone()),
-        ("lf-wrapped with spaces", format!("  {}  ", wrapped.replace("\r\n", "\n "))),
+        (
+            "lf-wrapped with spaces",
+            format!("  {}  ", wrapped.replace("\r\n", "\n ")),
+        ),
         ("url-safe", url_safe(&canonical)),
         ("unpadded", canonical.trim_end_matches('=').to_owned()),
         (
             "everything at once",
-            format!("data:image/jpeg;base64,{}", mime_wrap(&url_safe(canonical.trim_end_matches('=')))),
+            format!(
+                "data:image/jpeg;base64,{}",
+                mime_wrap(&url_safe(canonical.trim_end_matches('=')))
+            ),
         ),
     ];
     let vendor_url = w.stub.liveness_url();
@@ -127,15 +145,26 @@ async fn end_to_end_against_the_strict_simulator() {
         let direct = send(
             &vendor_url,
             "POST",
-            &[("content-type", "application/json"), ("x-api-key", VENDOR_KEY)],
+            &[
+                ("content-type", "application/json"),
+                ("x-api-key", VENDOR_KEY),
+            ],
             body.clone(),
         )
         .await;
-        assert_eq!(direct.error_code(), 1017, "{name}: the simulator must refuse it directly");
+        assert_eq!(
+            direct.error_code(),
+            1017,
+            "{name}: the simulator must refuse it directly"
+        );
 
         let r = post_json(&url, Some(key), body).await;
         assert_eq!(r.status, 200, "{name}: {:?}", r.body);
-        assert_eq!(r.json()["result"]["liveness_score"].as_u64(), Some(score), "{name}");
+        assert_eq!(
+            r.json()["result"]["liveness_score"].as_u64(),
+            Some(score),
+            "{name}"
+        );
         assert_eq!(
             w.stub.last_body().unwrap(),
             face_json(&canonical).as_bytes(),
@@ -145,31 +174,70 @@ async fn end_to_end_against_the_strict_simulator() {
 
     // Authorization: Bearer works too.
     let bearer = format!("Bearer {key}");
-    let r = send(&url, "POST", &[("authorization", bearer.as_str()), ("content-type", "application/json")], face_json(&canonical)).await;
+    let r = send(
+        &url,
+        "POST",
+        &[
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+        ],
+        face_json(&canonical),
+    )
+    .await;
     assert_eq!(r.status, 200);
 
     // Other formats: PNG, WebP (lossy, lossless, extended), raw bodies, multipart.
-    for f in ["face-320x240.png", "face-320x240.webp", "face-320x240-lossless.webp", "face-320x240-alpha.webp", "face-640x480.jpg"] {
+    for f in [
+        "face-320x240.png",
+        "face-320x240.webp",
+        "face-320x240-lossless.webp",
+        "face-320x240-alpha.webp",
+        "face-640x480.jpg",
+    ] {
         let img = testdata(f);
         let r = post_json(&url, Some(key), face_json(&b64(&img))).await;
         assert_eq!(r.status, 200, "{f}: {:?}", r.body);
     }
-    for (f, ct) in [("face-320x240.jpg", "image/jpeg"), ("face-320x240.png", "image/png")] {
+    for (f, ct) in [
+        ("face-320x240.jpg", "image/jpeg"),
+        ("face-320x240.png", "image/png"),
+    ] {
         let img = testdata(f);
-        let r = send(&url, "POST", &[("x-api-key", key), ("content-type", ct)], img.clone()).await;
+        let r = send(
+            &url,
+            "POST",
+            &[("x-api-key", key), ("content-type", ct)],
+            img.clone(),
+        )
+        .await;
         assert_eq!(r.status, 200, "raw {ct}: {:?}", r.body);
-        assert_eq!(w.stub.last_body().unwrap(), face_json(&b64(&img)).as_bytes());
+        assert_eq!(
+            w.stub.last_body().unwrap(),
+            face_json(&b64(&img)).as_bytes()
+        );
     }
     let boundary = "XyZ-boundary-123";
     let mut form = Vec::new();
-    form.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n").as_bytes());
+    form.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n")
+            .as_bytes(),
+    );
     form.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"faceImage\"; filename=\"me.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes());
     form.extend_from_slice(&jpeg);
     form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let ct = format!("multipart/form-data; boundary={boundary}");
-    let r = send(&url, "POST", &[("x-api-key", key), ("content-type", ct.as_str())], form).await;
+    let r = send(
+        &url,
+        "POST",
+        &[("x-api-key", key), ("content-type", ct.as_str())],
+        form,
+    )
+    .await;
     assert_eq!(r.status, 200, "multipart: {:?}", r.body);
-    assert_eq!(w.stub.last_body().unwrap(), face_json(&canonical).as_bytes());
+    assert_eq!(
+        w.stub.last_body().unwrap(),
+        face_json(&canonical).as_bytes()
+    );
 
     // --- Bad input: each a documented 4xx, none forwarded ----------------
     let calls_before_bad = w.stub.calls();
@@ -181,10 +249,16 @@ async fn end_to_end_against_the_strict_simulator() {
     let wide = testdata("wide-9000x200.png");
     let unknown = make_key();
     let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let nested_in_object = format!(r#"{{"faceImage":"{canonical}","x":{}1{}}}"#, "{\"a\":".repeat(5_000), "}".repeat(5_000));
+    let nested_in_object = format!(
+        r#"{{"faceImage":"{canonical}","x":{}1{}}}"#,
+        "{\"a\":".repeat(5_000),
+        "}".repeat(5_000)
+    );
     let json = "application/json";
 
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16, i64)> = vec![
+    // (name, headers, body, HTTP status, errorCode)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16, i64);
+    let cases: Vec<Case<'_>> = vec![
         ("no key", vec![("content-type", json.into())], face_json(&canonical).into(), 401, 40101),
         ("empty key", vec![("content-type", json.into()), ("x-api-key", String::new())], face_json(&canonical).into(), 401, 40101),
         ("unknown key", vec![("content-type", json.into()), ("x-api-key", unknown.plaintext.clone())], face_json(&canonical).into(), 401, 40102),
@@ -224,31 +298,46 @@ async fn end_to_end_against_the_strict_simulator() {
     for (name, headers, body, status, code) in cases {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = send(&url, "POST", &h, body).await;
-        assert_eq!(r.status.as_u16(), status, "{name}: {:?}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status.as_u16(),
+            status,
+            "{name}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
         let v = r.json();
         assert_eq!(v["errorCode"].as_i64(), Some(code), "{name}: {v}");
-        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}");
-        assert_eq!(v["requestId"].as_str(), r.headers["x-request-id"].to_str().ok(), "{name}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{name}"
+        );
+        assert_eq!(
+            v["requestId"].as_str(),
+            r.headers["x-request-id"].to_str().ok(),
+            "{name}"
+        );
     }
 
     // Body limit by streaming: chunked, no Content-Length, 12 MiB.
     let addr = w.gw.addr;
     let chunk = vec![b'A'; 1024 * 1024];
-    let mut chunks: Vec<Vec<u8>> = Vec::new();
-    chunks.push(b"100000\r\n".to_vec()); // one chunk of 0x100000 = 1 MiB
+    let chunk_size_line = b"100000\r\n"; // 0x100000 = 1 MiB
     let head = format!(
         "POST /modules/liveness HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
     );
     let mut body: Vec<u8> = Vec::new();
     body.extend_from_slice(b"e\r\n{\"faceImage\":\"\r\n");
     for _ in 0..12 {
-        body.extend_from_slice(&chunks[0]);
+        body.extend_from_slice(chunk_size_line);
         body.extend_from_slice(&chunk);
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(b"0\r\n\r\n");
     let out = raw_exchange(addr, &head, &[&body]).await;
-    assert!(out.starts_with("HTTP/1.1 413"), "chunked over the limit: {}", &out[..out.len().min(300)]);
+    assert!(
+        out.starts_with("HTTP/1.1 413"),
+        "chunked over the limit: {}",
+        &out[..out.len().min(300)]
+    );
     assert!(out.contains("41301"));
 
     // A declared Content-Length over the limit is refused before any body byte is sent.
@@ -256,7 +345,10 @@ async fn end_to_end_against_the_strict_simulator() {
         "POST /modules/liveness HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: 50000000\r\n\r\n"
     );
     let out = raw_exchange(addr, &head, &[]).await;
-    assert!(out.starts_with("HTTP/1.1 413"), "declared over the limit: {out}");
+    assert!(
+        out.starts_with("HTTP/1.1 413"),
+        "declared over the limit: {out}"
+    );
 
     // A Content-Length that lies low: the body is what it declares (a cut
     // JSON document), the rest is never read as body: a 400, not a 500.
@@ -265,7 +357,11 @@ async fn end_to_end_against_the_strict_simulator() {
         "POST /modules/liveness HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n"
     );
     let out = raw_exchange(addr, &head, &[big.as_bytes()]).await;
-    assert!(out.starts_with("HTTP/1.1 400"), "lying low content-length: {}", &out[..out.len().min(300)]);
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "lying low content-length: {}",
+        &out[..out.len().min(300)]
+    );
     assert!(out.contains("40001"));
 
     // A Content-Length that lies high: the client stops early.
@@ -279,13 +375,21 @@ async fn end_to_end_against_the_strict_simulator() {
         s.write_all(b"{\"faceImage\":\"QUJD").await.unwrap();
         s.shutdown().await.unwrap();
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
         String::from_utf8_lossy(&buf).into_owned()
     };
-    assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "lying high content-length: {out}");
+    assert!(
+        out.is_empty() || out.starts_with("HTTP/1.1 400"),
+        "lying high content-length: {out}"
+    );
     assert!(!out.contains(" 500 "));
 
-    assert_eq!(w.stub.calls(), calls_before_bad, "a bad request reached the vendor");
+    assert_eq!(
+        w.stub.calls(),
+        calls_before_bad,
+        "a bad request reached the vendor"
+    );
 
     // Unknown route and method: JSON errors too.
     let r = send(&w.gw.url("/nope"), "GET", &[], Vec::new()).await;
@@ -294,10 +398,22 @@ async fn end_to_end_against_the_strict_simulator() {
     assert_eq!((r.status.as_u16(), r.error_code()), (405, 40501));
 
     // A client's plain request id is kept; an unsafe one is replaced.
-    let r = send(&url, "POST", &[("x-request-id", "client-id-42")], Vec::new()).await;
+    let r = send(
+        &url,
+        "POST",
+        &[("x-request-id", "client-id-42")],
+        Vec::new(),
+    )
+    .await;
     assert_eq!(r.headers["x-request-id"], "client-id-42");
     assert_eq!(r.json()["requestId"], "client-id-42");
-    let r = send(&url, "POST", &[("x-request-id", "<script>alert(1)</script>")], Vec::new()).await;
+    let r = send(
+        &url,
+        "POST",
+        &[("x-request-id", "<script>alert(1)</script>")],
+        Vec::new(),
+    )
+    .await;
     assert_ne!(r.headers["x-request-id"], "<script>alert(1)</script>");
     assert!(!String::from_utf8_lossy(&r.body).contains("script"));
 
@@ -313,7 +429,10 @@ async fn end_to_end_against_the_strict_simulator() {
     assert!(gw.terminate().success());
     let output = gw.output();
     assert!(output.contains("livegate listening"), "output was captured");
-    assert!(output.contains("authentication refused"), "refusals are logged (without keys)");
+    assert!(
+        output.contains("authentication refused"),
+        "refusals are logged (without keys)"
+    );
     let mut secrets = vec![
         ("vendor key", VENDOR_KEY.to_owned()),
         ("pepper", PEPPER.to_owned()),
@@ -329,11 +448,21 @@ async fn end_to_end_against_the_strict_simulator() {
         secrets.push((name, secret));
     }
     // Any 32-character window of the image's base64 (canonical and URL-safe).
-    for (i, window) in [(0, 32), (canonical.len() / 2, 32), (canonical.len() - 40, 32)] {
+    for (i, window) in [
+        (0, 32),
+        (canonical.len() / 2, 32),
+        (canonical.len() - 40, 32),
+    ] {
         secrets.push(("image base64", canonical[i..i + window].to_owned()));
-        secrets.push(("image base64 (url-safe)", url_safe(&canonical[i..i + window])));
+        secrets.push((
+            "image base64 (url-safe)",
+            url_safe(&canonical[i..i + window]),
+        ));
     }
     for (name, s) in &secrets {
-        assert!(!output.contains(s.as_str()), "the {name} appears in the process output");
+        assert!(
+            !output.contains(s.as_str()),
+            "the {name} appears in the process output"
+        );
     }
 }

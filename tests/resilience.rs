@@ -61,12 +61,32 @@ async fn vendor_failures_become_documented_gateway_errors() {
     };
     let cases: Vec<(&str, Faults, u16, Option<i64>)> = vec![
         ("reset", faults(|f| f.reset_rate = 1.0), 502, Some(50201)),
-        ("timeout", faults(|f| f.timeout_rate = 1.0), 504, Some(50401)),
-        ("malformed body", faults(|f| f.malformed_rate = 1.0), 502, Some(50202)),
+        (
+            "timeout",
+            faults(|f| f.timeout_rate = 1.0),
+            504,
+            Some(50401),
+        ),
+        (
+            "malformed body",
+            faults(|f| f.malformed_rate = 1.0),
+            502,
+            Some(50202),
+        ),
         // A vendor 5xx with a JSON body is the vendor's answer: passed through.
-        ("vendor 503", faults(|f| f.server_error_rate = 1.0), 503, None),
+        (
+            "vendor 503",
+            faults(|f| f.server_error_rate = 1.0),
+            503,
+            None,
+        ),
         // The vendor's own 1017 is passed through unchanged.
-        ("vendor 1017", faults(|f| f.error_rate = 1.0), 400, Some(1017)),
+        (
+            "vendor 1017",
+            faults(|f| f.error_rate = 1.0),
+            400,
+            Some(1017),
+        ),
     ];
     for (name, faults, status, code) in cases {
         let stub = livegate_stub::spawn(StubConfig {
@@ -75,7 +95,8 @@ async fn vendor_failures_become_documented_gateway_errors() {
         })
         .await
         .unwrap();
-        let (url, _stop) = gateway_in_process(&config(&stub.base_url(), VENDOR_KEY, &key, "")).await;
+        let (url, _stop) =
+            gateway_in_process(&config(&stub.base_url(), VENDOR_KEY, &key, "")).await;
         let r = post_json(&url, Some(&key.plaintext), image_body()).await;
         assert_eq!(r.status.as_u16(), status, "{name}: {:?}", r.body);
         let v = r.json();
@@ -83,13 +104,20 @@ async fn vendor_failures_become_documented_gateway_errors() {
         if code.is_some_and(|c| c > 10_000) {
             assert!(v["requestId"].is_string(), "{name}");
         }
-        assert_eq!(stub.calls(), 1, "{name}: exactly one vendor call, no retries");
+        assert_eq!(
+            stub.calls(),
+            1,
+            "{name}: exactly one vendor call, no retries"
+        );
     }
 
     // The vendor refuses the gateway's key: the operator's problem, not
     // the client's, so never a 401 to the client.
-    let stub = livegate_stub::spawn(StubConfig::new("the-real-vendor-key")).await.unwrap();
-    let (url, _stop) = gateway_in_process(&config(&stub.base_url(), "a-wrong-vendor-key", &key, "")).await;
+    let stub = livegate_stub::spawn(StubConfig::new("the-real-vendor-key"))
+        .await
+        .unwrap();
+    let (url, _stop) =
+        gateway_in_process(&config(&stub.base_url(), "a-wrong-vendor-key", &key, "")).await;
     let r = post_json(&url, Some(&key.plaintext), image_body()).await;
     assert_eq!((r.status.as_u16(), r.error_code()), (502, 50203));
 
@@ -98,7 +126,8 @@ async fn vendor_failures_become_documented_gateway_errors() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let (url, _stop) = gateway_in_process(&config(&format!("http://{closed}"), VENDOR_KEY, &key, "")).await;
+    let (url, _stop) =
+        gateway_in_process(&config(&format!("http://{closed}"), VENDOR_KEY, &key, "")).await;
     let r = post_json(&url, Some(&key.plaintext), image_body()).await;
     assert_eq!((r.status.as_u16(), r.error_code()), (502, 50201));
 }
@@ -106,7 +135,9 @@ async fn vendor_failures_become_documented_gateway_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_to_the_vendor() {
     let key = make_key();
-    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY)).await.unwrap();
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
     let (url, _stop) = gateway_in_process(&config(
         &stub.base_url(),
         VENDOR_KEY,
@@ -132,10 +163,19 @@ async fn sigterm_lets_in_flight_requests_finish() {
     })
     .await
     .unwrap();
-    let mut gw = Proc::serve(Some(&config(&stub.base_url(), VENDOR_KEY, &key, "timeout_ms = 20000")), &[]);
+    let mut gw = Proc::serve(
+        Some(&config(
+            &stub.base_url(),
+            VENDOR_KEY,
+            &key,
+            "timeout_ms = 20000",
+        )),
+        &[],
+    );
     let url = gw.url("/modules/liveness");
     let plaintext = key.plaintext.clone();
-    let in_flight = tokio::spawn(async move { post_json(&url, Some(&plaintext), image_body()).await });
+    let in_flight =
+        tokio::spawn(async move { post_json(&url, Some(&plaintext), image_body()).await });
     // Wait until the vendor has the request, then ask the gateway to stop.
     while stub.calls() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -147,8 +187,17 @@ async fn sigterm_lets_in_flight_requests_finish() {
     .await
     .unwrap();
     let r = in_flight.await.unwrap();
-    assert_eq!(r.status, 200, "the in-flight request must complete: {:?}", r.body);
-    assert!(status.0.success(), "exit status {:?}\n{}", status.0, status.1);
+    assert_eq!(
+        r.status, 200,
+        "the in-flight request must complete: {:?}",
+        r.body
+    );
+    assert!(
+        status.0.success(),
+        "exit status {:?}\n{}",
+        status.0,
+        status.1
+    );
     assert!(status.1.contains("SIGTERM received"));
     assert!(status.1.contains("drained"));
 }
@@ -170,7 +219,8 @@ async fn drain_time_bounds_shutdown() {
     let mut gw = Proc::serve(Some(&cfg), &[("LIVEGATE_SERVER__DRAIN_TIMEOUT_MS", "200")]);
     let url = gw.url("/modules/liveness");
     let plaintext = key.plaintext.clone();
-    let _in_flight = tokio::spawn(async move { post_json(&url, Some(&plaintext), image_body()).await });
+    let _in_flight =
+        tokio::spawn(async move { post_json(&url, Some(&plaintext), image_body()).await });
     while stub.calls() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -195,7 +245,16 @@ async fn embedded_default_answers_with_the_printed_dev_key() {
         .to_owned();
     let url = gw.url("/modules/liveness");
     let jpeg = testdata("face-320x240.jpg");
-    let r = send(&url, "POST", &[("x-api-key", dev_key.as_str()), ("content-type", "image/jpeg")], jpeg.clone()).await;
+    let r = send(
+        &url,
+        "POST",
+        &[
+            ("x-api-key", dev_key.as_str()),
+            ("content-type", "image/jpeg"),
+        ],
+        jpeg.clone(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(
         r.json()["result"]["liveness_score"].as_u64(),

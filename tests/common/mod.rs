@@ -21,7 +21,9 @@ use livegate_auth::key;
 pub const PEPPER: &str = "test-pepper-0123456789abcdef";
 
 pub fn testdata(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -94,7 +96,9 @@ impl Proc {
     }
 
     fn spawn(mut cmd: Command, ready: &str, file: Option<tempfile::NamedTempFile>) -> Proc {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn livegate");
         let output = Arc::new(Mutex::new(String::new()));
         for stream in [
@@ -151,7 +155,10 @@ impl Proc {
                 std::thread::sleep(Duration::from_millis(100));
                 return s;
             }
-            assert!(Instant::now() < deadline, "livegate did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "livegate did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

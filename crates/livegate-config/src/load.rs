@@ -79,7 +79,9 @@ fn read_secret(
     }
     match std::fs::read_to_string(file) {
         // Mounted secrets often end with a newline the writer did not mean.
-        Ok(s) if !s.trim().is_empty() => *inline = Some(Secret::new(s.trim_end_matches(['\r', '\n']))),
+        Ok(s) if !s.trim().is_empty() => {
+            *inline = Some(Secret::new(s.trim_end_matches(['\r', '\n'])))
+        }
         Ok(_) => problems.push(format!("{name}_file {} is empty", file.display())),
         Err(e) => problems.push(format!("{name}_file {}: {e}", file.display())),
     }
@@ -117,7 +119,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         self.validate_into(&mut problems);
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     fn validate_into(&self, p: &mut Vec<String>) {
@@ -147,7 +153,10 @@ impl Config {
                 p.push("vendor.api_key (or vendor.api_key_file) is required when vendor.base_url is set".into());
             }
             if self.auth.pepper.is_none() {
-                p.push("auth.pepper (or auth.pepper_file) is required when vendor.base_url is set".into());
+                p.push(
+                    "auth.pepper (or auth.pepper_file) is required when vendor.base_url is set"
+                        .into(),
+                );
             }
         }
         if let Some(pepper) = &self.auth.pepper {
@@ -183,28 +192,41 @@ impl Config {
         for (i, t) in self.tenants.iter().enumerate() {
             let at = format!("tenants[{i}]");
             if !valid_tenant_id(&t.id) {
-                p.push(format!("{at}.id must be 1-64 characters of a-z, 0-9, '_' or '-'"));
+                p.push(format!(
+                    "{at}.id must be 1-64 characters of a-z, 0-9, '_' or '-'"
+                ));
             } else if !tenant_ids.insert(t.id.as_str()) {
                 p.push(format!("{at}.id {:?} is used twice", t.id));
             }
             if let Some(formats) = &t.images.formats {
-                check_images(&format!("{at}.images"), formats, self.images_bounds(Some(t)), p);
+                check_images(
+                    &format!("{at}.images"),
+                    formats,
+                    self.images_bounds(Some(t)),
+                    p,
+                );
             } else {
                 check_images(&format!("{at}.images"), &[], self.images_bounds(Some(t)), p);
             }
             for (j, k) in t.keys.iter().enumerate() {
                 let at = format!("{at}.keys[{j}]");
                 if livegate_auth::key::KeyId::from_str(&k.id).is_err() {
-                    p.push(format!("{at}.id is not a key id (12 characters of a-z and 0-9)"));
+                    p.push(format!(
+                        "{at}.id is not a key id (12 characters of a-z and 0-9)"
+                    ));
                 } else if !key_ids.insert(k.id.as_str()) {
                     p.push(format!("{at}.id {:?} is used twice", k.id));
                 }
                 if livegate_auth::hash::KeyHash::from_str(&k.hash).is_err() {
-                    p.push(format!("{at}.hash must be 64 lowercase hex characters (from `livegate keys new`)"));
+                    p.push(format!(
+                        "{at}.hash must be 64 lowercase hex characters (from `livegate keys new`)"
+                    ));
                 }
                 if let Some(exp) = &k.expires_at {
                     if humantime::parse_rfc3339_weak(exp).is_err() {
-                        p.push(format!("{at}.expires_at must be an RFC 3339 time such as 2027-01-31T00:00:00Z"));
+                        p.push(format!(
+                            "{at}.expires_at must be an RFC 3339 time such as 2027-01-31T00:00:00Z"
+                        ));
                     }
                 }
             }
@@ -227,7 +249,9 @@ impl Config {
 fn check_images(at: &str, formats: &[String], bounds: (u32, u32, u32, u32), p: &mut Vec<String>) {
     for f in formats {
         if livegate_payload::ImageFormat::from_str(f).is_err() {
-            p.push(format!("{at}.formats: unknown format {f:?} (jpeg, png, webp, gif)"));
+            p.push(format!(
+                "{at}.formats: unknown format {f:?} (jpeg, png, webp, gif)"
+            ));
         }
     }
     let (min_w, min_h, max_w, max_h) = bounds;

@@ -79,8 +79,14 @@ fn secrets_come_from_files_and_are_redacted() {
     );
     let f = file(&cfg);
     let c = load(Some(f.path()), env(&[])).unwrap();
-    assert_eq!(c.vendor.api_key.as_ref().unwrap().expose(), "vendor-key-from-file");
-    assert_eq!(c.auth.pepper.as_ref().unwrap().expose(), "0123456789abcdef0123");
+    assert_eq!(
+        c.vendor.api_key.as_ref().unwrap().expose(),
+        "vendor-key-from-file"
+    );
+    assert_eq!(
+        c.auth.pepper.as_ref().unwrap().expose(),
+        "0123456789abcdef0123"
+    );
     let printed = toml::to_string(&c).unwrap();
     assert!(!printed.contains("vendor-key-from-file"), "{printed}");
     assert!(!printed.contains("0123456789abcdef0123"), "{printed}");
@@ -134,5 +140,8 @@ fn inline_and_file_secret_together_is_an_error() {
     let f = file(&cfg);
     let msg = problems(load(Some(f.path()), env(&[])));
     assert!(msg.contains("both set"), "{msg}");
-    assert!(!msg.contains("inline"), "a secret value leaked into an error: {msg}");
+    assert!(
+        !msg.contains("inline"),
+        "a secret value leaked into an error: {msg}"
+    );
 }

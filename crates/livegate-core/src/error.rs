@@ -139,7 +139,10 @@ pub fn error_response(kind: ErrorKind, request_id: &str) -> Response<Body> {
     let mut res = Response::new(Body::from(json));
     *res.status_mut() = kind.status();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(REQUEST_ID_HEADER, v);
     }
@@ -195,8 +198,8 @@ mod tests {
     /// kind must have its row, with the same status, code and message.
     #[test]
     fn readme_error_table_matches() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
-        let doc = std::fs::read_to_string(path).expect("docs/errors.md");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let doc = std::fs::read_to_string(path).expect("README.md");
         for &k in ErrorKind::ALL {
             let row = format!(
                 "| {} | {} | `{}` | {} |",
@@ -205,7 +208,7 @@ mod tests {
                 k.as_str(),
                 k.message()
             );
-            assert!(doc.contains(&row), "docs/errors.md lacks the row:\n{row}");
+            assert!(doc.contains(&row), "README.md lacks the row:\n{row}");
         }
     }
 }

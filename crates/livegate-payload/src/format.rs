@@ -20,6 +20,7 @@ impl ImageFormat {
     ];
 
     /// Lowercase name, stable: used in config files, metrics labels and audit records.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             ImageFormat::Jpeg => "jpeg",

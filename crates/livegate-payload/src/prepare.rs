@@ -20,7 +20,10 @@ impl fmt::Debug for Prepared {
     // Sizes only: the content is a face image.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Prepared")
-            .field("canonical", &self.canonical.as_ref().map(|s| Redacted(s.len())))
+            .field(
+                "canonical",
+                &self.canonical.as_ref().map(|s| Redacted(s.len())),
+            )
             .field("info", &self.info)
             .field("bytes", &Redacted(self.bytes.len()))
             .finish()

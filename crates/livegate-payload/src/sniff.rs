@@ -295,10 +295,7 @@ mod tests {
         let bytes = jpeg(&[app0(), app1, app2, sof(0xC0, 1920, 1080), sos()]);
         assert_eq!(sniff(&bytes), info(JPEG, 1920, 1080));
         // Cut inside the big segment: the walk must report truncation, not read its payload.
-        assert_eq!(
-            sniff(&bytes[..40_000]),
-            Err(ImageError::Truncated(JPEG))
-        );
+        assert_eq!(sniff(&bytes[..40_000]), Err(ImageError::Truncated(JPEG)));
     }
 
     #[test]
@@ -317,10 +314,19 @@ mod tests {
             ("eoi before sof", jpeg(&[app0(), vec![0xFF, 0xD9]])),
             ("second soi", jpeg(&[vec![0xFF, 0xD8], sof(0xC0, 10, 10)])),
             ("stuffed zero", jpeg(&[vec![0xFF, 0x00], sof(0xC0, 10, 10)])),
-            ("length 0", jpeg(&[vec![0xFF, 0xE0, 0x00, 0x00], sof(0xC0, 10, 10)])),
-            ("length 1", jpeg(&[vec![0xFF, 0xE0, 0x00, 0x01], sof(0xC0, 10, 10)])),
+            (
+                "length 0",
+                jpeg(&[vec![0xFF, 0xE0, 0x00, 0x00], sof(0xC0, 10, 10)]),
+            ),
+            (
+                "length 1",
+                jpeg(&[vec![0xFF, 0xE0, 0x00, 0x01], sof(0xC0, 10, 10)]),
+            ),
             ("sof length 7", jpeg(&[segment(0xC0, &[8, 0, 10, 0, 10])])),
-            ("no marker byte", jpeg(&[app0(), vec![0x00, 0xC0], sof(0xC0, 10, 10)])),
+            (
+                "no marker byte",
+                jpeg(&[app0(), vec![0x00, 0xC0], sof(0xC0, 10, 10)]),
+            ),
             ("zero width", jpeg(&[sof(0xC0, 0, 240), sos()])),
             ("zero height", jpeg(&[sof(0xC0, 320, 0), sos()])),
         ];
@@ -456,10 +462,7 @@ mod tests {
     #[test]
     fn webp_extended() {
         assert_eq!(sniff(&vp8x(319, 239)), info(WEBP, 320, 240));
-        assert_eq!(
-            sniff(&vp8x(0xFF_FFFF, 0)),
-            info(WEBP, 1 << 24, 1)
-        );
+        assert_eq!(sniff(&vp8x(0xFF_FFFF, 0)), info(WEBP, 1 << 24, 1));
     }
 
     #[test]

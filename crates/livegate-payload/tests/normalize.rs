@@ -30,7 +30,10 @@ fn unpadded(encoded: &str) -> &str {
 fn assert_normalizes(input: &str, bytes: &[u8]) {
     let decoded = normalize_base64(input).unwrap();
     assert!(decoded.bytes == bytes, "decoded bytes differ");
-    assert_eq!(decoded.canonical.as_deref(), Some(&*reference_encode(bytes)));
+    assert_eq!(
+        decoded.canonical.as_deref(),
+        Some(&*reference_encode(bytes))
+    );
 }
 
 /// A real image and random bytes (which use '+' and '/' and need padding).
@@ -346,7 +349,10 @@ fn manglings() -> impl Strategy<Value = Mangling> {
     ]));
     let wrap = prop::option::of((1usize..100, prop::sample::select(vec!["\r\n", "\n", " "])));
     let whitespace = prop::collection::vec(
-        (any::<usize>(), prop::sample::select(vec![' ', '\t', '\n', '\r', '\x0C'])),
+        (
+            any::<usize>(),
+            prop::sample::select(vec![' ', '\t', '\n', '\r', '\x0C']),
+        ),
         0..6,
     );
     let surrounding = (
@@ -363,7 +369,15 @@ fn manglings() -> impl Strategy<Value = Mangling> {
         surrounding,
     )
         .prop_map(
-            |(prefix, wrap, inserted_whitespace, url_safe, drop_padding, trailing_bits, surrounding)| {
+            |(
+                prefix,
+                wrap,
+                inserted_whitespace,
+                url_safe,
+                drop_padding,
+                trailing_bits,
+                surrounding,
+            )| {
                 Mangling {
                     prefix,
                     wrap,

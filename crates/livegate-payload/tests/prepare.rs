@@ -25,7 +25,10 @@ fn accepted_samples() {
         ("face-640x480.jpg", info(ImageFormat::Jpeg, 640, 480)),
         ("face-320x240.png", info(ImageFormat::Png, 320, 240)),
         ("face-320x240.webp", info(ImageFormat::Webp, 320, 240)),
-        ("face-320x240-lossless.webp", info(ImageFormat::Webp, 320, 240)),
+        (
+            "face-320x240-lossless.webp",
+            info(ImageFormat::Webp, 320, 240),
+        ),
         ("face-320x240-alpha.webp", info(ImageFormat::Webp, 320, 240)),
     ] {
         let bytes = testdata(name);
@@ -74,8 +77,14 @@ fn refused_samples() {
             "truncated.jpg",
             PayloadError::Image(ImageError::Truncated(ImageFormat::Jpeg)),
         ),
-        ("not-image.pdf", PayloadError::Image(ImageError::Unrecognized)),
-        ("not-image.txt", PayloadError::Image(ImageError::Unrecognized)),
+        (
+            "not-image.pdf",
+            PayloadError::Image(ImageError::Unrecognized),
+        ),
+        (
+            "not-image.txt",
+            PayloadError::Image(ImageError::Unrecognized),
+        ),
     ] {
         let bytes = testdata(name);
         assert_eq!(
@@ -83,7 +92,11 @@ fn refused_samples() {
             expected,
             "{name}"
         );
-        assert_eq!(prepare_bytes(bytes, &policy).unwrap_err(), expected, "{name}");
+        assert_eq!(
+            prepare_bytes(bytes, &policy).unwrap_err(),
+            expected,
+            "{name}"
+        );
     }
 }
 
@@ -172,7 +185,10 @@ fn debug_output_is_redacted() {
     let len = bytes.len();
     let prepared = prepare_bytes(bytes, &ImagePolicy::default()).unwrap();
     let debug = format!("{prepared:?}");
-    assert!(debug.contains(&format!("<{len} bytes redacted>")), "{debug}");
+    assert!(
+        debug.contains(&format!("<{len} bytes redacted>")),
+        "{debug}"
+    );
     assert!(debug.contains("width: 320"), "{debug}");
     // Neither the raw bytes (a JPEG starts 255, 216) nor the base64 ("/9j/") appear.
     assert!(!debug.contains("255") && !debug.contains("/9j/"), "{debug}");

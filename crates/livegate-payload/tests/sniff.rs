@@ -55,10 +55,7 @@ fn sample_webp_files_cover_each_chunk_kind() {
 fn embedded_sample_matches() {
     // The same file through include_bytes!, as a compile-time check of the path.
     let bytes = include_bytes!("../../../testdata/face-640x480.jpg");
-    assert_eq!(
-        sniff(bytes).map(|i| (i.width, i.height)),
-        Ok((640, 480))
-    );
+    assert_eq!(sniff(bytes).map(|i| (i.width, i.height)), Ok((640, 480)));
 }
 
 #[test]
@@ -137,15 +134,22 @@ fn signatures() -> impl Strategy<Value = Vec<u8>> {
 
 /// Short JPEG segments, so random data gets deep into the marker walk.
 fn jpeg_segments() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec((any::<u8>(), 0u8..12, prop::collection::vec(any::<u8>(), 0..12)), 1..8)
-        .prop_map(|segments| {
-            let mut out = vec![0xFF, 0xD8];
-            for (marker, length, payload) in segments {
-                out.extend_from_slice(&[0xFF, marker, 0, length]);
-                out.extend_from_slice(&payload);
-            }
-            out
-        })
+    prop::collection::vec(
+        (
+            any::<u8>(),
+            0u8..12,
+            prop::collection::vec(any::<u8>(), 0..12),
+        ),
+        1..8,
+    )
+    .prop_map(|segments| {
+        let mut out = vec![0xFF, 0xD8];
+        for (marker, length, payload) in segments {
+            out.extend_from_slice(&[0xFF, marker, 0, length]);
+            out.extend_from_slice(&payload);
+        }
+        out
+    })
 }
 
 proptest! {

@@ -171,7 +171,10 @@ impl VendorClient {
                 .method(Method::POST)
                 .uri(inner.endpoint.clone())
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .header(USER_AGENT, HeaderValue::from_static(concat!("livegate/", env!("CARGO_PKG_VERSION"))))
+                .header(
+                    USER_AGENT,
+                    HeaderValue::from_static(concat!("livegate/", env!("CARGO_PKG_VERSION"))),
+                )
                 .header("x-api-key", inner.api_key.clone())
                 .body(Full::new(body))
                 .map_err(|_| UpstreamError::InvalidUrl)?;
@@ -188,7 +191,9 @@ impl VendorClient {
                     if e.is::<http_body_util::LengthLimitError>() {
                         UpstreamError::BadResponse("answer too large")
                     } else {
-                        UpstreamError::Unreachable("connection lost while reading the answer".into())
+                        UpstreamError::Unreachable(
+                            "connection lost while reading the answer".into(),
+                        )
                     }
                 })?
                 .to_bytes();

@@ -22,8 +22,15 @@ fn settings(base_url: String) -> VendorSettings {
 }
 
 fn body() -> Bytes {
-    let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/face-320x240.jpg")).unwrap();
-    Bytes::from(format!(r#"{{"faceImage":"{}"}}"#, livegate_payload::encode_canonical(&jpeg)))
+    let jpeg = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/face-320x240.jpg"
+    ))
+    .unwrap();
+    Bytes::from(format!(
+        r#"{{"faceImage":"{}"}}"#,
+        livegate_payload::encode_canonical(&jpeg)
+    ))
 }
 
 #[tokio::test]
@@ -46,7 +53,11 @@ async fn oversized_answer_is_a_bad_response() {
     let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
     let mut s = settings(stub.base_url());
     s.max_response_bytes = 16;
-    let err = VendorClient::new(&s).unwrap().call(body()).await.unwrap_err();
+    let err = VendorClient::new(&s)
+        .unwrap()
+        .call(body())
+        .await
+        .unwrap_err();
     assert!(matches!(err, UpstreamError::BadResponse(_)), "{err}");
     assert_eq!(err.kind(), ErrorKind::VendorBadResponse);
 }
@@ -65,7 +76,11 @@ async fn timeout_covers_the_whole_exchange() {
     .unwrap();
     let mut s = settings(stub.base_url());
     s.timeout = Duration::from_millis(200);
-    let err = VendorClient::new(&s).unwrap().call(body()).await.unwrap_err();
+    let err = VendorClient::new(&s)
+        .unwrap()
+        .call(body())
+        .await
+        .unwrap_err();
     assert!(matches!(err, UpstreamError::Timeout), "{err}");
     assert_eq!(err.kind(), ErrorKind::VendorTimeout);
 }

@@ -65,7 +65,10 @@ pub fn router(gw: &Gateway) -> Router {
         .layer(BodyLimitLayer::new(gw.body_limit))
         // Reads, checks and rewrites the image; every refusal here happens
         // before the vendor (who bills per call) is contacted.
-        .layer(NormalizeLayer::new(gw.policies.clone(), gw.body_read_timeout))
+        .layer(NormalizeLayer::new(
+            gw.policies.clone(),
+            gw.body_read_timeout,
+        ))
         .service(Proxy::new(gw.vendor.clone()));
 
     Router::new()
@@ -99,7 +102,10 @@ pub fn router(gw: &Gateway) -> Router {
 }
 
 async fn livez() -> impl IntoResponse {
-    ([(http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
 }
 
 async fn readyz(State(gw): State<Gateway>) -> Response<Body> {

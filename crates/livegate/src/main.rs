@@ -13,7 +13,11 @@ use livegate_auth::key;
 use livegate_config::Config;
 
 #[derive(Parser)]
-#[command(name = "livegate", version, about = "Authenticating gateway in front of a face-liveness API")]
+#[command(
+    name = "livegate",
+    version,
+    about = "Authenticating gateway in front of a face-liveness API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,7 +101,10 @@ fn main() -> ExitCode {
 }
 
 fn load(arg: &ConfigArg) -> anyhow::Result<Config> {
-    Ok(livegate_config::load(arg.config.as_deref(), std::env::vars())?)
+    Ok(livegate_config::load(
+        arg.config.as_deref(),
+        std::env::vars(),
+    )?)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -148,7 +155,9 @@ fn embedded_banner(rt: &runtime::Runtime, addr: std::net::SocketAddr) {
     let mut out = String::new();
     out.push_str("==================== livegate: EMBEDDED DEFAULT ====================\n");
     out.push_str("No vendor is configured: scores come from the built-in SIMULATOR\n");
-    out.push_str(&format!("({sim}); tenants and keys live in memory only. Not for production.\n"));
+    out.push_str(&format!(
+        "({sim}); tenants and keys live in memory only. Not for production.\n"
+    ));
     if let Some(key) = &rt.dev_key {
         out.push_str("Development tenant \"dev\", key (valid until this process exits):\n\n");
         out.push_str(&format!("    {}\n\n", key.expose()));
@@ -165,7 +174,9 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     let text = toml::to_string_pretty(config).context("printing the configuration")?;
     println!("# livegate effective configuration (secrets redacted)");
     if config.is_embedded_default() {
-        println!("# mode: EMBEDDED DEFAULT (no vendor.base_url: built-in simulator, in-memory stores)");
+        println!(
+            "# mode: EMBEDDED DEFAULT (no vendor.base_url: built-in simulator, in-memory stores)"
+        );
     }
     print!("{text}");
     Ok(())
@@ -196,19 +207,21 @@ fn stub(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<
 }
 
 fn new_key(config: &Config, tenant: &str, expires_at: Option<&str>) -> anyhow::Result<()> {
-    let pepper = config
-        .auth
-        .pepper
-        .as_ref()
-        .context("auth.pepper (or auth.pepper_file) must be configured: the key's hash depends on it")?;
-    let pepper = Pepper::new(pepper.expose().as_bytes()).map_err(|e| anyhow!("auth.pepper: {e}"))?;
+    let pepper = config.auth.pepper.as_ref().context(
+        "auth.pepper (or auth.pepper_file) must be configured: the key's hash depends on it",
+    )?;
+    let pepper =
+        Pepper::new(pepper.expose().as_bytes()).map_err(|e| anyhow!("auth.pepper: {e}"))?;
     if let Some(t) = expires_at {
-        humantime::parse_rfc3339_weak(t).context("--expires-at must be RFC 3339, e.g. 2027-01-31T00:00:00Z")?;
+        humantime::parse_rfc3339_weak(t)
+            .context("--expires-at must be RFC 3339, e.g. 2027-01-31T00:00:00Z")?;
     }
     let new = key::generate();
     let parsed = key::parse(new.plaintext.expose()).map_err(|e| anyhow!("{e}"))?;
     let hash = hash_key(&pepper, parsed.kid, parsed.secret);
-    println!("# New key for tenant {tenant:?}. Give the key to the tenant now: it is not stored and cannot be shown again.");
+    println!(
+        "# New key for tenant {tenant:?}. Give the key to the tenant now: it is not stored and cannot be shown again."
+    );
     println!("key = \"{}\"", new.plaintext.expose());
     println!();
     println!("# Add under the [[tenants]] entry with id = {tenant:?}:");

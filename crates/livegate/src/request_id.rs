@@ -36,8 +36,7 @@ pub fn drop_untrusted_id<B>(mut req: Request<B>) -> Request<B> {
 
 fn is_plain_token(b: &[u8]) -> bool {
     (1..=128).contains(&b.len())
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
 }
 
@@ -52,7 +51,9 @@ mod tests {
                 .header(REQUEST_ID_HEADER, v)
                 .body(())
                 .unwrap();
-            drop_untrusted_id(req).headers().contains_key(REQUEST_ID_HEADER)
+            drop_untrusted_id(req)
+                .headers()
+                .contains_key(REQUEST_ID_HEADER)
         };
         assert!(with("abc-123_x.y:z"));
         assert!(!with("has space"));

@@ -37,7 +37,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         Some(p) => Pepper::new(p.expose().as_bytes()).map_err(|e| anyhow!("auth.pepper: {e}"))?,
         // Only reachable on the embedded default (validation requires a
         // pepper otherwise): nothing persists, so a per-process one is fine.
-        None => Pepper::new(&random_bytes::<32>()).map_err(|e| anyhow!("pepper: {e}"))?,
+        None => Pepper::new(random_bytes::<32>()).map_err(|e| anyhow!("pepper: {e}"))?,
     };
 
     let store = MemoryStore::new();
@@ -141,13 +141,19 @@ fn policies(config: &Config) -> Policies {
         .iter()
         .map(|t| {
             let formats = t.images.formats.as_ref().unwrap_or(&config.images.formats);
-            (t.id.clone(), image_policy(formats, config.images_bounds(Some(t))))
+            (
+                t.id.clone(),
+                image_policy(formats, config.images_bounds(Some(t))),
+            )
         })
         .collect();
     Policies { default, tenants }
 }
 
-fn image_policy(formats: &[String], (min_w, min_h, max_w, max_h): (u32, u32, u32, u32)) -> ImagePolicy {
+fn image_policy(
+    formats: &[String],
+    (min_w, min_h, max_w, max_h): (u32, u32, u32, u32),
+) -> ImagePolicy {
     ImagePolicy {
         // Names were checked by validation.
         formats: formats

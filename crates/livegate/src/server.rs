@@ -32,7 +32,10 @@ pub async fn serve(
         res = &mut server => return res,
         _ = fired_rx.wait_for(|fired| *fired) => {}
     }
-    tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down: draining in-flight requests");
+    tracing::info!(
+        drain_ms = drain.as_millis() as u64,
+        "shutting down: draining in-flight requests"
+    );
     match tokio::time::timeout(drain, server).await {
         Ok(res) => {
             tracing::info!("drained");

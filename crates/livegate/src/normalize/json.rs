@@ -257,18 +257,36 @@ mod tests {
         assert_eq!(kind(r#"{"faceImage":null}"#), ErrorKind::FaceImageRequired);
         assert_eq!(kind(r#"{"faceImage":""}"#), ErrorKind::FaceImageRequired);
         assert_eq!(kind(r#"{"faceImage":12}"#), ErrorKind::FaceImageNotString);
-        assert_eq!(kind(r#"{"faceImage":["a"]}"#), ErrorKind::FaceImageNotString);
-        assert_eq!(kind(r#"{"faceImage":{"a":1}}"#), ErrorKind::FaceImageNotString);
+        assert_eq!(
+            kind(r#"{"faceImage":["a"]}"#),
+            ErrorKind::FaceImageNotString
+        );
+        assert_eq!(
+            kind(r#"{"faceImage":{"a":1}}"#),
+            ErrorKind::FaceImageNotString
+        );
         assert_eq!(kind(r#"{"faceImage":true}"#), ErrorKind::FaceImageNotString);
-        assert_eq!(kind(r#"{"faceImage":"QUJD","faceImage":"QUJD"}"#), ErrorKind::DuplicateFaceImage);
-        assert_eq!(kind(r#"{"faceImage":null,"faceImage":"QUJD"}"#), ErrorKind::DuplicateFaceImage);
-        assert_eq!(kind(r#"{"face\u0049mage":"QUJD","faceImage":"QUJD"}"#), ErrorKind::DuplicateFaceImage);
+        assert_eq!(
+            kind(r#"{"faceImage":"QUJD","faceImage":"QUJD"}"#),
+            ErrorKind::DuplicateFaceImage
+        );
+        assert_eq!(
+            kind(r#"{"faceImage":null,"faceImage":"QUJD"}"#),
+            ErrorKind::DuplicateFaceImage
+        );
+        assert_eq!(
+            kind(r#"{"face\u0049mage":"QUJD","faceImage":"QUJD"}"#),
+            ErrorKind::DuplicateFaceImage
+        );
         assert_eq!(kind("[1,2]"), ErrorKind::NotAnObject);
         assert_eq!(kind(r#""QUJD""#), ErrorKind::NotAnObject);
         assert_eq!(kind("42"), ErrorKind::NotAnObject);
         assert_eq!(kind("null"), ErrorKind::NotAnObject);
         assert_eq!(kind("{"), ErrorKind::MalformedJson);
-        assert_eq!(kind(r#"{"faceImage":"QUJD"} trailing"#), ErrorKind::MalformedJson);
+        assert_eq!(
+            kind(r#"{"faceImage":"QUJD"} trailing"#),
+            ErrorKind::MalformedJson
+        );
         assert_eq!(kind("{'faceImage':'x'}"), ErrorKind::MalformedJson);
     }
 
@@ -278,7 +296,11 @@ mod tests {
         assert_eq!(kind(&deep), ErrorKind::MalformedJson);
         let deep = format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(kind(&deep), ErrorKind::MalformedJson);
-        let deep = format!(r#"{{"faceImage":{}1{}}}"#, "{\"a\":".repeat(50_000), "}".repeat(50_000));
+        let deep = format!(
+            r#"{{"faceImage":{}1{}}}"#,
+            "{\"a\":".repeat(50_000),
+            "}".repeat(50_000)
+        );
         assert_eq!(kind(&deep), ErrorKind::MalformedJson);
     }
 }

@@ -152,14 +152,23 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ErrorKind> {
         return Ok(BodyFormat::Json);
     };
     let ct = ct.to_str().map_err(|_| ErrorKind::UnsupportedMediaType)?;
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(BodyFormat::Json),
         e if e.starts_with("application/") && e.ends_with("+json") => Ok(BodyFormat::Json),
         "multipart/form-data" => multer::parse_boundary(ct)
             .map(BodyFormat::Multipart)
             .map_err(|_| ErrorKind::MalformedMultipart),
-        "image/jpeg" | "image/jpg" | "image/png" | "image/webp" | "image/gif"
+        "image/jpeg"
+        | "image/jpg"
+        | "image/png"
+        | "image/webp"
+        | "image/gif"
         | "application/octet-stream" => Ok(BodyFormat::RawImage),
         _ => Err(ErrorKind::UnsupportedMediaType),
     }
@@ -182,7 +191,8 @@ async fn rewrite(
         BodyFormat::Json => {
             let bytes = read_body(body, read_timeout).await?;
             let face = json::parse(&bytes)?;
-            let prepared = livegate_payload::prepare_base64(&face.image, policy).map_err(payload_error)?;
+            let prepared =
+                livegate_payload::prepare_base64(&face.image, policy).map_err(payload_error)?;
             // Zero-copy when the client's body already is exactly the vendor's.
             let forward = if face.forwardable && prepared.canonical.is_none() {
                 bytes.clone()
@@ -199,9 +209,7 @@ async fn rewrite(
                 multipart::FacePart::File(bytes) => {
                     livegate_payload::prepare_bytes(bytes.into(), policy)
                 }
-                multipart::FacePart::Text(text) => {
-                    livegate_payload::prepare_base64(&text, policy)
-                }
+                multipart::FacePart::Text(text) => livegate_payload::prepare_base64(&text, policy),
             }
             .map_err(payload_error)?;
             let forward = vendor_body(canonical_of(&prepared));
@@ -212,7 +220,8 @@ async fn rewrite(
             if bytes.is_empty() {
                 return Err(ErrorKind::FaceImageRequired);
             }
-            let prepared = livegate_payload::prepare_bytes(bytes.into(), policy).map_err(payload_error)?;
+            let prepared =
+                livegate_payload::prepare_bytes(bytes.into(), policy).map_err(payload_error)?;
             let forward = vendor_body(canonical_of(&prepared));
             (prepared, forward)
         }
@@ -286,9 +295,15 @@ mod tests {
     #[test]
     fn content_types() {
         assert_eq!(body_format(&HeaderMap::new()), Ok(BodyFormat::Json));
-        assert_eq!(body_format(&ct("application/json; charset=utf-8")), Ok(BodyFormat::Json));
+        assert_eq!(
+            body_format(&ct("application/json; charset=utf-8")),
+            Ok(BodyFormat::Json)
+        );
         assert_eq!(body_format(&ct("Application/JSON")), Ok(BodyFormat::Json));
-        assert_eq!(body_format(&ct("application/vnd.x+json")), Ok(BodyFormat::Json));
+        assert_eq!(
+            body_format(&ct("application/vnd.x+json")),
+            Ok(BodyFormat::Json)
+        );
         assert_eq!(body_format(&ct("image/png")), Ok(BodyFormat::RawImage));
         assert_eq!(
             body_format(&ct("multipart/form-data; boundary=abc")),
@@ -298,7 +313,10 @@ mod tests {
             body_format(&ct("multipart/form-data")),
             Err(ErrorKind::MalformedMultipart)
         );
-        assert_eq!(body_format(&ct("text/plain")), Err(ErrorKind::UnsupportedMediaType));
+        assert_eq!(
+            body_format(&ct("text/plain")),
+            Err(ErrorKind::UnsupportedMediaType)
+        );
         assert_eq!(
             body_format(&ct("application/x-www-form-urlencoded")),
             Err(ErrorKind::UnsupportedMediaType)
