@@ -417,6 +417,19 @@ async fn end_to_end_against_the_strict_simulator() {
     assert_ne!(r.headers["x-request-id"], "<script>alert(1)</script>");
     assert!(!String::from_utf8_lossy(&r.body).contains("script"));
 
+    // A key put in the query string or the path by a confused client is
+    // not logged either.
+    let r = send(
+        &format!("{url}?api_key=QUERYSECRET31337"),
+        "POST",
+        &[("x-api-key", key), ("content-type", "image/jpeg")],
+        jpeg.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = send(&w.gw.url("/v1/PATHSECRET31337"), "GET", &[], Vec::new()).await;
+    assert_eq!(r.status, 404);
+
     // Probes.
     let r = send(&w.gw.url("/livez"), "GET", &[], Vec::new()).await;
     assert_eq!(r.status, 200);
@@ -442,6 +455,8 @@ async fn end_to_end_against_the_strict_simulator() {
         ("revoked key", w.revoked.plaintext.clone()),
         ("unknown key", unknown.plaintext.clone()),
         ("garbage key", "hunter2".to_owned()),
+        ("key in a query string", "QUERYSECRET31337".to_owned()),
+        ("key in a path", "PATHSECRET31337".to_owned()),
     ];
     for (name, k) in [("tenant", &w.good), ("expired", &w.expired)] {
         let secret = k.plaintext.rsplit('_').next().unwrap().to_owned();

@@ -110,3 +110,81 @@ pub fn is_limit_error(e: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::StatusCode;
+    use http_body_util::BodyExt;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+
+    /// An inner service that reads the whole body and says how it went.
+    fn reader(
+        calls: Arc<AtomicUsize>,
+    ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+        service_fn(move |req: Request<Body>| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let res = match req.into_body().collect().await {
+                    Ok(c) => Response::new(Body::from(format!("read {}", c.to_bytes().len()))),
+                    Err(e) if is_limit_error(&e) => error_response(ErrorKind::BodyTooLarge, ""),
+                    Err(_) => error_response(ErrorKind::BodyReadFailed, ""),
+                };
+                Ok::<_, Infallible>(res)
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn declared_length_over_the_limit_never_reaches_the_inner_service() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(BodyLimitLayer::new(10))
+            .service(reader(calls.clone()));
+        let req = Request::builder()
+            .header(CONTENT_LENGTH, "11")
+            .body(Body::from("01234567890"))
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn undeclared_bodies_are_cut_at_the_limit() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(BodyLimitLayer::new(10))
+            .service(reader(calls.clone()));
+        // No Content-Length: only the stream tells.
+        let over = Request::new(Body::from_stream(chunked(vec!["012345", "67890"])));
+        let res = svc.clone().oneshot(over).await.unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let at = Request::new(Body::from_stream(chunked(vec!["01234", "56789"])));
+        let res = svc.oneshot(at).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"read 10");
+    }
+
+    fn chunked(
+        parts: Vec<&'static str>,
+    ) -> impl futures_core::Stream<Item = Result<bytes::Bytes, Infallible>> + Send {
+        Chunks(parts.into_iter().map(bytes::Bytes::from).collect())
+    }
+
+    struct Chunks(std::collections::VecDeque<bytes::Bytes>);
+
+    impl futures_core::Stream for Chunks {
+        type Item = Result<bytes::Bytes, Infallible>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+}

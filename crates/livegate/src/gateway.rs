@@ -16,7 +16,7 @@ use livegate_upstream::VendorClient;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::body_limit::BodyLimitLayer;
@@ -86,10 +86,12 @@ pub fn router(gw: &Gateway) -> Router {
                 .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 // Request spans at INFO (tower-http's default is DEBUG, which
-                // an `info` filter would drop); headers are never recorded.
+                // an `info` filter would drop). Only known paths, never the
+                // query string or headers: a confused client may put a key
+                // anywhere.
                 .layer(
                     TraceLayer::new_for_http()
-                        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                        .make_span_with(request_span)
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 // A bug must still answer in the documented shape, never
@@ -99,6 +101,23 @@ pub fn router(gw: &Gateway) -> Router {
                     error_response(ErrorKind::Internal, "")
                 })),
         )
+}
+
+/// The span every request's logs carry; `tenant` and `key_id` are
+/// filled in by the auth layer.
+fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
+    let path = match req.uri().path() {
+        p @ ("/modules/liveness" | "/livez" | "/readyz") => p,
+        _ => "other",
+    };
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path,
+        request_id = request_id(req.headers()),
+        tenant = tracing::field::Empty,
+        key_id = tracing::field::Empty,
+    )
 }
 
 async fn livez() -> impl IntoResponse {
