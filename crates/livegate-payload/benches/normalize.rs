@@ -2,11 +2,17 @@
 //! path that has to produce an owned result.
 //!
 //! `cargo bench -p livegate-payload --bench normalize`
+//!
+//! After criterion's own report it prints, for each size and shape, the
+//! ratio of normalization time to the memcpy time measured in the same run
+//! (from the estimates criterion just wrote), so the figure does not depend
+//! on how fast or busy the machine was.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use livegate_payload::{encode_canonical, normalize_base64};
 
 /// A real JPEG (its header is what a face image starts with) followed by deterministic
@@ -49,7 +55,7 @@ fn shapes(image: &[u8]) -> Vec<(&'static str, String)> {
 }
 
 fn normalize(c: &mut Criterion) {
-    for (label, len) in [("100KB", 100_000), ("1MB", 1_000_000), ("5MB", 5_000_000)] {
+    for (label, len) in SIZES {
         let image = image(len);
         let mut group = c.benchmark_group(format!("normalize/{label}"));
         group
@@ -70,5 +76,68 @@ fn normalize(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, normalize);
-criterion_main!(benches);
+const SIZES: [(&str, usize); 3] = [("100KB", 100_000), ("1MB", 1_000_000), ("5MB", 5_000_000)];
+const SHAPES: [&str; 4] = ["canonical", "data_uri", "crlf76", "url_safe_unpadded"];
+
+fn main() {
+    let started = SystemTime::now();
+    let mut c = Criterion::default().configure_from_args();
+    normalize(&mut c);
+    c.final_summary();
+    print_ratios(started);
+}
+
+/// Where criterion keeps its estimates: `CRITERION_HOME`, else
+/// `<target>/criterion` (this executable is `<target>/<profile>/deps/…`).
+fn criterion_dir() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return Some(PathBuf::from(home));
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+}
+
+/// Mean time in ns, if criterion wrote it during this run.
+fn mean_ns(dir: &Path, since: SystemTime) -> Option<f64> {
+    let file = dir.join("new").join("estimates.json");
+    if std::fs::metadata(&file).ok()?.modified().ok()? < since {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn print_ratios(since: SystemTime) {
+    let Some(root) = criterion_dir() else { return };
+    let mut rows = Vec::new();
+    for (size, _) in SIZES {
+        for shape in SHAPES {
+            let group = root.join(format!("normalize_{size}"));
+            let (Some(norm), Some(copy)) = (
+                mean_ns(&group.join("normalize").join(shape), since),
+                mean_ns(&group.join("memcpy").join(shape), since),
+            ) else {
+                continue;
+            };
+            rows.push(format!(
+                "{size:>6} {shape:<18} {:>10.1} µs {:>10.1} µs {:>7.2}x",
+                norm / 1e3,
+                copy / 1e3,
+                norm / copy
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "\nnormalization time / memcpy time of the same input, this run (1.00x = as cheap as one copy)"
+    );
+    println!(
+        "{:>6} {:<18} {:>13} {:>13} {:>8}",
+        "size", "shape", "normalize", "memcpy", "ratio"
+    );
+    for r in rows {
+        println!("{r}");
+    }
+}
