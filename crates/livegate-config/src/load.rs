@@ -12,7 +12,7 @@ use crate::{Config, Secret};
 pub const ENV_PREFIX: &str = "LIVEGATE_";
 
 /// Environment variables with the prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["LIVEGATE_CONFIG", "LIVEGATE_LOG"];
+const NOT_CONFIG: &[&str] = &["LIVEGATE_CONFIG"];
 
 /// Why a configuration could not be loaded; lists every problem found.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +168,9 @@ impl Config {
             p.push("auth.pepper (or auth.pepper_file) is required when tenants are configured: their key hashes depend on it".into());
         }
 
+        if self.images.formats.is_empty() {
+            p.push("images.formats must name at least one format".into());
+        }
         check_images("images", &self.images.formats, self.images_bounds(None), p);
 
         let sim = &self.simulator;
@@ -198,16 +201,16 @@ impl Config {
             } else if !tenant_ids.insert(t.id.as_str()) {
                 p.push(format!("{at}.id {:?} is used twice", t.id));
             }
-            if let Some(formats) = &t.images.formats {
-                check_images(
-                    &format!("{at}.images"),
-                    formats,
-                    self.images_bounds(Some(t)),
-                    p,
-                );
-            } else {
-                check_images(&format!("{at}.images"), &[], self.images_bounds(Some(t)), p);
+            if t.images.formats.as_ref().is_some_and(Vec::is_empty) {
+                p.push(format!("{at}.images.formats must name at least one format"));
             }
+            let formats = t.images.formats.as_deref().unwrap_or_default();
+            check_images(
+                &format!("{at}.images"),
+                formats,
+                self.images_bounds(Some(t)),
+                p,
+            );
             for (j, k) in t.keys.iter().enumerate() {
                 let at = format!("{at}.keys[{j}]");
                 if livegate_auth::key::KeyId::from_str(&k.id).is_err() {

@@ -107,6 +107,7 @@ formats = ["jpeg", "bmp"]
 min_width = 9000
 [[tenants]]
 id = "Bad Id"
+images = { formats = [] }
 [[tenants.keys]]
 id = "short"
 hash = "nothex"
@@ -122,6 +123,7 @@ expires_at = "next tuesday"
         "\"bmp\"",
         "minimum dimensions exceed",
         "tenants[0].id",
+        "tenants[0].images.formats must name at least one format",
         "tenants[0].keys[0].id",
         "tenants[0].keys[0].hash",
         "tenants[0].keys[0].expires_at",

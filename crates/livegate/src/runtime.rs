@@ -63,7 +63,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
 
     let (simulator, settings) = if embedded {
         let sim = spawn_simulator(&config.simulator).await?;
-        let settings = vendor_settings(config, sim.base_url(), sim_key(&sim));
+        let settings = vendor_settings(config, sim.base_url(), sim.api_key.expose().to_owned());
         (Some(sim.handle), settings)
     } else {
         let base = config.vendor.base_url.clone().unwrap_or_default();
@@ -177,10 +177,6 @@ impl Simulator {
     pub fn base_url(&self) -> String {
         self.handle.base_url()
     }
-}
-
-fn sim_key(sim: &Simulator) -> String {
-    sim.api_key.expose().to_owned()
 }
 
 /// Starts the simulator on an ephemeral loopback port.
