@@ -327,7 +327,10 @@ async fn end_to_end_against_the_strict_simulator() {
     );
     let out = raw_exchange(addr, &head, &[]).await;
     assert!(out.starts_with("HTTP/1.1 413"), "20 MB declared: {out}");
-    assert!(!out.contains("100 Continue") && out.contains("41301"), "{out}");
+    assert!(
+        !out.contains("100 Continue") && out.contains("41301"),
+        "{out}"
+    );
 
     // The same without Expect: refused on the declared length, without
     // waiting for the body.
@@ -335,7 +338,10 @@ async fn end_to_end_against_the_strict_simulator() {
         "POST /modules/liveness HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\ncontent-type: application/json\r\ncontent-length: 50000000\r\n\r\n"
     );
     let out = raw_exchange(addr, &head, &[]).await;
-    assert!(out.starts_with("HTTP/1.1 413"), "declared over the limit: {out}");
+    assert!(
+        out.starts_with("HTTP/1.1 413"),
+        "declared over the limit: {out}"
+    );
 
     // Chunked, no Content-Length: only reading tells. The client sends
     // 10 MiB + 1 byte of body and waits; the gateway stops at the limit.
@@ -350,7 +356,11 @@ async fn end_to_end_against_the_strict_simulator() {
     body.resize(body.len() + rest, b'A');
     body.extend_from_slice(b"\r\n");
     let out = raw_exchange(addr, &head, &[&body]).await;
-    assert!(out.starts_with("HTTP/1.1 413"), "chunked over the limit: {}", &out[..out.len().min(300)]);
+    assert!(
+        out.starts_with("HTTP/1.1 413"),
+        "chunked over the limit: {}",
+        &out[..out.len().min(300)]
+    );
     assert!(out.contains("41301"));
 
     // A Content-Length that lies low: the body is what it declares (a cut
@@ -360,7 +370,11 @@ async fn end_to_end_against_the_strict_simulator() {
     );
     let lying = face_json(&"A".repeat(1000));
     let out = raw_exchange(addr, &head, &[lying.as_bytes()]).await;
-    assert!(out.starts_with("HTTP/1.1 400"), "lying low content-length: {}", &out[..out.len().min(300)]);
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "lying low content-length: {}",
+        &out[..out.len().min(300)]
+    );
     assert!(out.contains("40001"));
 
     // A Content-Length that lies high: the client stops early.
