@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use livegate_auth::hash::{Pepper, hash_key};
+use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 
 pub const PEPPER: &str = "test-pepper-0123456789abcdef";
@@ -41,9 +41,7 @@ pub struct TestKey {
 pub fn make_key() -> TestKey {
     let new = key::generate();
     let plaintext = new.plaintext.expose().to_owned();
-    let parsed = key::parse(&plaintext).unwrap();
-    let pepper = Pepper::new(PEPPER.as_bytes()).unwrap();
-    let hash = hash_key(&pepper, parsed.kid, parsed.secret).to_string();
+    let hash = new.hash(&Pepper::new(PEPPER).unwrap()).to_string();
     TestKey {
         kid: new.kid.to_string(),
         plaintext,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
 use livegate::{gateway, logging, runtime, server};
-use livegate_auth::hash::{Pepper, hash_key};
+use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_config::Config;
 
@@ -217,8 +217,7 @@ fn new_key(config: &Config, tenant: &str, expires_at: Option<&str>) -> anyhow::R
             .context("--expires-at must be RFC 3339, e.g. 2027-01-31T00:00:00Z")?;
     }
     let new = key::generate();
-    let parsed = key::parse(new.plaintext.expose()).map_err(|e| anyhow!("{e}"))?;
-    let hash = hash_key(&pepper, parsed.kid, parsed.secret);
+    let hash = new.hash(&pepper);
     println!(
         "# New key for tenant {tenant:?}. Give the key to the tenant now: it is not stored and cannot be shown again."
     );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use livegate_auth::authn::{Authenticator, SystemClock};
-use livegate_auth::hash::{KeyHash, Pepper, hash_key};
+use livegate_auth::hash::{KeyHash, Pepper};
 use livegate_auth::key::{self, KeyId};
 use livegate_auth::store::{KeyRecord, MemoryStore, Tenant};
 use livegate_config::{Config, Secret, SimulatorConfig, TenantConfig};
@@ -50,11 +50,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             name: Some("development tenant (embedded default)".into()),
             disabled: false,
         });
-        let parsed = key::parse(new.plaintext.expose()).map_err(|e| anyhow!("dev key: {e}"))?;
         store.put_key(KeyRecord {
             kid: new.kid.clone(),
             tenant_id: "dev".into(),
-            hash: hash_key(&pepper, parsed.kid, parsed.secret),
+            hash: new.hash(&pepper),
             expires_at: None,
             revoked: false,
         });
