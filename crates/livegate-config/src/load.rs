@@ -159,6 +159,16 @@ impl Config {
                 );
             }
         }
+        if let Some(ca) = &v.ca_file {
+            match std::fs::read_to_string(ca) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
+                Ok(_) => p.push(format!(
+                    "vendor.ca_file {} holds no PEM certificate",
+                    ca.display()
+                )),
+                Err(e) => p.push(format!("vendor.ca_file {}: {e}", ca.display())),
+            }
+        }
         if let Some(pepper) = &self.auth.pepper {
             if pepper.expose().len() < 16 {
                 p.push("auth.pepper must be at least 16 bytes".into());

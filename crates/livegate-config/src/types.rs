@@ -73,6 +73,9 @@ pub struct VendorConfig {
     pub http2_prior_knowledge: bool,
     /// Idle pooled connections are closed after this long.
     pub pool_idle_timeout_ms: u64,
+    /// Extra CA certificates (PEM) to trust for the vendor, besides the
+    /// built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for VendorConfig {
@@ -86,6 +89,7 @@ impl Default for VendorConfig {
             max_response_bytes: 1024 * 1024,
             http2_prior_knowledge: false,
             pool_idle_timeout_ms: 90_000,
+            ca_file: None,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct VendorSettings {
     /// h2c without negotiation (for plain-HTTP vendors or sidecars that speak HTTP/2).
     pub http2_prior_knowledge: bool,
     pub pool_idle_timeout: Duration,
+    /// Extra trusted CA certificates (PEM), on top of the Mozilla root set
+    /// built in: for a vendor (or egress proxy) behind a private PKI.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for VendorSettings {
@@ -133,12 +136,8 @@ impl VendorClient {
         http.enforce_http(false);
         http.set_connect_timeout(Some(settings.connect_timeout));
         http.set_nodelay(true);
-        // ring explicitly: the process never depends on which rustls provider
-        // another crate's features happened to switch on.
-        let provider = rustls::crypto::ring::default_provider();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| UpstreamError::Tls(e.to_string()))?
+            .with_tls_config(tls_config(settings.ca_pem.as_deref())?)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
@@ -230,6 +229,39 @@ impl VendorClient {
             elapsed,
         })
     }
+}
+
+/// Mozilla's roots plus the configured extra CAs; TLS 1.2 and 1.3 with
+/// certificate verification always on.
+fn tls_config(extra_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, UpstreamError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_pem {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| UpstreamError::Tls(format!("ca_file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| UpstreamError::Tls(format!("ca_file: {e}")))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(UpstreamError::Tls(
+                "ca_file holds no PEM certificate".into(),
+            ));
+        }
+    }
+    // ring explicitly: the process never depends on which rustls provider
+    // another crate's features happened to switch on.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A transactionId goes into a response header and the audit log, so

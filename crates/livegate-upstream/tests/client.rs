@@ -18,6 +18,7 @@ fn settings(base_url: String) -> VendorSettings {
         max_response_bytes: 1024 * 1024,
         http2_prior_knowledge: false,
         pool_idle_timeout: Duration::from_secs(30),
+        ca_pem: None,
     }
 }
 

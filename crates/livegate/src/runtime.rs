@@ -62,7 +62,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
 
     let (simulator, settings) = if embedded {
         let sim = spawn_simulator(&config.simulator).await?;
-        let settings = vendor_settings(config, sim.base_url(), sim.api_key.expose().to_owned());
+        let settings = vendor_settings(config, sim.base_url(), sim.api_key.expose().to_owned())?;
         (Some(sim.handle), settings)
     } else {
         let base = config.vendor.base_url.clone().unwrap_or_default();
@@ -72,7 +72,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             .as_ref()
             .map(|k| k.expose().to_owned())
             .context("vendor.api_key is required")?;
-        (None, vendor_settings(config, base, key))
+        (None, vendor_settings(config, base, key)?)
     };
     let vendor = VendorClient::new(&settings).map_err(|e| anyhow!("vendor client: {e}"))?;
 
@@ -93,9 +93,18 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     })
 }
 
-fn vendor_settings(config: &Config, base_url: String, api_key: String) -> VendorSettings {
+fn vendor_settings(
+    config: &Config,
+    base_url: String,
+    api_key: String,
+) -> anyhow::Result<VendorSettings> {
     let v = &config.vendor;
-    VendorSettings {
+    let ca_pem = v
+        .ca_file
+        .as_ref()
+        .map(|f| std::fs::read(f).with_context(|| format!("vendor.ca_file {}", f.display())))
+        .transpose()?;
+    Ok(VendorSettings {
         base_url,
         api_key,
         connect_timeout: Duration::from_millis(v.connect_timeout_ms),
@@ -103,7 +112,8 @@ fn vendor_settings(config: &Config, base_url: String, api_key: String) -> Vendor
         max_response_bytes: usize::try_from(v.max_response_bytes).unwrap_or(usize::MAX),
         http2_prior_knowledge: v.http2_prior_knowledge,
         pool_idle_timeout: Duration::from_millis(v.pool_idle_timeout_ms),
-    }
+        ca_pem,
+    })
 }
 
 fn load_tenants(store: &MemoryStore, tenants: &[TenantConfig]) -> anyhow::Result<()> {
