@@ -1,43 +1,18 @@
 //! The vendor client against the real simulator.
 
+mod common;
+
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::{KEY, body, settings};
 use livegate_core::ErrorKind;
 use livegate_stub::{Faults, StubConfig};
-use livegate_upstream::{UpstreamError, VendorClient, VendorSettings};
-
-const KEY: &str = "upstream-test-key";
-
-fn settings(base_url: String) -> VendorSettings {
-    VendorSettings {
-        base_url,
-        api_key: KEY.into(),
-        connect_timeout: Duration::from_secs(2),
-        timeout: Duration::from_secs(5),
-        max_response_bytes: 1024 * 1024,
-        http2_prior_knowledge: false,
-        pool_idle_timeout: Duration::from_secs(30),
-        ca_pem: None,
-    }
-}
-
-fn body() -> Bytes {
-    let jpeg = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/face-320x240.jpg"
-    ))
-    .unwrap();
-    Bytes::from(format!(
-        r#"{{"faceImage":"{}"}}"#,
-        livegate_payload::encode_canonical(&jpeg)
-    ))
-}
+use livegate_upstream::{UpstreamError, VendorClient};
 
 #[tokio::test]
 async fn success_reports_transaction_and_score() {
     let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
-    let client = VendorClient::new(&settings(format!("{}/", stub.base_url()))).unwrap();
+    let client = VendorClient::new(&settings(format!("{}/", stub.base_url()), None)).unwrap();
     let r = client.call(body()).await.unwrap();
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -52,7 +27,7 @@ async fn success_reports_transaction_and_score() {
 #[tokio::test]
 async fn oversized_answer_is_a_bad_response() {
     let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
-    let mut s = settings(stub.base_url());
+    let mut s = settings(stub.base_url(), None);
     s.max_response_bytes = 16;
     let err = VendorClient::new(&s)
         .unwrap()
@@ -75,7 +50,7 @@ async fn timeout_covers_the_whole_exchange() {
     })
     .await
     .unwrap();
-    let mut s = settings(stub.base_url());
+    let mut s = settings(stub.base_url(), None);
     s.timeout = Duration::from_millis(200);
     let err = VendorClient::new(&s)
         .unwrap()
@@ -88,7 +63,7 @@ async fn timeout_covers_the_whole_exchange() {
 
 #[test]
 fn bad_urls_are_refused_and_the_key_is_not_in_debug() {
-    assert!(VendorClient::new(&settings("ftp://x".into())).is_err());
-    assert!(VendorClient::new(&settings("not a url".into())).is_err());
-    assert!(!format!("{:?}", settings("http://x".into())).contains(KEY));
+    assert!(VendorClient::new(&settings("ftp://x".into(), None)).is_err());
+    assert!(VendorClient::new(&settings("not a url".into(), None)).is_err());
+    assert!(!format!("{:?}", settings("http://x".into(), None)).contains(KEY));
 }

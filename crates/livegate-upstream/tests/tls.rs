@@ -2,17 +2,16 @@
 //! throwaway certificate terminates TLS in front of the simulator. The
 //! client must verify the certificate, and negotiate HTTP/2 by ALPN.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::Bytes;
+use common::{KEY, body, settings};
 use livegate_stub::StubConfig;
-use livegate_upstream::{UpstreamError, VendorClient, VendorSettings};
+use livegate_upstream::{UpstreamError, VendorClient};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
-
-const KEY: &str = "tls-test-vendor-key";
 
 struct TlsFront {
     addr: SocketAddr,
@@ -63,29 +62,9 @@ async fn tls_front(backend: SocketAddr) -> TlsFront {
     TlsFront { addr, ca_pem, alpn }
 }
 
-fn settings(port: u16, ca_pem: Option<Vec<u8>>) -> VendorSettings {
-    VendorSettings {
-        base_url: format!("https://localhost:{port}"),
-        api_key: KEY.into(),
-        connect_timeout: Duration::from_secs(2),
-        timeout: Duration::from_secs(5),
-        max_response_bytes: 1024 * 1024,
-        http2_prior_knowledge: false,
-        pool_idle_timeout: Duration::from_secs(30),
-        ca_pem,
-    }
-}
-
-fn body() -> Bytes {
-    let jpeg = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/face-320x240.jpg"
-    ))
-    .unwrap();
-    Bytes::from(format!(
-        r#"{{"faceImage":"{}"}}"#,
-        livegate_payload::encode_canonical(&jpeg)
-    ))
+/// The certificate is for "localhost", so the URL names it, not the IP.
+fn https(addr: SocketAddr) -> String {
+    format!("https://localhost:{}", addr.port())
 }
 
 #[tokio::test]
@@ -93,7 +72,7 @@ async fn https_with_a_trusted_ca_negotiates_h2() {
     let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
     let front = tls_front(stub.addr).await;
     let client = VendorClient::new(&settings(
-        front.addr.port(),
+        https(front.addr),
         Some(front.ca_pem.clone().into_bytes()),
     ))
     .unwrap();
@@ -109,7 +88,7 @@ async fn an_untrusted_certificate_is_refused() {
     let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
     let front = tls_front(stub.addr).await;
     // Only the Mozilla roots: the throwaway certificate is not trusted.
-    let client = VendorClient::new(&settings(front.addr.port(), None)).unwrap();
+    let client = VendorClient::new(&settings(https(front.addr), None)).unwrap();
     let err = client.call(body()).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Unreachable(_)), "{err}");
     assert!(
@@ -125,8 +104,11 @@ async fn an_untrusted_certificate_is_refused() {
 
 #[test]
 fn a_ca_file_without_certificates_is_an_error() {
-    let err = VendorClient::new(&settings(443, Some(b"not pem".to_vec())))
-        .err()
-        .unwrap();
+    let err = VendorClient::new(&settings(
+        "https://localhost".into(),
+        Some(b"not pem".to_vec()),
+    ))
+    .err()
+    .unwrap();
     assert!(matches!(err, UpstreamError::Tls(_)), "{err}");
 }
