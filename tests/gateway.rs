@@ -19,7 +19,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY).recording())
         .await
         .unwrap();
     let good = make_key();

@@ -72,6 +72,10 @@ pub struct StubConfig {
     pub jitter: Duration,
     /// Misbehaviour to inject.
     pub faults: Faults,
+    /// Keep the last request's headers and body for
+    /// [`StubHandle::last_headers`] / [`StubHandle::last_body`]. Off by
+    /// default: the body is a face image, which only a test may hold on to.
+    pub record: bool,
 }
 
 impl StubConfig {
@@ -82,7 +86,15 @@ impl StubConfig {
             latency: Duration::ZERO,
             jitter: Duration::ZERO,
             faults: Faults::default(),
+            record: false,
         }
+    }
+
+    /// The same, keeping the last request for inspection (tests).
+    #[must_use]
+    pub fn recording(mut self) -> Self {
+        self.record = true;
+        self
     }
 }
 
@@ -94,6 +106,7 @@ impl fmt::Debug for StubConfig {
             .field("latency", &self.latency)
             .field("jitter", &self.jitter)
             .field("faults", &self.faults)
+            .field("record", &self.record)
             .finish()
     }
 }

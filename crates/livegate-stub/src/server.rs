@@ -48,6 +48,7 @@ struct Shared {
     // simulator (a circuit breaker test needs the vendor to recover).
     faults: RwLock<Faults>,
     calls: AtomicU64,
+    record: bool,
     last_headers: Mutex<Option<HeaderMap>>,
     last_body: Mutex<Option<Bytes>>,
     shutting_down: watch::Sender<bool>,
@@ -61,6 +62,7 @@ impl Shared {
             jitter: config.jitter,
             faults: RwLock::new(config.faults),
             calls: AtomicU64::new(0),
+            record: config.record,
             last_headers: Mutex::new(None),
             last_body: Mutex::new(None),
             shutting_down: watch::Sender::new(false),
@@ -173,10 +175,12 @@ async fn route(
 
 async fn liveness(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Abort> {
     shared.calls.fetch_add(1, Ordering::SeqCst);
-    store(&shared.last_headers, Some(req.headers().clone()));
-    // Cleared first so a body that never arrives is not mistaken for the
-    // previous request's.
-    store(&shared.last_body, None);
+    if shared.record {
+        store(&shared.last_headers, Some(req.headers().clone()));
+        // Cleared first so a body that never arrives is not mistaken for
+        // the previous request's.
+        store(&shared.last_body, None);
+    }
     let key_ok = shared.key.accepts(req.headers().get("x-api-key"));
 
     let declared = req
@@ -192,7 +196,9 @@ async fn liveness(shared: &Shared, req: Request<Incoming>) -> Result<Response<Fu
         Err(error) if error.is::<LengthLimitError>() => return Ok(finish(too_large())),
         Err(error) => return Err(Abort::Body(error)),
     };
-    store(&shared.last_body, Some(body.clone()));
+    if shared.record {
+        store(&shared.last_body, Some(body.clone()));
+    }
 
     tokio::time::sleep(shared.delay()).await;
 
@@ -346,7 +352,9 @@ impl StubHandle {
     }
 
     /// Raw body of the last liveness request, as received; `None` until one
-    /// has been read in full (and for a request refused with 413).
+    /// has been read in full (and for a request refused with 413), and
+    /// always `None` unless the simulator was started with
+    /// [`StubConfig::recording`].
     pub fn last_body(&self) -> Option<Bytes> {
         load(&self.shared.last_body)
     }

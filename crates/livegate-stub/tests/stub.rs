@@ -107,13 +107,13 @@ async fn get(stub: &StubHandle, path: &str) -> Answer {
 }
 
 async fn stub() -> StubHandle {
-    spawn(StubConfig::new(KEY)).await.unwrap()
+    spawn(StubConfig::new(KEY).recording()).await.unwrap()
 }
 
 async fn stub_with_faults(faults: Faults) -> StubHandle {
     spawn(StubConfig {
         faults,
-        ..StubConfig::new(KEY)
+        ..StubConfig::new(KEY).recording()
     })
     .await
     .unwrap()
@@ -427,7 +427,7 @@ async fn latency_delays_every_liveness_answer() {
     let stub = spawn(StubConfig {
         latency,
         jitter: Duration::from_millis(50),
-        ..StubConfig::new(KEY)
+        ..StubConfig::new(KEY).recording()
     })
     .await
     .unwrap();
@@ -447,7 +447,7 @@ async fn latency_delays_every_liveness_answer() {
 async fn graceful_shutdown_finishes_the_request_in_flight() {
     let stub = spawn(StubConfig {
         latency: Duration::from_millis(500),
-        ..StubConfig::new(KEY)
+        ..StubConfig::new(KEY).recording()
     })
     .await
     .unwrap();
@@ -531,7 +531,7 @@ async fn serve_runs_until_its_shutdown_future_resolves() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(livegate_stub::serve(
         listener,
-        StubConfig::new(KEY),
+        StubConfig::new(KEY).recording(),
         async move {
             let _ = stopped.await;
         },
@@ -695,4 +695,15 @@ async fn body_at_the_limit_is_read() {
         1016,
         "faceImage is required",
     );
+}
+
+#[tokio::test]
+async fn nothing_is_kept_unless_recording_is_asked_for() {
+    let stub = spawn(StubConfig::new(KEY)).await.unwrap();
+    let image = fixture("face-320x240.jpg");
+    let answer = post(&stub, Some(KEY), face_body(&b64(&image))).await;
+    assert_success(&answer, &image);
+    assert_eq!(stub.calls(), 1);
+    assert!(stub.last_body().is_none());
+    assert!(stub.last_headers().is_none());
 }

@@ -11,7 +11,9 @@ use livegate_upstream::{UpstreamError, VendorClient};
 
 #[tokio::test]
 async fn success_reports_transaction_and_score() {
-    let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
+    let stub = livegate_stub::spawn(StubConfig::new(KEY).recording())
+        .await
+        .unwrap();
     let client = VendorClient::new(&settings(format!("{}/", stub.base_url()), None)).unwrap();
     let r = client.call(body()).await.unwrap();
     assert_eq!(r.status, 200);
@@ -26,7 +28,9 @@ async fn success_reports_transaction_and_score() {
 
 #[tokio::test]
 async fn oversized_answer_is_a_bad_response() {
-    let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
+    let stub = livegate_stub::spawn(StubConfig::new(KEY).recording())
+        .await
+        .unwrap();
     let mut s = settings(stub.base_url(), None);
     s.max_response_bytes = 16;
     let err = VendorClient::new(&s)
@@ -46,7 +50,7 @@ async fn timeout_covers_the_whole_exchange() {
             hang: Duration::from_secs(30),
             ..Faults::default()
         },
-        ..StubConfig::new(KEY)
+        ..StubConfig::new(KEY).recording()
     })
     .await
     .unwrap();

@@ -69,7 +69,9 @@ fn https(addr: SocketAddr) -> String {
 
 #[tokio::test]
 async fn https_with_a_trusted_ca_negotiates_h2() {
-    let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
+    let stub = livegate_stub::spawn(StubConfig::new(KEY).recording())
+        .await
+        .unwrap();
     let front = tls_front(stub.addr).await;
     let client = VendorClient::new(&settings(
         https(front.addr),
@@ -85,7 +87,9 @@ async fn https_with_a_trusted_ca_negotiates_h2() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_is_refused() {
-    let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
+    let stub = livegate_stub::spawn(StubConfig::new(KEY).recording())
+        .await
+        .unwrap();
     let front = tls_front(stub.addr).await;
     // Only the Mozilla roots: the throwaway certificate is not trusted.
     let client = VendorClient::new(&settings(https(front.addr), None)).unwrap();

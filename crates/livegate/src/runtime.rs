@@ -218,6 +218,8 @@ pub fn stub_config(cfg: &SimulatorConfig, api_key: &str) -> StubConfig {
             error_rate: cfg.error_rate,
             hang: Duration::from_millis(cfg.hang_ms),
         },
+        // Never keep an image around outside tests.
+        record: false,
     }
 }
 
