@@ -16,6 +16,8 @@ struct World {
     disabled: TestKey,
     expired: TestKey,
     revoked: TestKey,
+    strict: TestKey,
+    gifs: TestKey,
 }
 
 async fn world() -> World {
@@ -26,8 +28,10 @@ async fn world() -> World {
     let disabled = make_key();
     let expired = make_key();
     let revoked = make_key();
+    let strict = make_key();
+    let gifs = make_key();
     let tenants = format!(
-        "{}{}",
+        "{}{}{}{}",
         tenant_block(
             "acme",
             false,
@@ -38,6 +42,15 @@ async fn world() -> World {
             ]
         ),
         tenant_block("blocked", true, &[(&disabled, None, false)]),
+        // The vendor's recommended minimum, enforced for one tenant.
+        tenant_block("strict", false, &[(&strict, None, false)]).replace(
+            "disabled = false\n",
+            "disabled = false\nimages = { min_width = 640, min_height = 480 }\n"
+        ),
+        tenant_block("gifs", false, &[(&gifs, None, false)]).replace(
+            "disabled = false\n",
+            "disabled = false\nimages = { formats = [\"jpeg\", \"gif\"] }\n"
+        ),
     );
     let config = config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenants);
     let gw = Proc::serve(Some(&config), &[]);
@@ -48,6 +61,8 @@ async fn world() -> World {
         disabled,
         expired,
         revoked,
+        strict,
+        gifs,
     }
 }
 
@@ -237,6 +252,44 @@ async fn end_to_end_against_the_strict_simulator() {
     assert_eq!(
         w.stub.last_body().unwrap(),
         face_json(&canonical).as_bytes()
+    );
+
+    // Per-tenant image policies.
+    let strict = w.strict.plaintext.as_str();
+    let r = post_json(&url, Some(strict), face_json(&canonical)).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (422, 42205),
+        "320x240 is under this tenant's 640x480"
+    );
+    let r = post_json(
+        &url,
+        Some(strict),
+        face_json(&b64(&testdata("face-640x480.jpg"))),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let gifs = w.gifs.plaintext.as_str();
+    let calls = w.stub.calls();
+    let r = post_json(
+        &url,
+        Some(gifs),
+        face_json(&b64(&testdata("face-256x256.gif"))),
+    )
+    .await;
+    // Accepted by this tenant's policy, so forwarded; the vendor refuses GIF itself.
+    assert_eq!((r.status.as_u16(), r.error_code()), (400, 1017));
+    assert_eq!(w.stub.calls(), calls + 1);
+    let r = post_json(
+        &url,
+        Some(gifs),
+        face_json(&b64(&testdata("face-320x240.png"))),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (422, 42203),
+        "PNG is not in this tenant's list"
     );
 
     // --- Bad input: each a documented 4xx, none forwarded ----------------
