@@ -154,73 +154,29 @@ async fn http2_prior_knowledge_to_the_vendor() {
     assert_eq!(stub.calls(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_in_flight_requests_finish() {
+/// A gateway process in front of a vendor taking `latency`, with one
+/// request in flight (the vendor has it); then SIGTERM. Returns the
+/// in-flight request, the exit status and everything the gateway printed.
+async fn terminate_during_a_request(
+    latency: Duration,
+    env: &[(&str, &str)],
+) -> (
+    tokio::task::JoinHandle<Resp>,
+    std::process::ExitStatus,
+    String,
+) {
     let key = make_key();
     let stub = livegate_stub::spawn(StubConfig {
-        latency: Duration::from_millis(1500),
+        latency,
         ..StubConfig::new(VENDOR_KEY)
     })
     .await
     .unwrap();
-    let mut gw = Proc::serve(
-        Some(&config(
-            &stub.base_url(),
-            VENDOR_KEY,
-            &key,
-            "timeout_ms = 20000",
-        )),
-        &[],
-    );
+    let cfg = config(&stub.base_url(), VENDOR_KEY, &key, "timeout_ms = 300000");
+    let mut gw = Proc::serve(Some(&cfg), env);
     let url = gw.url("/modules/liveness");
-    let plaintext = key.plaintext.clone();
     let in_flight =
-        tokio::spawn(async move { post_json(&url, Some(&plaintext), image_body()).await });
-    // Wait until the vendor has the request, then ask the gateway to stop.
-    while stub.calls() == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let status = tokio::task::spawn_blocking(move || {
-        let s = gw.terminate();
-        (s, gw.output())
-    })
-    .await
-    .unwrap();
-    let r = in_flight.await.unwrap();
-    assert_eq!(
-        r.status, 200,
-        "the in-flight request must complete: {:?}",
-        r.body
-    );
-    assert!(
-        status.0.success(),
-        "exit status {:?}\n{}",
-        status.0,
-        status.1
-    );
-    assert!(status.1.contains("SIGTERM received"));
-    assert!(status.1.contains("drained"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_time_bounds_shutdown() {
-    let key = make_key();
-    // The vendor would take two minutes; the drain allows 200 ms.
-    let stub = livegate_stub::spawn(StubConfig {
-        latency: Duration::from_secs(120),
-        ..StubConfig::new(VENDOR_KEY)
-    })
-    .await
-    .unwrap();
-    let cfg = format!(
-        "{}\n",
-        config(&stub.base_url(), VENDOR_KEY, &key, "timeout_ms = 300000")
-    );
-    let mut gw = Proc::serve(Some(&cfg), &[("LIVEGATE_SERVER__DRAIN_TIMEOUT_MS", "200")]);
-    let url = gw.url("/modules/liveness");
-    let plaintext = key.plaintext.clone();
-    let _in_flight =
-        tokio::spawn(async move { post_json(&url, Some(&plaintext), image_body()).await });
+        tokio::spawn(async move { post_json(&url, Some(&key.plaintext), image_body()).await });
     while stub.calls() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -228,6 +184,32 @@ async fn drain_time_bounds_shutdown() {
     let (status, out) = tokio::task::spawn_blocking(move || (gw.terminate(), gw.output()))
         .await
         .unwrap();
+    (in_flight, status, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let (in_flight, status, out) =
+        terminate_during_a_request(Duration::from_millis(1500), &[]).await;
+    let r = in_flight.await.unwrap();
+    assert_eq!(
+        r.status, 200,
+        "the in-flight request must complete: {:?}",
+        r.body
+    );
+    assert!(status.success(), "exit status {status:?}\n{out}");
+    assert!(out.contains("SIGTERM received"));
+    assert!(out.contains("drained"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_time_bounds_shutdown() {
+    // The vendor would take two minutes; the drain allows 200 ms.
+    let (_in_flight, status, out) = terminate_during_a_request(
+        Duration::from_secs(120),
+        &[("LIVEGATE_SERVER__DRAIN_TIMEOUT_MS", "200")],
+    )
+    .await;
     assert!(status.success(), "{out}");
     assert!(out.contains("drain time over"), "{out}");
 }
