@@ -10,41 +10,18 @@
 use std::fmt;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::SystemTime;
+
+use livegate_core::Clock;
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::hash::{KeyHash, Pepper, hash_key};
 use crate::key::{self, KeyId, PresentedKey};
-use crate::store::{KeyStore, StoreError, Tenant};
+use crate::store::{KeyRecord, KeyStore, StoreError, Tenant};
 
 /// Header carrying the tenant key, as on the vendor API.
 pub const API_KEY_HEADER: &str = "x-api-key";
-
-/// Injected so expiry can be tested without waiting.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> SystemTime;
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// Any `Fn() -> SystemTime` is a clock, which keeps test clocks one line.
-impl<F> Clock for F
-where
-    F: Fn() -> SystemTime + Send + Sync + 'static,
-{
-    fn now(&self) -> SystemTime {
-        self()
-    }
-}
 
 /// Why a request was not authenticated. Messages never contain the key, the
 /// secret or the kid, so they are safe to return to clients and to log.
@@ -72,11 +49,17 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
-/// Who made the request, once authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who made the request, once authenticated: the stored records, shared.
+#[derive(Debug, Clone)]
 pub struct Principal {
-    pub tenant: Tenant,
-    pub kid: KeyId,
+    pub tenant: Arc<Tenant>,
+    pub key: Arc<KeyRecord>,
+}
+
+impl Principal {
+    pub fn kid(&self) -> &KeyId {
+        &self.key.kid
+    }
 }
 
 /// Reads the presented key from `x-api-key: <key>` or
@@ -174,10 +157,11 @@ impl Authenticator {
             }
         };
 
-        let Some(record) = inner.store.key(presented.kid).await? else {
+        let Some(entry) = inner.store.lookup(presented.kid).await? else {
             inner.dummy_check(presented);
             return Err(AuthError::Unknown);
         };
+        let record = &entry.key;
         let computed = presented.hash(&inner.pepper);
         // The kid comparison guards against a store returning the wrong row;
         // it is on public data, so it need not be constant-time.
@@ -190,21 +174,15 @@ impl Authenticator {
         if record.revoked {
             return Err(AuthError::Revoked);
         }
-        if record.expires_at.is_some_and(|t| t <= inner.clock.now()) {
+        if record.expires_at.is_some_and(|t| t.0 <= inner.clock.now()) {
             return Err(AuthError::Expired);
         }
-        // A key whose tenant is gone is orphaned, not a credential.
-        let tenant = inner
-            .store
-            .tenant(&record.tenant_id)
-            .await?
-            .ok_or(AuthError::Unknown)?;
-        if tenant.disabled {
+        if entry.tenant.disabled {
             return Err(AuthError::TenantDisabled);
         }
         Ok(Principal {
-            tenant,
-            kid: record.kid,
+            tenant: entry.tenant,
+            key: entry.key,
         })
     }
 }

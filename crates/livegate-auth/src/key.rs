@@ -16,6 +16,8 @@ use std::str::FromStr;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
+use livegate_core::Secret;
+
 use crate::hash::{KeyHash, Pepper, hash_key};
 
 /// Prefix of every tenant key.
@@ -119,36 +121,6 @@ impl From<KeyId> for String {
     }
 }
 
-/// A string that must not end up in logs: `Debug` and `Display` print
-/// `[redacted]`, and reading it takes an explicit [`Secret::expose`].
-///
-/// Deliberately not `PartialEq`: comparing secrets belongs in
-/// [`KeyHash::verify`], which is constant-time.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 /// A freshly generated key. `plaintext` is the whole `lvg_…` key, to be shown
 /// to the operator once; store only [`NewKey::hash`].
 #[derive(Debug, Clone)]
@@ -182,7 +154,7 @@ pub fn generate() -> NewKey {
     debug_assert!(parse(&plaintext).is_ok());
     NewKey {
         kid: KeyId(kid),
-        plaintext: Secret(plaintext),
+        plaintext: Secret::new(plaintext),
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Owns:
 //! - [`key`]: the tenant key format `lvg_<kid>_<secret>`, generation and
-//!   strict parsing, and [`Secret`], a string that will not print itself;
+//!   strict parsing;
 //! - [`hash`]: the keyed hash (HMAC-SHA-256 with a server-side [`Pepper`])
 //!   that is all a store ever holds of a key, compared in constant time;
 //! - [`store`]: the [`KeyStore`] trait the request path reads tenants and
@@ -11,17 +11,25 @@
 //!   [`Authenticator`] that turns it into a [`Principal`] or an
 //!   [`AuthError`].
 //!
-//! Does not own: HTTP serving or the tower layer (the binary wraps
-//! [`Authenticator`]), mapping [`AuthError`] to statuses and error codes
-//! (`livegate-core`), the admin API, configuration loading (including
-//! reading the pepper from a secret file), or the shared Redis-backed store.
+//! - [`layer`]: the tower layer ([`AuthLayer`]) that puts the authenticator on
+//!   the request path.
+//!
+//! Does not own: mapping [`AuthError`] to statuses and error codes (the
+//! binary's one error type), the admin API, configuration loading
+//! (including reading the pepper from a secret file), or the shared
+//! Redis-backed store.
 
 pub mod authn;
 pub mod hash;
 pub mod key;
+pub mod layer;
 pub mod store;
 
-pub use authn::{AuthError, Authenticator, Clock, Principal, SystemClock, presented_key};
+pub use authn::{AuthError, Authenticator, Principal, presented_key};
 pub use hash::{KeyHash, Pepper, PepperError, hash_key};
-pub use key::{KEY_PREFIX, KeyFormatError, KeyId, NewKey, PresentedKey, Secret, generate, parse};
-pub use store::{BoxFuture, KeyRecord, KeyStore, MemoryStore, StoreError, Tenant};
+pub use key::{KEY_PREFIX, KeyFormatError, KeyId, NewKey, PresentedKey, generate, parse};
+pub use layer::{Auth, AuthLayer};
+pub use store::{
+    BoxFuture, KeyEntry, KeyRecord, KeyStore, MemoryStore, StoreError, StoreHealth, Tenant,
+    TenantSettings,
+};

@@ -1,38 +1,67 @@
 //! Where tenants and key records live, seen from the request path.
 //!
-//! [`KeyStore`] is the read side the authenticator needs: one lookup by kid,
-//! one by tenant id. Writes (issue, revoke, disable) differ too much between
-//! backends to share a trait yet; [`MemoryStore`] has its own inherent ones.
+//! [`KeyStore`] is the read side the authenticator needs: **one** lookup by
+//! key id that returns the key record together with its tenant (one round
+//! trip for a remote store), and a health check for `/readyz`. Records are
+//! shared (`Arc`), so a hit copies nothing. Writes (issue, revoke, disable)
+//! differ too much between backends to share a trait yet; [`MemoryStore`]
+//! has its own inherent ones.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{PoisonError, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, PoisonError, RwLock};
 
+use livegate_core::Timestamp;
+use livegate_payload::ImageOverrides;
 use serde::{Deserialize, Serialize};
 
 use crate::hash::KeyHash;
 use crate::key::KeyId;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A tenant: who the keys belong to, and the settings its requests get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default)]
     pub disabled: bool,
+    #[serde(default)]
+    pub settings: TenantSettings,
 }
 
 impl Tenant {
-    /// An enabled tenant with no display name.
+    /// An enabled tenant with no display name and the deployment's defaults.
     pub fn new(id: impl Into<String>) -> Self {
         Self {
             id: id.into(),
             name: None,
             disabled: false,
+            settings: TenantSettings::default(),
         }
     }
+}
+
+/// What a tenant's requests get, where it differs from the deployment's
+/// defaults. Kept on the tenant so tenants created at run time have
+/// somewhere to keep it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantSettings {
+    /// Changes to the deployment's image policy.
+    pub images: ImageOverrides,
+    /// Reserved for the rate-limit work: requests per second (GCRA rate).
+    /// Not enforced yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<f64>,
+    /// Reserved for the rate-limit work: burst size. Not enforced yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Reserved for the rate-limit work: requests per calendar month. Not
+    /// enforced yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monthly_quota: Option<u64>,
 }
 
 /// What is stored per key: never the secret, only its keyed hash.
@@ -42,10 +71,28 @@ pub struct KeyRecord {
     pub tenant_id: String,
     pub hash: KeyHash,
     /// Serialized as an RFC 3339 UTC timestamp, readable in a Redis dump.
-    #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<SystemTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
     #[serde(default)]
     pub revoked: bool,
+}
+
+/// A key with its tenant, as one lookup returns them.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub key: Arc<KeyRecord>,
+    pub tenant: Arc<Tenant>,
+}
+
+/// How a store is doing, for `/readyz` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreHealth {
+    /// `memory`, `redis`, …
+    pub backend: &'static str,
+    pub ok: bool,
+    /// Why not ok (never a secret or a URL with credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -55,8 +102,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Boxed futures keep the trait object-safe so the stack can hold an
 /// `Arc<dyn KeyStore>` chosen at start-up from configuration.
 pub trait KeyStore: Send + Sync + 'static {
-    fn key(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyRecord>, StoreError>>;
-    fn tenant(&self, id: &str) -> BoxFuture<'_, Result<Option<Tenant>, StoreError>>;
+    /// The key with this id and its tenant, in one lookup. `None` when
+    /// either is missing: a key whose tenant is gone is no credential.
+    fn lookup(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyEntry>, StoreError>>;
+
+    /// Whether the store can answer now.
+    fn health(&self) -> BoxFuture<'_, StoreHealth>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +122,8 @@ pub enum StoreError {
 /// shared backend.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    tenants: RwLock<HashMap<String, Tenant>>,
-    keys: RwLock<HashMap<String, KeyRecord>>,
+    tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+    keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
 }
 
 // Every write below is a single map operation, so a panic in another thread
@@ -96,19 +147,19 @@ impl MemoryStore {
 
     /// Inserts or replaces the tenant with this id.
     pub fn put_tenant(&self, tenant: Tenant) {
-        write!(self.tenants).insert(tenant.id.clone(), tenant);
+        write!(self.tenants).insert(tenant.id.clone(), Arc::new(tenant));
     }
 
     /// Inserts or replaces the key with this kid.
     pub fn put_key(&self, key: KeyRecord) {
-        write!(self.keys).insert(key.kid.as_str().to_owned(), key);
+        write!(self.keys).insert(key.kid.as_str().to_owned(), Arc::new(key));
     }
 
     /// Marks a key revoked; `false` if there is no such key.
     pub fn revoke(&self, kid: &str) -> bool {
         match write!(self.keys).get_mut(kid) {
             Some(k) => {
-                k.revoked = true;
+                Arc::make_mut(k).revoked = true;
                 true
             }
             None => false,
@@ -119,7 +170,7 @@ impl MemoryStore {
     pub fn set_disabled(&self, tenant: &str, disabled: bool) -> bool {
         match write!(self.tenants).get_mut(tenant) {
             Some(t) => {
-                t.disabled = disabled;
+                Arc::make_mut(t).disabled = disabled;
                 true
             }
             None => false,
@@ -128,38 +179,21 @@ impl MemoryStore {
 }
 
 impl KeyStore for MemoryStore {
-    fn key(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyRecord>, StoreError>> {
-        let found = read!(self.keys).get(kid).cloned();
-        Box::pin(std::future::ready(Ok(found)))
+    fn lookup(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyEntry>, StoreError>> {
+        let key = read!(self.keys).get(kid).cloned();
+        let entry = key.and_then(|key| {
+            let tenant = read!(self.tenants).get(&key.tenant_id).cloned()?;
+            Some(KeyEntry { key, tenant })
+        });
+        Box::pin(std::future::ready(Ok(entry)))
     }
 
-    fn tenant(&self, id: &str) -> BoxFuture<'_, Result<Option<Tenant>, StoreError>> {
-        let found = read!(self.tenants).get(id).cloned();
-        Box::pin(std::future::ready(Ok(found)))
-    }
-}
-
-mod rfc3339_opt {
-    use std::time::SystemTime;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
-
-    pub(super) fn serialize<S: Serializer>(
-        t: &Option<SystemTime>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.collect_str(&humantime::format_rfc3339(*t)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<SystemTime>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|s| humantime::parse_rfc3339(&s).map_err(D::Error::custom))
-            .transpose()
+    fn health(&self) -> BoxFuture<'_, StoreHealth> {
+        Box::pin(std::future::ready(StoreHealth {
+            backend: "memory",
+            ok: true,
+            detail: None,
+        }))
     }
 }
 
@@ -193,69 +227,70 @@ mod tests {
         }
     }
 
+    fn lookup(store: &dyn KeyStore, kid: &str) -> Option<KeyEntry> {
+        now_or_never(store.lookup(kid)).unwrap()
+    }
+
     #[test]
-    fn put_get_revoke_disable() {
+    fn one_lookup_gives_key_and_tenant() {
         let store = MemoryStore::new();
         store.put_tenant(Tenant::new("acme"));
         store.put_key(record("aaaaaaaaaaaa", "acme"));
+        store.put_key(record("orphan000000", "gone"));
 
-        let dyn_store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
-        assert!(
-            now_or_never(dyn_store.key("aaaaaaaaaaaa"))
-                .unwrap()
-                .is_none()
+        let e = lookup(&store, "aaaaaaaaaaaa").unwrap();
+        assert_eq!(
+            (e.key.kid.as_str(), e.tenant.id.as_str()),
+            ("aaaaaaaaaaaa", "acme")
         );
+        assert!(lookup(&store, "bbbbbbbbbbbb").is_none());
+        // A key whose tenant is gone is no credential.
+        assert!(lookup(&store, "orphan000000").is_none());
+        // Hits share the stored records rather than copying them.
+        let again = lookup(&store, "aaaaaaaaaaaa").unwrap();
+        assert!(Arc::ptr_eq(&e.key, &again.key) && Arc::ptr_eq(&e.tenant, &again.tenant));
 
-        let k = now_or_never(store.key("aaaaaaaaaaaa")).unwrap().unwrap();
-        assert!(!k.revoked);
-        assert!(now_or_never(store.key("bbbbbbbbbbbb")).unwrap().is_none());
+        let health = now_or_never(store.health());
+        assert_eq!((health.backend, health.ok), ("memory", true));
+    }
+
+    #[test]
+    fn revoke_and_disable() {
+        let store = MemoryStore::new();
+        store.put_tenant(Tenant::new("acme"));
+        store.put_key(record("aaaaaaaaaaaa", "acme"));
+        let before = lookup(&store, "aaaaaaaaaaaa").unwrap();
 
         assert!(store.revoke("aaaaaaaaaaaa"));
         assert!(!store.revoke("bbbbbbbbbbbb"));
-        assert!(
-            now_or_never(store.key("aaaaaaaaaaaa"))
-                .unwrap()
-                .unwrap()
-                .revoked
-        );
+        assert!(lookup(&store, "aaaaaaaaaaaa").unwrap().key.revoked);
+        // A record already handed out is not changed under its reader.
+        assert!(!before.key.revoked);
 
-        assert!(
-            !now_or_never(store.tenant("acme"))
-                .unwrap()
-                .unwrap()
-                .disabled
-        );
         assert!(store.set_disabled("acme", true));
-        assert!(
-            now_or_never(store.tenant("acme"))
-                .unwrap()
-                .unwrap()
-                .disabled
-        );
+        assert!(lookup(&store, "aaaaaaaaaaaa").unwrap().tenant.disabled);
         assert!(store.set_disabled("acme", false));
-        assert!(
-            !now_or_never(store.tenant("acme"))
-                .unwrap()
-                .unwrap()
-                .disabled
-        );
+        assert!(!lookup(&store, "aaaaaaaaaaaa").unwrap().tenant.disabled);
         assert!(!store.set_disabled("nobody", true));
-        assert!(now_or_never(store.tenant("nobody")).unwrap().is_none());
     }
 
     #[test]
     fn put_replaces() {
         let store = MemoryStore::new();
+        store.put_tenant(Tenant::new("acme"));
+        store.put_tenant(Tenant::new("other"));
         store.put_key(record("aaaaaaaaaaaa", "acme"));
         store.put_key(record("aaaaaaaaaaaa", "other"));
-        let k = now_or_never(store.key("aaaaaaaaaaaa")).unwrap().unwrap();
-        assert_eq!(k.tenant_id, "other");
+        let e = lookup(&store, "aaaaaaaaaaaa").unwrap();
+        assert_eq!(e.key.tenant_id, "other");
     }
 
     #[test]
     fn record_serde_round_trip() {
         let mut r = record("aaaaaaaaaaaa", "acme");
-        r.expires_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        r.expires_at = Some(Timestamp(
+            std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        ));
         let json = serde_json::to_string(&r).unwrap();
         assert!(
             json.contains(r#""expires_at":"2027-01-15T08:00:00Z""#),
@@ -278,5 +313,11 @@ mod tests {
 
         let t: Tenant = serde_json::from_str(r#"{"id":"acme"}"#).unwrap();
         assert_eq!(t, Tenant::new("acme"));
+        let t: Tenant = serde_json::from_str(
+            r#"{"id":"acme","settings":{"images":{"min_width":640},"burst":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(t.settings.images.min_width, Some(640));
+        assert_eq!(t.settings.burst, Some(5));
     }
 }

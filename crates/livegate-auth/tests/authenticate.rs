@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue};
 use livegate_auth::{
-    AuthError, Authenticator, BoxFuture, KeyRecord, KeyStore, MemoryStore, NewKey, Pepper,
-    StoreError, SystemClock, Tenant, generate, parse,
+    AuthError, Authenticator, BoxFuture, KeyEntry, KeyRecord, KeyStore, MemoryStore, NewKey,
+    Pepper, StoreError, StoreHealth, Tenant, generate, parse,
 };
+use livegate_core::{SystemClock, Timestamp};
 
 const PEPPER: &str = "integration-test-pepper!";
 const T0: Duration = Duration::from_secs(1_800_000_000);
@@ -28,9 +29,8 @@ fn pepper() -> Pepper {
 fn fixture() -> Fixture {
     let store = Arc::new(MemoryStore::new());
     store.put_tenant(Tenant {
-        id: "acme".into(),
         name: Some("Acme".into()),
-        disabled: false,
+        ..Tenant::new("acme")
     });
     let key = generate();
     store.put_key(KeyRecord {
@@ -102,7 +102,7 @@ async fn valid_key_in_x_api_key() {
         .unwrap();
     assert_eq!(p.tenant.id, "acme");
     assert_eq!(p.tenant.name.as_deref(), Some("Acme"));
-    assert_eq!(p.kid, f.key.kid);
+    assert_eq!(p.kid(), &f.key.kid);
 }
 
 #[tokio::test]
@@ -113,7 +113,7 @@ async fn valid_key_as_bearer() {
         .authenticate(&bearer(f.key.plaintext.expose()))
         .await
         .unwrap();
-    assert_eq!(p.kid, f.key.kid);
+    assert_eq!(p.kid(), &f.key.kid);
 }
 
 #[tokio::test]
@@ -182,11 +182,13 @@ async fn revoked_key() {
 async fn expiry_follows_the_clock() {
     let f = fixture();
     let expires = SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(60);
-    let mut record = KeyStore::key(&*f.store, f.key.kid.as_str())
+    let mut record = (*KeyStore::lookup(&*f.store, f.key.kid.as_str())
         .await
         .unwrap()
-        .unwrap();
-    record.expires_at = Some(expires);
+        .unwrap()
+        .key)
+        .clone();
+    record.expires_at = Some(Timestamp(expires));
     f.store.put_key(record);
     let h = api_key(f.key.plaintext.expose());
 
@@ -242,11 +244,13 @@ async fn without_the_secret_every_state_looks_unknown() {
     let forged = api_key(&wrong_secret(f.key.plaintext.expose()));
     f.store.revoke(f.key.kid.as_str());
     f.store.set_disabled("acme", true);
-    let mut record = KeyStore::key(&*f.store, f.key.kid.as_str())
+    let mut record = (*KeyStore::lookup(&*f.store, f.key.kid.as_str())
         .await
         .unwrap()
-        .unwrap();
-    record.expires_at = Some(SystemTime::UNIX_EPOCH);
+        .unwrap()
+        .key)
+        .clone();
+    record.expires_at = Some(Timestamp(SystemTime::UNIX_EPOCH));
     f.store.put_key(record);
     let err = f.auth.authenticate(&forged).await.unwrap_err();
     assert!(matches!(err, AuthError::Unknown), "{err:?}");
@@ -278,14 +282,19 @@ async fn a_different_pepper_rejects_every_key() {
 struct DownStore(AtomicUsize);
 
 impl KeyStore for DownStore {
-    fn key(&self, _kid: &str) -> BoxFuture<'_, Result<Option<KeyRecord>, StoreError>> {
+    fn lookup(&self, _kid: &str) -> BoxFuture<'_, Result<Option<KeyEntry>, StoreError>> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
     }
 
-    fn tenant(&self, _id: &str) -> BoxFuture<'_, Result<Option<Tenant>, StoreError>> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
+    fn health(&self) -> BoxFuture<'_, StoreHealth> {
+        Box::pin(async {
+            StoreHealth {
+                backend: "down",
+                ok: false,
+                detail: Some("connection refused".into()),
+            }
+        })
     }
 }
 
@@ -302,41 +311,9 @@ async fn store_error_propagates() {
         matches!(err, AuthError::Store(StoreError::Unavailable(_))),
         "{err:?}"
     );
-    assert_eq!(store.0.load(Ordering::SeqCst), 1);
+    assert_eq!(store.0.load(Ordering::SeqCst), 1, "exactly one lookup");
     assert_eq!(err.to_string(), "key store unavailable: connection refused");
     assert_leaks_nothing(&err, key.plaintext.expose());
-}
-
-/// A store whose tenant lookup fails after the key lookup succeeded.
-struct TenantDown(MemoryStore);
-
-impl KeyStore for TenantDown {
-    fn key(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyRecord>, StoreError>> {
-        self.0.key(kid)
-    }
-
-    fn tenant(&self, _id: &str) -> BoxFuture<'_, Result<Option<Tenant>, StoreError>> {
-        Box::pin(async { Err(StoreError::Unavailable("timeout".into())) })
-    }
-}
-
-#[tokio::test]
-async fn tenant_lookup_error_propagates() {
-    let inner = MemoryStore::new();
-    let key = generate();
-    inner.put_key(KeyRecord {
-        kid: key.kid.clone(),
-        tenant_id: "acme".into(),
-        hash: key.hash(&pepper()),
-        expires_at: None,
-        revoked: false,
-    });
-    let auth = Authenticator::new(Arc::new(TenantDown(inner)), pepper(), Arc::new(SystemClock));
-    let err = auth
-        .authenticate(&api_key(key.plaintext.expose()))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, AuthError::Store(_)), "{err:?}");
 }
 
 #[test]

@@ -12,9 +12,8 @@
 //! binary turns these plain values into stores, clients and policies.
 
 mod load;
-mod secret;
 mod types;
 
+pub use livegate_core::Secret;
 pub use load::{ConfigError, ENV_PREFIX, load};
-pub use secret::Secret;
 pub use types::*;

@@ -1,11 +1,17 @@
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use figment::Figment;
+use figment::error::{Actual, Kind};
 use figment::providers::{Format, Serialized, Toml};
-use figment::value::Value;
+use figment::value::{Dict, Value};
+use livegate_auth::{KeyHash, KeyId};
+use livegate_core::{Secret, Timestamp};
+use livegate_payload::{FormatSet, ImageFormat};
+use serde::Deserialize;
 
-use crate::{Config, Secret};
+use crate::{Config, LogFormat};
 
 /// Prefix of environment overrides: `LIVEGATE_VENDOR__TIMEOUT_MS=500`
 /// overrides `vendor.timeout_ms` (`__` separates sections).
@@ -15,25 +21,41 @@ pub const ENV_PREFIX: &str = "LIVEGATE_";
 const NOT_CONFIG: &[&str] = &["LIVEGATE_CONFIG"];
 
 /// Why a configuration could not be loaded; lists every problem found.
+///
+/// Messages name the key, and the file or variable it came from, never a
+/// value: a mistyped line may hold a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
-    Parse(String),
-    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
-    Invalid(Vec<String>),
+    #[error("invalid configuration{}:\n  - {}", in_file(.file), .problems.join("\n  - "))]
+    Invalid {
+        file: Option<PathBuf>,
+        problems: Vec<String>,
+    },
+}
+
+fn in_file(file: &Option<PathBuf>) -> String {
+    file.as_ref()
+        .map(|f| format!(" ({})", f.display()))
+        .unwrap_or_default()
 }
 
 /// Loads the configuration: built-in defaults, then the TOML file (if
 /// any), then `LIVEGATE_*` overrides from `env`, then secrets from their
-/// files; finally validates.
+/// files; finally validates. Every problem is reported at once.
 pub fn load(
     path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
+    let invalid = |problems| ConfigError::Invalid {
+        file: path.map(Path::to_owned),
+        problems,
+    };
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     if let Some(path) = path {
         figment = figment.merge(Toml::file_exact(path));
     }
+    // Which variable set which key, to name it in errors.
+    let mut from_env = BTreeMap::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -45,30 +67,248 @@ pub fn load(
         // Same parsing as figment's own `Env` provider: `true`, `42`, `[a, b]`.
         let value = Value::from_str(&value).unwrap_or_else(|_| Value::from(value));
         figment = figment.merge(Serialized::global(&key, value));
+        from_env.insert(key, name);
     }
-    let mut config: Config = figment
-        .extract()
-        .map_err(|e| ConfigError::Parse(describe(e)))?;
-    let mut problems = Vec::new();
+    let sources = Sources {
+        figment: &figment,
+        from_env: &from_env,
+    };
+
+    let mut tree = figment
+        .extract::<Dict>()
+        .map_err(|e| invalid(sources.describe_all(e)))?;
+    // Domain values (formats, key ids, hashes, times) are checked leaf by
+    // leaf first, so that a file with several mistakes gets them all
+    // reported, not only the first the typed extraction below stops at.
+    let mut problems = check_domain_leaves(&mut tree);
+    let mut config = match Config::deserialize(&Value::from(tree)) {
+        Ok(c) => c,
+        Err(e) => {
+            problems.extend(sources.describe_all(e));
+            return Err(invalid(problems));
+        }
+    };
     config.resolve_secrets(&mut problems);
     config.validate_into(&mut problems);
     if problems.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigError::Invalid(problems))
+        Err(invalid(problems))
     }
 }
 
-fn describe(e: figment::Error) -> String {
-    e.into_iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
+/// Where each key's value came from.
+struct Sources<'a> {
+    figment: &'a Figment,
+    from_env: &'a BTreeMap<String, String>,
+}
+
+impl Sources<'_> {
+    fn describe_all(&self, e: figment::Error) -> Vec<String> {
+        e.into_iter().map(|e| self.describe(&e)).collect()
+    }
+
+    /// `key: what is wrong (where it came from)`, with no value in it.
+    fn describe(&self, e: &figment::Error) -> String {
+        let key = e.path.join(".");
+        let what = match &e.kind {
+            Kind::Message(m) if e.path.is_empty() && self.is_file_error(e) => {
+                // A TOML syntax error quotes the offending line, which may
+                // hold a secret: keep only where it is.
+                let line = m
+                    .split_once(", line ")
+                    .or_else(|| m.split_once("line "))
+                    .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .filter(|l| !l.is_empty());
+                match line {
+                    Some(l) => format!("TOML syntax error at line {l}"),
+                    None => "not a valid TOML file".to_owned(),
+                }
+            }
+            Kind::Message(m) => m.clone(),
+            Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+                format!("expected {expected}, found {}", type_of(actual))
+            }
+            Kind::InvalidLength(n, expected) => format!("expected {expected}, found {n} items"),
+            Kind::UnknownVariant(_, expected) => {
+                format!("unknown value, expected one of: {}", expected.join(", "))
+            }
+            Kind::UnknownField(field, _) => {
+                return format!(
+                    "unknown key `{}`{}",
+                    join(&key, field),
+                    self.origin(&key, e)
+                );
+            }
+            Kind::MissingField(field) => {
+                return format!(
+                    "missing key `{}`{}",
+                    join(&key, field),
+                    self.origin(&key, e)
+                );
+            }
+            Kind::DuplicateField(field) => format!("duplicate key `{field}`"),
+            other => format!("{other}"),
+        };
+        let key = if key.is_empty() {
+            "configuration".into()
+        } else {
+            key
+        };
+        format!("{key}: {what}{}", self.origin(&key, e))
+    }
+
+    fn is_file_error(&self, e: &figment::Error) -> bool {
+        e.metadata
+            .as_ref()
+            .and_then(|m| m.source.as_ref())
+            .is_some_and(|s| s.file_path().is_some())
+    }
+
+    /// ` (in FILE)` or ` (from LIVEGATE_…)`; nothing for built-in defaults.
+    /// Never a location in the gateway's source code.
+    fn origin(&self, key: &str, e: &figment::Error) -> String {
+        if let Some(var) = self.from_env.get(key) {
+            return format!(" (from {var})");
+        }
+        let file = e
+            .metadata
+            .as_ref()
+            .or_else(|| self.figment.find_metadata(key))
+            .and_then(|m| m.source.as_ref())
+            .and_then(|s| s.file_path());
+        file.map(|f| format!(" (in {})", f.display()))
+            .unwrap_or_default()
+    }
+}
+
+fn join(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+/// The kind of value found, never the value itself.
+fn type_of(actual: &Actual) -> &'static str {
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => "a number",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit | Actual::Option => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map => "a table",
+        _ => "another kind of value",
+    }
+}
+
+/// Checks each leaf that deserializes into a domain type, records what is
+/// wrong with it, and replaces a bad one so the typed extraction can go on.
+fn check_domain_leaves(tree: &mut Dict) -> Vec<String> {
+    let mut p = Vec::new();
+    if let Some(Value::Dict(_, images)) = tree.get_mut("images") {
+        check_formats("images", images, &mut p);
+    }
+    if let Some(Value::Dict(_, log)) = tree.get_mut("log") {
+        check_leaf::<LogFormat>(log, "format", "log", "must be \"text\" or \"json\"", &mut p);
+    }
+    if let Some(Value::Array(_, tenants)) = tree.get_mut("tenants") {
+        for (i, tenant) in tenants.iter_mut().enumerate() {
+            let Value::Dict(_, tenant) = tenant else {
+                continue;
+            };
+            let at = format!("tenants[{i}]");
+            if let Some(Value::Dict(_, images)) = tenant.get_mut("images") {
+                check_formats(&format!("{at}.images"), images, &mut p);
+            }
+            let Some(Value::Array(_, keys)) = tenant.get_mut("keys") else {
+                continue;
+            };
+            for (j, key) in keys.iter_mut().enumerate() {
+                let Value::Dict(_, key) = key else { continue };
+                let at = format!("{at}.keys[{j}]");
+                if check_leaf::<KeyId>(
+                    key,
+                    "id",
+                    &at,
+                    "is not a key id (12 characters of a-z and 0-9)",
+                    &mut p,
+                ) {
+                    key.insert("id".into(), Value::from("000000000000"));
+                }
+                if check_leaf::<KeyHash>(
+                    key,
+                    "hash",
+                    &at,
+                    "must be 64 lowercase hex characters (from `livegate keys new`)",
+                    &mut p,
+                ) {
+                    key.insert("hash".into(), Value::from("0".repeat(64)));
+                }
+                check_leaf::<Timestamp>(
+                    key,
+                    "expires_at",
+                    &at,
+                    "must be an RFC 3339 time such as 2027-01-31T00:00:00Z",
+                    &mut p,
+                );
+            }
+        }
+    }
+    p
+}
+
+/// `true` when the leaf was there and bad (it is then removed).
+fn check_leaf<T: for<'de> Deserialize<'de>>(
+    table: &mut Dict,
+    name: &str,
+    at: &str,
+    problem: &str,
+    p: &mut Vec<String>,
+) -> bool {
+    let bad = table.get(name).is_some_and(|v| T::deserialize(v).is_err());
+    if bad {
+        p.push(format!("{at}.{name} {problem}"));
+        table.remove(name);
+    }
+    bad
+}
+
+/// Names an unknown format when it is a plain word (so a list holding by
+/// mistake something secret is not echoed).
+fn check_formats(at: &str, table: &mut Dict, p: &mut Vec<String>) {
+    let Some(value) = table.get("formats") else {
+        return;
+    };
+    if FormatSet::deserialize(value).is_ok() {
+        return;
+    }
+    let named: Vec<String> = match value {
+        Value::Array(_, items) => items
+            .iter()
+            .filter_map(|v| v.as_str())
+            .filter(|s| ImageFormat::from_str(s).is_err())
+            .filter(|s| s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .map(|s| format!("{s:?}"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let which = if named.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", named.join(", "))
+    };
+    p.push(format!(
+        "{at}.formats: unknown format{which} (jpeg, png, webp, gif)"
+    ));
+    table.remove("formats");
 }
 
 fn read_secret(
     inline: &mut Option<Secret>,
-    file: &Option<std::path::PathBuf>,
+    file: &Option<PathBuf>,
     name: &str,
     problems: &mut Vec<String>,
 ) {
@@ -115,17 +355,8 @@ impl Config {
         self.vendor.base_url.is_none()
     }
 
-    /// Checks everything; returns every problem found.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        self.validate_into(&mut problems);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
-    }
-
+    /// The cross-field checks; each value's own form was checked when it
+    /// was deserialized.
     fn validate_into(&self, p: &mut Vec<String>) {
         let s = &self.server;
         if s.body_limit_bytes == 0 || s.body_limit_bytes > 64 * 1024 * 1024 {
@@ -145,9 +376,8 @@ impl Config {
 
         let v = &self.vendor;
         if let Some(url) = &v.base_url {
-            match http_url(url) {
-                Ok(()) => {}
-                Err(e) => p.push(format!("vendor.base_url: {e}")),
+            if let Err(e) = http_url(url) {
+                p.push(format!("vendor.base_url: {e}"));
             }
             if v.api_key.is_none() {
                 p.push("vendor.api_key (or vendor.api_key_file) is required when vendor.base_url is set".into());
@@ -170,7 +400,7 @@ impl Config {
             }
         }
         if let Some(pepper) = &self.auth.pepper {
-            if pepper.expose().len() < 16 {
+            if pepper.expose().len() < livegate_auth::hash::MIN_PEPPER_LEN {
                 p.push("auth.pepper must be at least 16 bytes".into());
             }
         }
@@ -178,10 +408,9 @@ impl Config {
             p.push("auth.pepper (or auth.pepper_file) is required when tenants are configured: their key hashes depend on it".into());
         }
 
-        if self.images.formats.is_empty() {
-            p.push("images.formats must name at least one format".into());
+        for problem in self.images.problems() {
+            p.push(policy_problem("images", problem));
         }
-        check_images("images", &self.images.formats, self.images_bounds(None), p);
 
         let sim = &self.simulator;
         for (name, r) in [
@@ -196,10 +425,6 @@ impl Config {
             }
         }
 
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            p.push("log.format must be \"text\" or \"json\"".into());
-        }
-
         let mut tenant_ids = std::collections::HashSet::new();
         let mut key_ids = std::collections::HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
@@ -211,68 +436,27 @@ impl Config {
             } else if !tenant_ids.insert(t.id.as_str()) {
                 p.push(format!("{at}.id {:?} is used twice", t.id));
             }
-            if t.images.formats.as_ref().is_some_and(Vec::is_empty) {
-                p.push(format!("{at}.images.formats must name at least one format"));
+            for problem in self.images.with(&t.images).problems() {
+                p.push(policy_problem(&format!("{at}.images"), problem));
             }
-            let formats = t.images.formats.as_deref().unwrap_or_default();
-            check_images(
-                &format!("{at}.images"),
-                formats,
-                self.images_bounds(Some(t)),
-                p,
-            );
             for (j, k) in t.keys.iter().enumerate() {
-                let at = format!("{at}.keys[{j}]");
-                if livegate_auth::key::KeyId::from_str(&k.id).is_err() {
+                if !key_ids.insert(k.id.as_str()) {
                     p.push(format!(
-                        "{at}.id is not a key id (12 characters of a-z and 0-9)"
+                        "{at}.keys[{j}].id {:?} is used twice",
+                        k.id.as_str()
                     ));
-                } else if !key_ids.insert(k.id.as_str()) {
-                    p.push(format!("{at}.id {:?} is used twice", k.id));
-                }
-                if livegate_auth::hash::KeyHash::from_str(&k.hash).is_err() {
-                    p.push(format!(
-                        "{at}.hash must be 64 lowercase hex characters (from `livegate keys new`)"
-                    ));
-                }
-                if let Some(exp) = &k.expires_at {
-                    if humantime::parse_rfc3339_weak(exp).is_err() {
-                        p.push(format!(
-                            "{at}.expires_at must be an RFC 3339 time such as 2027-01-31T00:00:00Z"
-                        ));
-                    }
                 }
             }
         }
-    }
-
-    /// (min_width, min_height, max_width, max_height) in force for a tenant.
-    pub fn images_bounds(&self, tenant: Option<&crate::TenantConfig>) -> (u32, u32, u32, u32) {
-        let d = &self.images;
-        let o = tenant.map(|t| &t.images);
-        (
-            o.and_then(|o| o.min_width).unwrap_or(d.min_width),
-            o.and_then(|o| o.min_height).unwrap_or(d.min_height),
-            o.and_then(|o| o.max_width).unwrap_or(d.max_width),
-            o.and_then(|o| o.max_height).unwrap_or(d.max_height),
-        )
     }
 }
 
-fn check_images(at: &str, formats: &[String], bounds: (u32, u32, u32, u32), p: &mut Vec<String>) {
-    for f in formats {
-        if livegate_payload::ImageFormat::from_str(f).is_err() {
-            p.push(format!(
-                "{at}.formats: unknown format {f:?} (jpeg, png, webp, gif)"
-            ));
-        }
-    }
-    let (min_w, min_h, max_w, max_h) = bounds;
-    if min_w == 0 || min_h == 0 {
-        p.push(format!("{at}: min_width and min_height must be at least 1"));
-    }
-    if min_w > max_w || min_h > max_h {
-        p.push(format!("{at}: minimum dimensions exceed the maximum"));
+/// `images.formats must …` when the problem starts with a key's name.
+fn policy_problem(at: &str, problem: &str) -> String {
+    if problem.starts_with("formats") || problem.starts_with("min_") {
+        format!("{at}.{problem}")
+    } else {
+        format!("{at}: {problem}")
     }
 }
 

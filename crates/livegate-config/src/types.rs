@@ -2,9 +2,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use livegate_auth::{KeyHash, KeyId};
+use livegate_core::{Secret, Timestamp};
+use livegate_payload::{ImageOverrides, ImagePolicy};
 use serde::{Deserialize, Serialize};
-
-use crate::Secret;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -13,7 +14,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub vendor: VendorConfig,
     pub auth: AuthConfig,
-    pub images: ImagesConfig,
+    /// `[images]`: the deployment's image policy (tenants may override it).
+    pub images: ImagePolicy,
     pub simulator: SimulatorConfig,
     pub log: LogConfig,
     /// Bootstrap tenants and their key hashes (never plaintext keys).
@@ -103,41 +105,6 @@ pub struct AuthConfig {
     pub pepper_file: Option<PathBuf>,
 }
 
-/// Which images are accepted (deployment default; tenants may override).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ImagesConfig {
-    /// Any of `jpeg`, `png`, `webp`, `gif`.
-    pub formats: Vec<String>,
-    pub min_width: u32,
-    pub min_height: u32,
-    pub max_width: u32,
-    pub max_height: u32,
-}
-
-impl Default for ImagesConfig {
-    fn default() -> Self {
-        Self {
-            formats: vec!["jpeg".into(), "png".into(), "webp".into()],
-            min_width: 192,
-            min_height: 192,
-            max_width: 8192,
-            max_height: 8192,
-        }
-    }
-}
-
-/// A tenant's overrides of [`ImagesConfig`]; unset fields inherit.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TenantImagesConfig {
-    pub formats: Option<Vec<String>>,
-    pub min_width: Option<u32>,
-    pub min_height: Option<u32>,
-    pub max_width: Option<u32>,
-    pub max_height: Option<u32>,
-}
-
 /// The built-in vendor simulator (embedded default and `livegate stub`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -181,8 +148,7 @@ impl Default for SimulatorConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `livegate=debug,info`; `RUST_LOG` wins when set.
     pub level: String,
 }
@@ -190,10 +156,20 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            format: "text".into(),
+            format: LogFormat::Text,
             level: "info".into(),
         }
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// A bootstrap tenant.
@@ -206,8 +182,9 @@ pub struct TenantConfig {
     pub name: Option<String>,
     #[serde(default)]
     pub disabled: bool,
+    /// Changes to `[images]` for this tenant; unset fields inherit.
     #[serde(default)]
-    pub images: TenantImagesConfig,
+    pub images: ImageOverrides,
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
 }
@@ -216,12 +193,12 @@ pub struct TenantConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
-    pub id: String,
+    pub id: KeyId,
     /// HMAC-SHA-256 of the key under the pepper, 64 hex chars.
-    pub hash: String,
+    pub hash: KeyHash,
     /// RFC 3339 time, e.g. `2027-01-31T00:00:00Z`.
-    #[serde(default)]
-    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
     #[serde(default)]
     pub revoked: bool,
 }

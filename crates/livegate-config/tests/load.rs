@@ -1,6 +1,6 @@
 use std::io::Write;
 
-use livegate_config::{ConfigError, load};
+use livegate_config::{ConfigError, LogFormat, load};
 
 fn file(contents: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -27,7 +27,8 @@ fn no_file_no_env_is_the_embedded_default() {
     let c = load(None, env(&[])).unwrap();
     assert!(c.is_embedded_default());
     assert_eq!(c.server.body_limit_bytes, 10 * 1024 * 1024);
-    assert_eq!(c.images.formats, ["jpeg", "png", "webp"]);
+    let formats: Vec<&str> = c.images.formats.iter().map(|f| f.as_str()).collect();
+    assert_eq!(formats, ["jpeg", "png", "webp"]);
     assert_eq!((c.images.min_width, c.images.max_width), (192, 8192));
 }
 
@@ -146,4 +147,71 @@ fn inline_and_file_secret_together_is_an_error() {
         !msg.contains("inline"),
         "a secret value leaked into an error: {msg}"
     );
+}
+
+#[test]
+fn values_arrive_as_domain_types() {
+    let f = file(
+        r#"
+[auth]
+pepper = "0123456789abcdef0123"
+[log]
+format = "json"
+[images]
+formats = ["jpg", "PNG"]
+[[tenants]]
+id = "acme"
+images = { min_width = 640 }
+[[tenants.keys]]
+id = "abc123def456"
+hash = "d211349efcccf952875d7ff5f7d8d34acc402b317dc0726e430f475283387079"
+expires_at = "2027-01-15T08:00:00Z"
+"#,
+    );
+    let c = load(Some(f.path()), env(&[])).unwrap();
+    assert_eq!(c.log.format, LogFormat::Json);
+    let formats: Vec<&str> = c.images.formats.iter().map(|f| f.as_str()).collect();
+    assert_eq!(formats, ["jpeg", "png"]);
+    let t = &c.tenants[0];
+    assert_eq!(c.images.with(&t.images).min_width, 640);
+    assert_eq!(c.images.with(&t.images).min_height, 192);
+    let k = &t.keys[0];
+    assert_eq!(k.id.as_str(), "abc123def456");
+    assert_eq!(k.expires_at.unwrap().to_string(), "2027-01-15T08:00:00Z");
+}
+
+#[test]
+fn errors_name_the_key_and_file_never_a_source_location_or_value() {
+    let f = file(
+        "[vendor]
+timeout_ms = \"soon-secret-value\"
+[admin]
+token = 1
+",
+    );
+    let msg = problems(load(Some(f.path()), env(&[])));
+    assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    assert!(msg.contains("admin"), "{msg}");
+    assert!(!msg.contains(".rs:"), "a source location in: {msg}");
+    assert!(!msg.contains("figment"), "{msg}");
+    assert!(!msg.contains("soon-secret-value"), "a value in: {msg}");
+
+    let f = file(
+        "[vendor]
+timeout_ms = \"soon-secret-value\"
+",
+    );
+    let msg = problems(load(Some(f.path()), env(&[])));
+    assert!(msg.contains("vendor.timeout_ms"), "{msg}");
+    assert!(!msg.contains("soon-secret-value"), "a value in: {msg}");
+
+    let msg = problems(load(None, env(&[("LIVEGATE_LOG__FORMAT", "xml-secret")])));
+    assert!(msg.contains("log.format"), "{msg}");
+    assert!(!msg.contains("xml-secret"), "{msg}");
+    let msg = problems(load(
+        None,
+        env(&[("LIVEGATE_VENDOR__TIMEOUT_MS", "later-secret")]),
+    ));
+    assert!(msg.contains("LIVEGATE_VENDOR__TIMEOUT_MS"), "{msg}");
+    assert!(!msg.contains("later-secret"), "{msg}");
 }

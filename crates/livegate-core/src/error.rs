@@ -1,4 +1,4 @@
-use axum::body::Body;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
@@ -118,6 +118,13 @@ struct ErrorBody<'a> {
     request_id: &'a str,
 }
 
+/// The error type of a request stack: each layer's typed error, gathered
+/// into one type (the binary's), which says which [`ErrorKind`] the client
+/// gets. Its `Display` is for operators' logs only and is never sent.
+pub trait ToErrorKind: std::error::Error + Send + Sync + 'static {
+    fn error_kind(&self) -> ErrorKind;
+}
+
 /// The request id the request-id layer put on the request, or `""`.
 pub fn request_id(headers: &HeaderMap) -> &str {
     headers
@@ -126,9 +133,11 @@ pub fn request_id(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// The gateway's error response: status, JSON body in the vendor's shape,
-/// and the request id echoed in `x-request-id`.
-pub fn error_response(kind: ErrorKind, request_id: &str) -> Response<Body> {
+/// The one error renderer: status, JSON body in the vendor's shape, the
+/// request id in the body and in `x-request-id`, and the [`ErrorKind`]
+/// itself in the response extensions, so layers above (the exchange
+/// record, metrics) know what was answered without reading the body.
+pub fn error_response<B: From<Bytes>>(kind: ErrorKind, request_id: &str) -> Response<B> {
     let body = ErrorBody {
         error_code: kind.code(),
         message: kind.message(),
@@ -136,7 +145,7 @@ pub fn error_response(kind: ErrorKind, request_id: &str) -> Response<Body> {
     };
     // Serializing a struct of a number and plain strings cannot fail.
     let json = serde_json::to_vec(&body).unwrap_or_default();
-    let mut res = Response::new(Body::from(json));
+    let mut res = Response::new(B::from(Bytes::from(json)));
     *res.status_mut() = kind.status();
     let h = res.headers_mut();
     h.insert(
@@ -146,6 +155,7 @@ pub fn error_response(kind: ErrorKind, request_id: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(REQUEST_ID_HEADER, v);
     }
+    res.extensions_mut().insert(kind);
     res
 }
 
@@ -182,13 +192,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn body_has_the_vendor_shape() {
-        let res = error_response(ErrorKind::KeyInvalid, "req-1");
+    #[test]
+    fn body_has_the_vendor_shape() {
+        let res: Response<Bytes> = error_response(ErrorKind::KeyInvalid, "req-1");
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(res.headers()[REQUEST_ID_HEADER], "req-1");
-        let bytes = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            res.extensions().get::<ErrorKind>(),
+            Some(&ErrorKind::KeyInvalid)
+        );
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
         assert_eq!(v["errorCode"], 40102);
         assert_eq!(v["message"], "invalid API key");
         assert_eq!(v["requestId"], "req-1");

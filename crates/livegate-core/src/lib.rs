@@ -1,16 +1,27 @@
 //! Shared vocabulary of the livegate request path.
 //!
-//! This crate owns the one list of errors the gateway answers itself
-//! ([`ErrorKind`]): each kind's HTTP status, its stable `errorCode` and its
-//! fixed message, and how that becomes a response body in the vendor's shape
-//! (`{"errorCode": …, "message": "…", "requestId": "…"}`). The README's error
-//! table is checked against [`ErrorKind::ALL`] by a test, so the two cannot
-//! drift apart.
+//! Owns:
+//! - the one list of errors the gateway answers itself ([`ErrorKind`]):
+//!   each kind's HTTP status, stable `errorCode` and fixed message, and the
+//!   one renderer that turns a kind into the response in the vendor's shape
+//!   ([`error_response`]). The README's error table is checked against
+//!   [`ErrorKind::ALL`] by a test. Messages are static strings on purpose:
+//!   an error body can never echo a key, an image or any other input.
+//! - the [`exchange`] record: one per liveness request, filled by every
+//!   layer, emitted once to a sink (log line now; audit, metrics later);
+//! - the [`Clock`], [`Timestamp`] and [`Secret`] types every crate shares.
 //!
-//! It does not decide *when* an error happens: each layer maps its own
-//! failures onto a kind. Messages are static strings on purpose: an error
-//! body can never echo a key, an image or any other client input.
+//! It does not decide *when* an error happens: each crate has its own typed
+//! errors, gathered into the stack's one error type by the binary, which
+//! implements [`ToErrorKind`].
 
 mod error;
+pub mod exchange;
+mod secret;
+mod time;
 
-pub use error::{ErrorKind, REQUEST_ID_HEADER, TRANSACTION_ID_HEADER, error_response, request_id};
+pub use error::{
+    ErrorKind, REQUEST_ID_HEADER, TRANSACTION_ID_HEADER, ToErrorKind, error_response, request_id,
+};
+pub use secret::Secret;
+pub use time::{Clock, SystemClock, Timestamp, TimestampError};

@@ -63,6 +63,84 @@ impl FromStr for ImageFormat {
     }
 }
 
+impl ImageFormat {
+    fn bit(self) -> u8 {
+        match self {
+            ImageFormat::Jpeg => 1,
+            ImageFormat::Png => 2,
+            ImageFormat::Webp => 4,
+            ImageFormat::Gif => 8,
+        }
+    }
+}
+
+/// A set of image formats; `Copy`, so a policy is resolved per request
+/// without allocating. Written as a list of names (`["jpeg", "png"]`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FormatSet(u8);
+
+impl FormatSet {
+    pub const EMPTY: FormatSet = FormatSet(0);
+
+    pub fn contains(self, format: ImageFormat) -> bool {
+        self.0 & format.bit() != 0
+    }
+
+    pub fn insert(&mut self, format: ImageFormat) {
+        self.0 |= format.bit();
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The formats in [`ImageFormat::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = ImageFormat> {
+        ImageFormat::ALL
+            .into_iter()
+            .filter(move |f| self.contains(*f))
+    }
+}
+
+impl FromIterator<ImageFormat> for FormatSet {
+    fn from_iter<I: IntoIterator<Item = ImageFormat>>(iter: I) -> Self {
+        let mut set = FormatSet::EMPTY;
+        for f in iter {
+            set.insert(f);
+        }
+        set
+    }
+}
+
+impl<const N: usize> From<[ImageFormat; N]> for FormatSet {
+    fn from(formats: [ImageFormat; N]) -> Self {
+        formats.into_iter().collect()
+    }
+}
+
+impl fmt::Debug for FormatSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl serde::Serialize for FormatSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(ImageFormat::as_str))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FormatSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        names
+            .iter()
+            .map(|n| n.parse::<ImageFormat>())
+            .collect::<Result<FormatSet, _>>()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +162,17 @@ mod tests {
         assert_eq!("WebP".parse::<ImageFormat>(), Ok(ImageFormat::Webp));
         assert_eq!("PNG".parse::<ImageFormat>(), Ok(ImageFormat::Png));
         assert_eq!("gif".parse::<ImageFormat>(), Ok(ImageFormat::Gif));
+    }
+
+    #[test]
+    fn format_sets() {
+        let set = FormatSet::from([ImageFormat::Png, ImageFormat::Jpeg]);
+        assert!(set.contains(ImageFormat::Jpeg) && !set.contains(ImageFormat::Gif));
+        assert_eq!(serde_json::to_string(&set).unwrap(), r#"["jpeg","png"]"#);
+        let back: FormatSet = serde_json::from_str(r#"["PNG","jpg"]"#).unwrap();
+        assert_eq!(back, set);
+        assert!(serde_json::from_str::<FormatSet>(r#"["tiff"]"#).is_err());
+        assert!(FormatSet::EMPTY.is_empty());
     }
 
     #[test]

@@ -1,34 +1,47 @@
-//! Payload normalization for livegate: turns a client's `faceImage` into what the vendor
-//! accepts, or a precise reason to refuse it before a vendor call is spent.
+//! Payload handling for livegate: turns a client's upload into what the vendor accepts,
+//! or a precise reason to refuse it before a vendor call is spent.
 //!
 //! This crate owns:
-//! - **base64 normalization** ([`normalize_base64`]): strips a `data:image/…;base64,`
-//!   prefix and whitespace, accepts the URL-safe alphabet, missing padding and non-zero
-//!   trailing bits, and yields canonical padded standard base64. Canonical input (the
-//!   common case) is recognised with a single strict decode and forwarded unchanged.
+//! - **base64 normalization** ([`normalize_into`], and [`normalize_base64`] as the
+//!   reference): strips a `data:image/…;base64,` prefix and whitespace, accepts the
+//!   URL-safe alphabet, missing padding and non-zero trailing bits, and yields canonical
+//!   padded standard base64.
 //! - **image sniffing** ([`sniff`]): format by signature (JPEG, PNG, WebP, GIF) and
 //!   dimensions from the header only; the image is never decoded.
-//! - **the image policy** ([`ImagePolicy`]): allowed formats and size bounds.
-//! - **the pipeline** the gateway calls: [`prepare_base64`] for JSON bodies,
-//!   [`prepare_bytes`] for multipart parts and raw image bodies.
+//! - **the image policy** ([`ImagePolicy`], with a tenant's [`ImageOverrides`]).
+//! - **the pipeline** the layer calls: [`prepare_base64`] for base64 text,
+//!   [`prepare_bytes`] for raw images — both yield the vendor body and the image's
+//!   facts (format, size, SHA-256), never holding the decoded image whole.
+//! - **body parsing** ([`body`]): `Content-Type` dispatch, the JSON reader and the
+//!   multipart reader, all fuzzed.
+//! - **the tower layer** ([`PayloadLayer`]) that puts these on the request path.
 //!
-//! It does not own HTTP, body limits, error codes or status mapping (livegate-core), the
-//! per-tenant policy configuration (livegate-config), or the audit digest. It is pure: no
-//! I/O, no async, no global state, so it can be property-tested and fuzzed in isolation.
+//! It does not own status codes (the binary maps [`BodyError`] and [`PayloadError`] to
+//! error kinds), the per-tenant policy lookup (given to the layer as a function), or the
+//! vendor call. Everything but the layer is pure: no I/O, no global state, so it is
+//! property-tested and fuzzed in isolation.
 //!
-//! Inputs are up to 10 MiB on every request, so the hot path avoids copies: one decode for
-//! canonical input, one cleaning copy plus one decode otherwise. Nothing here panics on any
-//! input, and no error value or `Debug` output contains any part of the image, which is
-//! biometric data.
+//! Inputs are up to 10 MiB on every request, so the hot path avoids copies: canonical
+//! input costs one chunked decode (hashed and sniffed on the way) and is forwarded
+//! without a copy; other input one cleaning copy into the final vendor body, then the
+//! same decode. Nothing here panics on any input, and no error value or `Debug` output
+//! contains any part of the image, which is biometric data.
 
+pub mod body;
 mod format;
+pub mod layer;
 mod normalize;
 mod policy;
 mod prepare;
 mod sniff;
 
-pub use format::{ImageFormat, ParseImageFormatError};
-pub use normalize::{Decoded, NormalizeError, encode_canonical, normalize_base64};
-pub use policy::{ImagePolicy, PolicyError};
-pub use prepare::{PayloadError, Prepared, prepare_base64, prepare_bytes};
+pub use body::BodyError;
+pub use format::{FormatSet, ImageFormat, ParseImageFormatError};
+pub use layer::{Payload, PayloadLayer};
+pub use normalize::{Decoded, NormalizeError, encode_canonical, normalize_base64, normalize_into};
+pub use policy::{ImageOverrides, ImagePolicy, PolicyError};
+pub use prepare::{
+    PayloadError, Prepared, VENDOR_BODY_HEAD, VENDOR_BODY_TAIL, prepare_base64, prepare_bytes,
+    vendor_body,
+};
 pub use sniff::{ImageError, ImageInfo, sniff};

@@ -51,8 +51,9 @@ pub enum NormalizeError {
     InvalidBase64,
 }
 
-/// Decode a client's base64 image, accepting what clients commonly send, and say what to
-/// forward to the vendor.
+/// Decode a client's base64 image, accepting what clients commonly send: the reference
+/// behaviour of normalization, for tests, fuzzing and benchmarks. The request path does
+/// the same with [`crate::prepare_base64`], which never holds the whole decoded image.
 ///
 /// Accepted, in any combination: surrounding whitespace; a `data:image/<type>;base64,` or
 /// `image/<type>;base64,` prefix (ASCII case-insensitive, `<type>` 1–32 of `[A-Za-z0-9.+-]`);
@@ -60,25 +61,78 @@ pub enum NormalizeError {
 /// with the standard one; missing (or partial) padding; non-zero unused bits in the last
 /// symbol, which are dropped so the vendor gets strictly valid base64.
 pub fn normalize_base64(input: &str) -> Result<Decoded, NormalizeError> {
-    // Most clients already send canonical base64: one strict decode proves it, and the
-    // input can then be forwarded as is, without building a second copy.
     if let Some(bytes) = decode_strict(input) {
         return Ok(Decoded {
             bytes,
             canonical: None,
         });
     }
+    let mut out = Vec::with_capacity(input.len() + 2);
+    normalize_into(input, &mut out)?;
+    let bytes = STANDARD
+        .decode_to_vec(&out)
+        .map_err(|_| NormalizeError::InvalidBase64)?;
+    // Only ASCII was appended (or the decode above would have failed).
+    let canonical = String::from_utf8(out).map_err(|_| NormalizeError::InvalidBase64)?;
+    Ok(Decoded {
+        bytes,
+        canonical: Some(canonical),
+    })
+}
+
+/// Whether `b64` may be canonical base64, judged from its length and last byte only: lets
+/// common non-canonical shapes (unpadded, newline-terminated, empty) skip a decode that is
+/// bound to fail.
+pub(crate) fn may_be_canonical(b64: &[u8]) -> bool {
+    b64.len() % 4 == 0
+        && b64
+            .last()
+            .is_some_and(|&c| c == b'=' || symbol_value(c).is_some())
+}
+
+/// Appends to `out` the canonical padded standard base64 of a client's `faceImage` that is
+/// not canonical as it stands: prefix and whitespace removed, URL-safe symbols mapped,
+/// unused bits cleared, padding completed. One pass copies the input into `out`, which the
+/// caller sizes to hold the whole vendor body, so the rewritten form is written once, into
+/// its final place.
+///
+/// Symbols outside both alphabets are copied as they are: the decode that follows refuses
+/// them. On error `out` may hold a partial result.
+pub fn normalize_into(input: &str, out: &mut Vec<u8>) -> Result<(), NormalizeError> {
     let body = strip_media_prefix(input.trim_ascii());
-    // A prefix or a trailing newline alone leaves canonical base64 to copy out verbatim.
-    if body.len() != input.len() {
-        if let Some(bytes) = decode_strict(body) {
-            return Ok(Decoded {
-                bytes,
-                canonical: Some(body.to_owned()),
-            });
-        }
+    let start = out.len();
+    // Room for padding, so completing the last group never reallocates.
+    out.reserve(body.len() + 2);
+    copy_without_whitespace(body, out);
+    let clean = &mut out[start..];
+    if clean.is_empty() {
+        return Err(NormalizeError::Empty);
     }
-    normalize_slow(body)
+    // Chunked so URL-safe input (where '-' and '_' show up within the first few dozen
+    // symbols) stops looking early, while each chunk's test still vectorises.
+    if clean.chunks(4096).any(has_url_safe) {
+        to_standard_alphabet(clean);
+    }
+
+    let symbols = clean.len() - clean.iter().rev().take_while(|&&c| c == b'=').count();
+    let padding = clean.len() - symbols;
+    let needed = match symbols % 4 {
+        0 => 0,
+        2 => 2,
+        3 => 1,
+        _ => return Err(NormalizeError::InvalidBase64),
+    };
+    // Missing padding is fine; more than the last group needs is not (this also refuses
+    // padding with no symbols before it).
+    if padding > needed {
+        return Err(NormalizeError::InvalidBase64);
+    }
+    out.truncate(start + symbols);
+    if let Some(last) = out.last_mut() {
+        *last = clear_unused_bits(*last, symbols % 4);
+    }
+    out.extend(std::iter::repeat_n(b'=', needed));
+    Ok(())
 }
 
 /// Canonical padded standard base64 of raw bytes (for multipart and raw image bodies).
@@ -89,19 +143,11 @@ pub fn encode_canonical(bytes: &[u8]) -> String {
 
 /// Decodes `s` only if it is canonical base64.
 fn decode_strict(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    // Cheap rejections first, so common non-canonical shapes (unpadded, newline-terminated,
-    // empty) do not pay for an allocation and a decode that is bound to fail.
-    if b.len() % 4 != 0
-        || !b
-            .last()
-            .is_some_and(|&c| c == b'=' || symbol_value(c).is_some())
-    {
-        return None;
-    }
     // Strict: rejects anything but the standard alphabet, padding anywhere but at the end,
     // and non-zero unused bits, which is exactly "canonical".
-    STANDARD.decode_to_vec(b).ok()
+    may_be_canonical(s.as_bytes())
+        .then(|| STANDARD.decode_to_vec(s.as_bytes()).ok())
+        .flatten()
 }
 
 /// Removes a `data:image/<type>;base64,` or `image/<type>;base64,` prefix, if the whole
@@ -138,65 +184,17 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
-/// The general path: one cleaning copy into the string that becomes the canonical
-/// base64, then one decode of it.
-fn normalize_slow(body: &str) -> Result<Decoded, NormalizeError> {
-    // Room for padding, so completing the last group never reallocates.
-    let mut clean = String::with_capacity(body.len() + 2);
-    copy_without_whitespace(body, &mut clean);
-    if clean.is_empty() {
-        return Err(NormalizeError::Empty);
-    }
-    // Chunked so URL-safe input (where '-' and '_' show up within the first few dozen
-    // symbols) stops looking early, while each chunk's test still vectorises.
-    if clean.as_bytes().chunks(4096).any(has_url_safe) {
-        clean = to_standard_alphabet(clean)?;
-    }
-
-    let symbols = clean.trim_end_matches('=').len();
-    let padding = clean.len() - symbols;
-    let needed = match symbols % 4 {
-        0 => 0,
-        2 => 2,
-        3 => 1,
-        _ => return Err(NormalizeError::InvalidBase64),
-    };
-    // Missing padding is fine; more than the last group needs is not (this also refuses
-    // padding with no symbols before it).
-    if padding > needed {
-        return Err(NormalizeError::InvalidBase64);
-    }
-    clean.truncate(symbols);
-    if let Some(last) = clean.pop() {
-        clean.push(clear_unused_bits(last, symbols % 4));
-    }
-    clean.extend(std::iter::repeat_n('=', needed));
-
-    // Anything left outside the standard alphabet, including '=' before the end, fails here.
-    let bytes = STANDARD
-        .decode_to_vec(&clean)
-        .map_err(|_| NormalizeError::InvalidBase64)?;
-    Ok(Decoded {
-        bytes,
-        canonical: Some(clean),
-    })
-}
-
-/// Maps `-` and `_` to `+` and `/`. Only called when the scan saw one, as it costs a pass
-/// over the bytes and a UTF-8 re-check of the result.
-fn to_standard_alphabet(s: String) -> Result<String, NormalizeError> {
-    let mut bytes = s.into_bytes();
+/// Maps `-` and `_` to `+` and `/` in place. Only called when the scan saw one, as it
+/// costs a pass over the bytes.
+fn to_standard_alphabet(bytes: &mut [u8]) {
     // A select rather than a table lookup, so it vectorises.
-    for b in &mut bytes {
+    for b in bytes {
         *b = match *b {
             b'-' => b'+',
             b'_' => b'/',
             other => other,
         };
     }
-    // Only ASCII bytes were replaced by ASCII bytes, so this cannot fail; no unwrap all the
-    // same, as nothing here may panic.
-    String::from_utf8(bytes).map_err(|_| NormalizeError::InvalidBase64)
 }
 
 /// Branch-free (a fold, not `any`) so it vectorises; kept out of line because, inlined
@@ -215,14 +213,12 @@ fn is_whitespace(b: u8) -> bool {
 /// Appends `src` to `out` minus ASCII whitespace, copying whole runs between whitespace so
 /// 76-column MIME lines cost one memcpy each.
 ///
-/// Works on `str` so the runs (split at ASCII bytes, hence on char boundaries) append
-/// without a UTF-8 re-check of the result.
-fn copy_without_whitespace(src: &str, out: &mut String) {
+fn copy_without_whitespace(src: &str, out: &mut Vec<u8>) {
     const BLOCK: usize = 32;
     let bytes = src.as_bytes();
     let mut run_start = 0;
-    let mut cut_at = |at: usize, out: &mut String| {
-        out.push_str(src.get(run_start..at).unwrap_or_default());
+    let mut cut_at = |at: usize, out: &mut Vec<u8>| {
+        out.extend_from_slice(bytes.get(run_start..at).unwrap_or_default());
         run_start = at + 1;
     };
     let mut blocks = bytes.chunks_exact(BLOCK);
@@ -253,7 +249,7 @@ fn copy_without_whitespace(src: &str, out: &mut String) {
             cut_at(base + i, out);
         }
     }
-    out.push_str(src.get(run_start..).unwrap_or_default());
+    out.extend_from_slice(bytes.get(run_start..).unwrap_or_default());
 }
 
 const LOW_BITS: u64 = 0x0101_0101_0101_0101;
@@ -282,17 +278,15 @@ fn symbol_value(c: u8) -> Option<u8> {
 
 /// A final symbol of a partial group carries bits past the end of the data (4 of them after
 /// 2 symbols, 2 after 3); strict decoders, the vendor's included, want them zero.
-fn clear_unused_bits(c: char, symbols_in_last_group: usize) -> char {
+fn clear_unused_bits(c: u8, symbols_in_last_group: usize) -> u8 {
     let mask = match symbols_in_last_group {
         2 => 0b11_0000,
         3 => 0b11_1100,
         _ => return c,
     };
-    u8::try_from(c)
-        .ok()
-        .and_then(symbol_value)
+    symbol_value(c)
         .and_then(|v| STANDARD_ALPHABET.get(usize::from(v & mask)))
-        .map_or(c, |&b| char::from(b))
+        .map_or(c, |&b| b)
 }
 
 #[cfg(test)]
@@ -325,9 +319,9 @@ mod tests {
             for ws in [" ", "\t", "\n", "\r\n", "\x0C", "  \r\n\t"] {
                 let mut input = text.clone();
                 input.insert_str(at, ws);
-                let mut out = String::new();
+                let mut out = Vec::new();
                 copy_without_whitespace(&input, &mut out);
-                assert_eq!(out, text, "{ws:?} at {at}");
+                assert_eq!(out, text.as_bytes(), "{ws:?} at {at}");
             }
         }
     }
@@ -335,9 +329,9 @@ mod tests {
     #[test]
     fn other_control_bytes_are_kept_for_the_decoder_to_refuse() {
         let input = "AB\0CD\x0BEF\x1FGH";
-        let mut out = String::new();
+        let mut out = Vec::new();
         copy_without_whitespace(&input.repeat(10), &mut out);
-        assert_eq!(out, input.repeat(10));
+        assert_eq!(out, input.repeat(10).as_bytes());
     }
 
     #[test]
@@ -356,15 +350,15 @@ mod tests {
     #[test]
     fn unused_bits_are_cleared_in_either_alphabet() {
         // Q = 16 = 0b010000 keeps all bits after 2 symbols; R = 0b010001 does not.
-        assert_eq!(clear_unused_bits('R', 2), 'Q');
-        assert_eq!(clear_unused_bits('/', 2), 'w');
-        assert_eq!(clear_unused_bits('_', 2), 'w');
-        assert_eq!(clear_unused_bits('/', 3), '8');
-        assert_eq!(clear_unused_bits('-', 3), '8');
-        assert_eq!(clear_unused_bits('/', 0), '/');
+        assert_eq!(clear_unused_bits(b'R', 2), b'Q');
+        assert_eq!(clear_unused_bits(b'/', 2), b'w');
+        assert_eq!(clear_unused_bits(b'_', 2), b'w');
+        assert_eq!(clear_unused_bits(b'/', 3), b'8');
+        assert_eq!(clear_unused_bits(b'-', 3), b'8');
+        assert_eq!(clear_unused_bits(b'/', 0), b'/');
         // Not a symbol at all: left for the decoder to refuse.
-        assert_eq!(clear_unused_bits('*', 2), '*');
-        assert_eq!(clear_unused_bits('é', 3), 'é');
+        assert_eq!(clear_unused_bits(b'*', 2), b'*');
+        assert_eq!(clear_unused_bits(0xA9, 3), 0xA9);
     }
 
     #[test]

@@ -1,11 +1,17 @@
-use crate::{ImageFormat, ImageInfo};
+use serde::{Deserialize, Serialize};
+
+use crate::{FormatSet, ImageFormat, ImageInfo};
 
 /// Which images the gateway forwards, judged from the header alone.
 ///
 /// Bounds are inclusive and apply to each side separately.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// This is the `[images]` configuration section as it is deserialized
+/// (`formats`, `min_width`, `min_height`, `max_width`, `max_height`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ImagePolicy {
-    pub formats: Vec<ImageFormat>,
+    pub formats: FormatSet,
     pub min_width: u32,
     pub min_height: u32,
     pub max_width: u32,
@@ -16,12 +22,60 @@ impl Default for ImagePolicy {
     /// What the vendor accepts: JPEG, PNG and WebP, 192 to 8192 px on each side.
     fn default() -> Self {
         Self {
-            formats: vec![ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp],
+            formats: FormatSet::from([ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp]),
             min_width: 192,
             min_height: 192,
             max_width: 8192,
             max_height: 8192,
         }
+    }
+}
+
+/// A tenant's changes to the deployment's [`ImagePolicy`]; unset fields
+/// inherit. Resolved per request, so a tenant follows later changes of the
+/// deployment default for every field it does not set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub formats: Option<FormatSet>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_height: Option<u32>,
+}
+
+impl ImagePolicy {
+    /// This policy with a tenant's overrides applied.
+    #[must_use]
+    pub fn with(&self, o: &ImageOverrides) -> ImagePolicy {
+        ImagePolicy {
+            formats: o.formats.unwrap_or(self.formats),
+            min_width: o.min_width.unwrap_or(self.min_width),
+            min_height: o.min_height.unwrap_or(self.min_height),
+            max_width: o.max_width.unwrap_or(self.max_width),
+            max_height: o.max_height.unwrap_or(self.max_height),
+        }
+    }
+
+    /// What makes this policy unusable (it would refuse every image), as
+    /// messages to prefix with where the policy came from.
+    pub fn problems(&self) -> Vec<&'static str> {
+        let mut p = Vec::new();
+        if self.formats.is_empty() {
+            p.push("formats must name at least one format");
+        }
+        if self.min_width == 0 || self.min_height == 0 {
+            p.push("min_width and min_height must be at least 1");
+        }
+        if self.min_width > self.max_width || self.min_height > self.max_height {
+            p.push("minimum dimensions exceed the maximum");
+        }
+        p
     }
 }
 
@@ -45,7 +99,7 @@ impl ImagePolicy {
             width,
             height,
         } = info;
-        if !self.formats.contains(&format) {
+        if !self.formats.contains(format) {
             return Err(PolicyError::FormatNotAllowed(format));
         }
         if width < self.min_width || height < self.min_height {
@@ -79,7 +133,7 @@ mod tests {
         let policy = ImagePolicy::default();
         assert_eq!(
             policy.formats,
-            [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp]
+            FormatSet::from([ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp])
         );
         assert_eq!((policy.min_width, policy.min_height), (192, 192));
         assert_eq!((policy.max_width, policy.max_height), (8192, 8192));
@@ -138,7 +192,7 @@ mod tests {
         );
 
         let jpeg_only = ImagePolicy {
-            formats: vec![ImageFormat::Jpeg],
+            formats: FormatSet::from([ImageFormat::Jpeg]),
             ..ImagePolicy::default()
         };
         assert_eq!(
@@ -152,7 +206,7 @@ mod tests {
         );
 
         let none = ImagePolicy {
-            formats: Vec::new(),
+            formats: FormatSet::EMPTY,
             ..ImagePolicy::default()
         };
         for format in ImageFormat::ALL {
@@ -161,6 +215,26 @@ mod tests {
                 Err(PolicyError::FormatNotAllowed(format))
             );
         }
+    }
+
+    #[test]
+    fn overrides_apply_field_by_field() {
+        let base = ImagePolicy::default();
+        let o: ImageOverrides =
+            serde_json::from_str(r#"{"min_width":640,"formats":["gif"]}"#).unwrap();
+        let p = base.with(&o);
+        assert_eq!((p.min_width, p.min_height), (640, 192));
+        assert_eq!(p.formats, FormatSet::from([ImageFormat::Gif]));
+        assert_eq!(base.with(&ImageOverrides::default()), base);
+        assert!(serde_json::from_str::<ImageOverrides>(r#"{"min_widht":1}"#).is_err());
+        assert!(base.problems().is_empty());
+        let bad = ImagePolicy {
+            min_width: 0,
+            max_height: 10,
+            formats: FormatSet::EMPTY,
+            ..base
+        };
+        assert_eq!(bad.problems().len(), 3);
     }
 
     #[test]

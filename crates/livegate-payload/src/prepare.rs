@@ -1,19 +1,32 @@
 use std::fmt;
 
-use crate::normalize::Redacted;
-use crate::{
-    ImageError, ImageInfo, ImagePolicy, NormalizeError, PolicyError, encode_canonical,
-    normalize_base64, sniff,
-};
+use base64_simd::{Out, STANDARD};
+use sha2::{Digest, Sha256};
+
+use crate::normalize::{may_be_canonical, normalize_into};
+use crate::{ImageError, ImageInfo, ImagePolicy, NormalizeError, PolicyError, sniff};
+
+/// The start and end of the vendor's body around the canonical base64, which
+/// needs no JSON escaping.
+pub const VENDOR_BODY_HEAD: &[u8] = b"{\"faceImage\":\"";
+pub const VENDOR_BODY_TAIL: &[u8] = b"\"}";
 
 /// An image that passed normalization, sniffing and the policy: ready to forward.
+///
+/// Holds the facts about the image, never the decoded image: it is decoded in
+/// small chunks that are hashed and sniffed and then overwritten, so a 10 MiB
+/// upload never costs a second 7.5 MiB buffer.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Prepared {
-    /// `None`: forward the client's string unchanged. `Some(s)`: forward `s` instead.
-    pub canonical: Option<String>,
+    /// `None`: the client's base64 was canonical, forward it as it is.
+    /// `Some(body)`: the complete vendor body `{"faceImage":"<canonical>"}`,
+    /// written once, into this buffer.
+    pub vendor_body: Option<Vec<u8>>,
     pub info: ImageInfo,
-    /// Decoded image bytes (for the audit digest and size).
-    pub bytes: Vec<u8>,
+    /// Decoded image size in bytes.
+    pub size: usize,
+    /// SHA-256 of the decoded image bytes.
+    pub sha256: [u8; 32],
 }
 
 impl fmt::Debug for Prepared {
@@ -21,12 +34,20 @@ impl fmt::Debug for Prepared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Prepared")
             .field(
-                "canonical",
-                &self.canonical.as_ref().map(|s| Redacted(s.len())),
+                "vendor_body",
+                &self.vendor_body.as_ref().map(|b| Redacted(b.len())),
             )
             .field("info", &self.info)
-            .field("bytes", &Redacted(self.bytes.len()))
-            .finish()
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Redacted(usize);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes redacted>", self.0)
     }
 }
 
@@ -41,27 +62,215 @@ pub enum PayloadError {
     Policy(#[from] PolicyError),
 }
 
-/// Normalize, sniff, then apply the policy: what the gateway does with a JSON `faceImage`.
+/// What the gateway does with a JSON `faceImage`: normalize (only when the
+/// input is not canonical already), then decode once, in chunks, hashing and
+/// sniffing as it goes, then apply the policy.
+///
+/// Errors come in that order: base64 first, then the image header, then the
+/// policy.
 pub fn prepare_base64(input: &str, policy: &ImagePolicy) -> Result<Prepared, PayloadError> {
-    let decoded = normalize_base64(input)?;
-    let info = sniff(&decoded.bytes)?;
+    // Most clients send canonical base64: one strict decoding pass proves it, and the
+    // input is then forwarded as it is.
+    if may_be_canonical(input.as_bytes()) {
+        if let Some(scan) = Scan::strict(input.as_bytes()) {
+            return scan.finish(None, policy);
+        }
+    }
+    let mut body =
+        Vec::with_capacity(VENDOR_BODY_HEAD.len() + input.len() + 2 + VENDOR_BODY_TAIL.len());
+    body.extend_from_slice(VENDOR_BODY_HEAD);
+    normalize_into(input, &mut body)?;
+    let scan = body
+        .get(VENDOR_BODY_HEAD.len()..)
+        .and_then(Scan::strict)
+        .ok_or(NormalizeError::InvalidBase64)?;
+    body.extend_from_slice(VENDOR_BODY_TAIL);
+    scan.finish(Some(body), policy)
+}
+
+/// Sniff and apply the policy to a raw image (a multipart part or a raw
+/// body), then encode it straight into the vendor body. Nothing is encoded
+/// for an image that is refused.
+pub fn prepare_bytes(image: &[u8], policy: &ImagePolicy) -> Result<Prepared, PayloadError> {
+    let info = sniff(image)?;
     policy.check(&info)?;
+    let mut body = Vec::with_capacity(
+        VENDOR_BODY_HEAD.len() + STANDARD.encoded_length(image.len()) + VENDOR_BODY_TAIL.len(),
+    );
+    body.extend_from_slice(VENDOR_BODY_HEAD);
+    STANDARD.encode_append(image, &mut body);
+    body.extend_from_slice(VENDOR_BODY_TAIL);
     Ok(Prepared {
-        canonical: decoded.canonical,
+        vendor_body: Some(body),
         info,
-        bytes: decoded.bytes,
+        size: image.len(),
+        sha256: Sha256::digest(image).into(),
     })
 }
 
-/// Sniff and apply the policy to a raw image (multipart part or raw body), then encode it
-/// for the vendor. `bytes` is moved into [`Prepared::bytes`], not copied, and nothing is
-/// encoded for an image that is refused.
-pub fn prepare_bytes(bytes: Vec<u8>, policy: &ImagePolicy) -> Result<Prepared, PayloadError> {
-    let info = sniff(&bytes)?;
-    policy.check(&info)?;
-    Ok(Prepared {
-        canonical: Some(encode_canonical(&bytes)),
-        info,
-        bytes,
-    })
+/// The vendor body for a canonical base64 string: the one copy of it that
+/// forwarding a client's image with other JSON members around it costs.
+pub fn vendor_body(canonical: &str) -> Vec<u8> {
+    let mut body =
+        Vec::with_capacity(VENDOR_BODY_HEAD.len() + canonical.len() + VENDOR_BODY_TAIL.len());
+    body.extend_from_slice(VENDOR_BODY_HEAD);
+    body.extend_from_slice(canonical.as_bytes());
+    body.extend_from_slice(VENDOR_BODY_TAIL);
+    body
+}
+
+/// Base64 symbols decoded per step: a multiple of 4, so every chunk but the
+/// last is whole groups, and small enough that the decoded chunk stays in the
+/// L1 cache for the hash and the sniffer that read it right after.
+const CHUNK_SYMBOLS: usize = 16 * 1024;
+const CHUNK_BYTES: usize = CHUNK_SYMBOLS / 4 * 3;
+
+/// What one decoding pass learnt.
+struct Scan {
+    size: usize,
+    sha256: [u8; 32],
+    sniffed: Result<ImageInfo, ImageError>,
+}
+
+impl Scan {
+    /// Decodes canonical base64 in chunks; `None` unless all of it is strictly
+    /// canonical (standard alphabet, padding only at the very end, zero unused
+    /// bits).
+    fn strict(b64: &[u8]) -> Option<Scan> {
+        let mut buf = [0u8; CHUNK_BYTES];
+        let mut hash = Sha256::new();
+        let mut sniffer = Sniffer::default();
+        let mut size = 0;
+        let mut chunks = b64.chunks(CHUNK_SYMBOLS).peekable();
+        // Nothing at all is not canonical base64 of anything.
+        chunks.peek()?;
+        while let Some(chunk) = chunks.next() {
+            // Padding is only allowed at the very end of the whole string.
+            if chunks.peek().is_some() && chunk.last() == Some(&b'=') {
+                return None;
+            }
+            let decoded = STANDARD.decode(chunk, Out::from_slice(&mut buf)).ok()?;
+            hash.update(&*decoded);
+            sniffer.feed(decoded);
+            size += decoded.len();
+        }
+        Some(Scan {
+            size,
+            sha256: hash.finalize().into(),
+            sniffed: sniffer.finish(),
+        })
+    }
+
+    fn finish(
+        self,
+        vendor_body: Option<Vec<u8>>,
+        policy: &ImagePolicy,
+    ) -> Result<Prepared, PayloadError> {
+        let info = self.sniffed?;
+        policy.check(&info)?;
+        Ok(Prepared {
+            vendor_body,
+            info,
+            size: self.size,
+            sha256: self.sha256,
+        })
+    }
+}
+
+/// Sniffs an image that arrives in chunks, keeping only as much of its start
+/// as the header needs (a JPEG's metadata segments may push its frame header
+/// past the first chunk).
+#[derive(Default)]
+struct Sniffer {
+    head: Vec<u8>,
+    /// Head length at the last look; looking again only once the head has
+    /// doubled keeps the total sniffing work linear in the image size.
+    looked_at: usize,
+    verdict: Option<Result<ImageInfo, ImageError>>,
+}
+
+impl Sniffer {
+    fn feed(&mut self, chunk: &[u8]) {
+        if self.verdict.is_some() {
+            return;
+        }
+        if self.head.is_empty() {
+            // The common case: the whole header is in the first chunk.
+            match sniff(chunk) {
+                Err(ImageError::Truncated(_)) => {}
+                verdict => {
+                    self.verdict = Some(verdict);
+                    return;
+                }
+            }
+            self.looked_at = chunk.len();
+        }
+        self.head.extend_from_slice(chunk);
+        if self.head.len() >= 2 * self.looked_at {
+            self.looked_at = self.head.len();
+            match sniff(&self.head) {
+                Err(ImageError::Truncated(_)) => {}
+                verdict => self.verdict = Some(verdict),
+            }
+        }
+    }
+
+    fn finish(self) -> Result<ImageInfo, ImageError> {
+        self.verdict.unwrap_or_else(|| sniff(&self.head))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_matches_a_whole_decode() {
+        // Lengths around the chunk size, so the last chunk is empty, one group
+        // or partial; content that sniffs as an image only when whole.
+        for len in [
+            1,
+            2,
+            3,
+            CHUNK_BYTES - 1,
+            CHUNK_BYTES,
+            CHUNK_BYTES + 1,
+            5 * CHUNK_BYTES + 2,
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 3) as u8).collect();
+            let b64 = STANDARD.encode_to_string(&bytes);
+            let scan = Scan::strict(b64.as_bytes()).expect("canonical");
+            assert_eq!(scan.size, len);
+            assert_eq!(scan.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
+            assert_eq!(scan.sniffed, sniff(&bytes));
+        }
+    }
+
+    #[test]
+    fn padding_inside_is_not_canonical() {
+        let mut b64 = "QUJD".repeat(CHUNK_SYMBOLS / 4);
+        b64.replace_range(CHUNK_SYMBOLS - 2.., "==");
+        b64.push_str("QUJD");
+        assert!(Scan::strict(b64.as_bytes()).is_none());
+        assert!(Scan::strict(b"").is_none());
+    }
+
+    #[test]
+    fn a_header_past_the_first_chunk_is_found() {
+        // A JPEG whose frame header sits behind 5 maximal metadata segments.
+        let mut jpeg = vec![0xFF, 0xD8];
+        for _ in 0..5 {
+            jpeg.extend_from_slice(&[0xFF, 0xE1, 0xFF, 0xFF]);
+            jpeg.extend(std::iter::repeat_n(0x42, 0xFFFF - 2));
+        }
+        jpeg.extend_from_slice(&[
+            0xFF, 0xC0, 0, 17, 8, 0, 240, 1, 64, 3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1,
+        ]);
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0, 12, 3, 1, 0, 2, 0x11, 3, 0x11, 0, 0x3F, 0]);
+        jpeg.extend_from_slice(&[0xFF, 0xD9]);
+        let scan = Scan::strict(STANDARD.encode_to_string(&jpeg).as_bytes()).unwrap();
+        let info = scan.sniffed.unwrap();
+        assert_eq!((info.width, info.height), (320, 240));
+        assert_eq!(sniff(&jpeg), Ok(info));
+    }
 }

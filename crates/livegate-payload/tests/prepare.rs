@@ -3,9 +3,10 @@
 mod common;
 
 use livegate_payload::{
-    ImageError, ImageFormat, ImageInfo, ImagePolicy, NormalizeError, PayloadError, PolicyError,
-    prepare_base64, prepare_bytes,
+    FormatSet, ImageError, ImageFormat, ImageInfo, ImagePolicy, NormalizeError, PayloadError,
+    PolicyError, Prepared, prepare_base64, prepare_bytes,
 };
+use sha2::{Digest, Sha256};
 
 use common::{reference_encode, testdata};
 
@@ -34,21 +35,29 @@ fn accepted_samples() {
         let bytes = testdata(name);
         let encoded = reference_encode(&bytes);
 
+        let vendor_body = format!(r#"{{"faceImage":"{encoded}"}}"#).into_bytes();
+
         let prepared = prepare_base64(&encoded, &policy).unwrap();
         assert_eq!(prepared.info, expected, "{name}");
-        assert_eq!(prepared.canonical, None, "{name}");
-        assert!(prepared.bytes == bytes, "{name}");
+        assert_eq!(prepared.vendor_body, None, "{name}");
+        assert_facts_of(&prepared, &bytes);
 
         let prefixed = format!("data:image/{};base64,{encoded}", expected.format);
         let prepared = prepare_base64(&prefixed, &policy).unwrap();
-        assert_eq!(prepared.canonical.as_deref(), Some(encoded.as_str()));
+        assert_eq!(prepared.vendor_body.as_ref(), Some(&vendor_body));
         assert_eq!(prepared.info, expected);
+        assert_facts_of(&prepared, &bytes);
 
-        let prepared = prepare_bytes(bytes.clone(), &policy).unwrap();
+        let prepared = prepare_bytes(&bytes, &policy).unwrap();
         assert_eq!(prepared.info, expected);
-        assert_eq!(prepared.canonical.as_deref(), Some(encoded.as_str()));
-        assert!(prepared.bytes == bytes);
+        assert_eq!(prepared.vendor_body.as_ref(), Some(&vendor_body));
+        assert_facts_of(&prepared, &bytes);
     }
+}
+
+fn assert_facts_of(prepared: &Prepared, bytes: &[u8]) {
+    assert_eq!(prepared.size, bytes.len());
+    assert_eq!(prepared.sha256, <[u8; 32]>::from(Sha256::digest(bytes)));
 }
 
 #[test]
@@ -93,7 +102,7 @@ fn refused_samples() {
             "{name}"
         );
         assert_eq!(
-            prepare_bytes(bytes, &policy).unwrap_err(),
+            prepare_bytes(&bytes, &policy).unwrap_err(),
             expected,
             "{name}"
         );
@@ -112,7 +121,7 @@ fn normalization_errors_come_first() {
         PayloadError::Normalize(NormalizeError::InvalidBase64)
     );
     assert_eq!(
-        prepare_bytes(Vec::new(), &policy).unwrap_err(),
+        prepare_bytes(&[], &policy).unwrap_err(),
         PayloadError::Image(ImageError::Unrecognized)
     );
 }
@@ -120,7 +129,7 @@ fn normalization_errors_come_first() {
 #[test]
 fn policy_is_the_one_passed_in() {
     let gif_ok = ImagePolicy {
-        formats: ImageFormat::ALL.to_vec(),
+        formats: FormatSet::from(ImageFormat::ALL),
         ..ImagePolicy::default()
     };
     let gif = testdata("face-256x256.gif");
@@ -134,21 +143,35 @@ fn policy_is_the_one_passed_in() {
     };
     let jpeg = testdata("face-320x240.jpg");
     assert_eq!(
-        prepare_bytes(jpeg, &vendor_recommended).unwrap_err(),
+        prepare_bytes(&jpeg, &vendor_recommended).unwrap_err(),
         PayloadError::Policy(PolicyError::TooSmall {
             width: 320,
             height: 240
         })
     );
-    assert!(prepare_bytes(testdata("face-640x480.jpg"), &vendor_recommended).is_ok());
+    assert!(prepare_bytes(&testdata("face-640x480.jpg"), &vendor_recommended).is_ok());
 }
 
 #[test]
-fn prepare_bytes_keeps_the_callers_buffer() {
+fn every_client_shape_gives_the_same_facts() {
+    // Wrapped, URL-safe and unpadded: the digest is of the image, not of its encoding.
     let bytes = testdata("face-640x480.jpg");
-    let address = bytes.as_ptr();
-    let prepared = prepare_bytes(bytes, &ImagePolicy::default()).unwrap();
-    assert_eq!(prepared.bytes.as_ptr(), address);
+    let encoded = reference_encode(&bytes);
+    let wrapped: String = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let url_safe = encoded.replace('+', "-").replace('/', "_");
+    for input in [wrapped, url_safe, encoded.trim_end_matches('=').to_owned()] {
+        let prepared = prepare_base64(&input, &ImagePolicy::default()).unwrap();
+        assert_facts_of(&prepared, &bytes);
+        assert_eq!(
+            prepared.vendor_body.unwrap(),
+            format!(r#"{{"faceImage":"{encoded}"}}"#).into_bytes()
+        );
+    }
 }
 
 #[test]
@@ -182,8 +205,8 @@ fn errors_are_transparent_and_lowercase() {
 #[test]
 fn debug_output_is_redacted() {
     let bytes = testdata("face-320x240.jpg");
-    let len = bytes.len();
-    let prepared = prepare_bytes(bytes, &ImagePolicy::default()).unwrap();
+    let prepared = prepare_bytes(&bytes, &ImagePolicy::default()).unwrap();
+    let len = prepared.vendor_body.as_ref().unwrap().len();
     let debug = format!("{prepared:?}");
     assert!(
         debug.contains(&format!("<{len} bytes redacted>")),

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use common::{KEY, body, settings};
+use common::{KEY, body, send, settings};
 use livegate_stub::StubConfig;
 use livegate_upstream::{UpstreamError, VendorClient};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -78,9 +78,9 @@ async fn https_with_a_trusted_ca_negotiates_h2() {
         Some(front.ca_pem.clone().into_bytes()),
     ))
     .unwrap();
-    let r = client.call(body()).await.unwrap();
+    let r = send(&client, body()).await.unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.transaction_id.is_some());
+    assert!(r.answer.transaction_id.is_some());
     assert_eq!(stub.last_headers().unwrap()["x-api-key"], KEY);
     assert_eq!(*front.alpn.lock().unwrap(), vec![Some(b"h2".to_vec())]);
 }
@@ -93,7 +93,7 @@ async fn an_untrusted_certificate_is_refused() {
     let front = tls_front(stub.addr).await;
     // Only the Mozilla roots: the throwaway certificate is not trusted.
     let client = VendorClient::new(&settings(https(front.addr), None)).unwrap();
-    let err = client.call(body()).await.unwrap_err();
+    let err = send(&client, body()).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Unreachable(_)), "{err}");
     assert!(
         err.to_string().to_lowercase().contains("certificate"),

@@ -1,4 +1,23 @@
-//! The whole request stack, built in one place.
+//! The whole request stack, composed in one place.
+//!
+//! The liveness route, outermost first (each position says why):
+//! 1. [`ExchangeLayer`] — creates the request's exchange record, renders
+//!    every typed error into the documented response (the one renderer),
+//!    catches panics, and emits the record exactly once: it is outermost so
+//!    that every request, 401s and panics included, gets one.
+//! 2. [`AuthLayer`] — the tenant key, before any of the body is read, so an
+//!    unauthenticated client cannot make the gateway buffer a 10 MB upload.
+//! 3. [`PayloadLayer`] — reads the body (bounded by the limit and the read
+//!    timeout; a declared length over the limit is refused unread), checks
+//!    and normalizes the image with the tenant's policy: every refusal
+//!    happens before the vendor, who bills per call, is contacted.
+//! 4. [`Forward`] around the vendor service — the vendor's answer becomes
+//!    the client's response. Layers around the vendor client itself
+//!    (circuit breaker, upstream span, `traceparent`) go between 3 and the
+//!    client, in [`router_with`]'s `vendor` argument.
+//!
+//! Around every route: the request id (kept from a client only when it is a
+//! plain token), a span per request, and a panic catcher for the probes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,32 +28,39 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post_service};
-use http::{HeaderMap, Response, StatusCode};
-use livegate_auth::authn::Authenticator;
-use livegate_core::{ErrorKind, error_response, request_id};
-use livegate_upstream::VendorClient;
-use tower::ServiceBuilder;
+use bytes::Bytes;
+use http::{Extensions, HeaderMap, Request, Response, StatusCode};
+use livegate_auth::{AuthLayer, Authenticator, KeyStore, Principal};
+use livegate_core::exchange::{ExchangeLayer, ExchangeSink};
+use livegate_core::{Clock, ErrorKind, error_response, request_id};
+use livegate_payload::{ImagePolicy, PayloadLayer};
+use livegate_upstream::{UpstreamError, VendorClient, VendorResponse};
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::body_limit::BodyLimitLayer;
-use crate::normalize::{NormalizeLayer, Policies};
-use crate::proxy::Proxy;
+use crate::forward::Forward;
 use crate::request_id::{RandomRequestId, drop_untrusted_id};
 
 /// Everything the request path needs, built once by [`crate::runtime`].
 #[derive(Clone)]
 pub struct Gateway {
     pub authenticator: Authenticator,
-    pub policies: Arc<Policies>,
+    /// The store behind the authenticator, for its health.
+    pub store: Arc<dyn KeyStore>,
+    /// The deployment's image policy; tenants' overrides apply on top.
+    pub images: ImagePolicy,
     pub vendor: VendorClient,
     pub body_limit: usize,
     pub body_read_timeout: Duration,
     /// `embedded` (built-in simulator) or `vendor`.
     pub mode: &'static str,
     pub health: Health,
+    /// Where exchange records go.
+    pub sink: Arc<dyn ExchangeSink>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Readiness, shared with the server so draining takes the replica out of
@@ -53,23 +79,31 @@ impl Health {
     }
 }
 
-/// The public router: the liveness route with its stack, the probes, and
-/// JSON answers for unknown routes and methods.
+/// The public router, calling the gateway's vendor client.
 pub fn router(gw: &Gateway) -> Router {
+    router_with(gw, gw.vendor.clone())
+}
+
+/// The public router with `vendor` as the vendor service (the client, or
+/// the client wrapped in further layers).
+pub fn router_with<V>(gw: &Gateway, vendor: V) -> Router
+where
+    V: Service<Request<Bytes>, Response = VendorResponse, Error = UpstreamError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    V::Future: Send + 'static,
+{
+    let images = gw.images;
     let liveness = ServiceBuilder::new()
-        // Auth first: an unauthenticated client never gets its body read,
-        // so it cannot make the gateway buffer a 10 MB upload.
-        .layer(crate::auth::layer(gw.authenticator.clone()))
-        // The limit wraps the body before anything reads it; a declared
-        // Content-Length over the limit is refused without reading.
-        .layer(BodyLimitLayer::new(gw.body_limit))
-        // Reads, checks and rewrites the image; every refusal here happens
-        // before the vendor (who bills per call) is contacted.
-        .layer(NormalizeLayer::new(
-            gw.policies.clone(),
-            gw.body_read_timeout,
-        ))
-        .service(Proxy::new(gw.vendor.clone()));
+        .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
+        .layer(AuthLayer::new(gw.authenticator.clone()))
+        .layer(
+            PayloadLayer::new(gw.body_limit, gw.body_read_timeout)
+                .policy(move |ext| tenant_policy(&images, ext)),
+        )
+        .service(Forward::new(vendor));
 
     Router::new()
         .route("/modules/liveness", post_service(liveness))
@@ -88,19 +122,26 @@ pub fn router(gw: &Gateway) -> Router {
                 // Request spans at INFO (tower-http's default is DEBUG, which
                 // an `info` filter would drop). Only known paths, never the
                 // query string or headers: a confused client may put a key
-                // anywhere.
+                // anywhere. The liveness route logs its exchange record;
+                // the plain response line is for debugging.
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
                 )
-                // A bug must still answer in the documented shape, never
-                // with a stack trace.
+                // The liveness route catches its own panics (with its
+                // record); this answers for the probes, in the same shape.
                 .layer(CatchPanicLayer::custom(|_| {
                     tracing::error!("request handler panicked");
-                    error_response(ErrorKind::Internal, "")
+                    error_response::<Body>(ErrorKind::Internal, "")
                 })),
         )
+}
+
+/// The tenant's image policy: the deployment's with the tenant's changes.
+fn tenant_policy(default: &ImagePolicy, ext: &Extensions) -> ImagePolicy {
+    ext.get::<Principal>()
+        .map_or(*default, |p| default.with(&p.tenant.settings.images))
 }
 
 /// The span every request's logs carry; `tenant` and `key_id` are
@@ -134,11 +175,13 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
         (StatusCode::OK, "ready")
     };
     // The vendor is deliberately not checked: a vendor outage must not take
-    // every replica out of service.
+    // every replica out of service. The key store is reported; the memory
+    // store cannot fail, and a shared store's fail mode decides later.
+    let store = gw.store.health().await;
     let body = serde_json::json!({
         "status": state,
         "mode": gw.mode,
-        "keyStore": "memory",
+        "keyStore": store,
     });
     let mut res = Response::new(Body::from(body.to_string()));
     *res.status_mut() = status;

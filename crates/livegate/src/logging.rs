@@ -2,7 +2,7 @@
 //! configured level. What is logged never includes headers, bodies, keys
 //! or images: layers log error kinds and ids only.
 
-use livegate_config::LogConfig;
+use livegate_config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 pub fn init(cfg: &LogConfig) {
@@ -16,7 +16,7 @@ pub fn init(cfg: &LogConfig) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second init (tests) is harmless: the first subscriber stays.
-    if cfg.format == "json" {
+    if cfg.format == LogFormat::Json {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();

@@ -212,10 +212,10 @@ fn new_key(config: &Config, tenant: &str, expires_at: Option<&str>) -> anyhow::R
     )?;
     let pepper =
         Pepper::new(pepper.expose().as_bytes()).map_err(|e| anyhow!("auth.pepper: {e}"))?;
-    if let Some(t) = expires_at {
-        humantime::parse_rfc3339_weak(t)
-            .context("--expires-at must be RFC 3339, e.g. 2027-01-31T00:00:00Z")?;
-    }
+    let expires_at = expires_at
+        .map(str::parse::<livegate_core::Timestamp>)
+        .transpose()
+        .context("--expires-at must be RFC 3339, e.g. 2027-01-31T00:00:00Z")?;
     let new = key::generate();
     let hash = new.hash(&pepper);
     println!(
@@ -241,7 +241,9 @@ fn list_tenants(config: &Config) {
         let state = if t.disabled { "disabled" } else { "enabled" };
         println!("{}\t{state}\t{}", t.id, t.name.as_deref().unwrap_or(""));
         for k in &t.keys {
-            let exp = k.expires_at.as_deref().unwrap_or("never");
+            let exp = k
+                .expires_at
+                .map_or_else(|| "never".to_owned(), |t| t.to_string());
             let rev = if k.revoked { "\trevoked" } else { "" };
             println!("  key {}\texpires {exp}{rev}", k.id);
         }

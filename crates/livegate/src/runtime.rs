@@ -2,23 +2,22 @@
 //! policies, vendor client — and, on the embedded default (no vendor
 //! configured), the built-in simulator and a development tenant.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use livegate_auth::authn::{Authenticator, SystemClock};
-use livegate_auth::hash::{KeyHash, Pepper};
-use livegate_auth::key::{self, KeyId};
-use livegate_auth::store::{KeyRecord, MemoryStore, Tenant};
-use livegate_config::{Config, Secret, SimulatorConfig, TenantConfig};
-use livegate_payload::{ImageFormat, ImagePolicy};
+use livegate_auth::Authenticator;
+use livegate_auth::hash::Pepper;
+use livegate_auth::key;
+use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSettings};
+use livegate_config::{Config, SimulatorConfig, TenantConfig};
+use livegate_core::exchange::LogSink;
+use livegate_core::{Secret, SystemClock};
 use livegate_stub::{Faults, StubConfig, StubHandle};
 use livegate_upstream::{VendorClient, VendorSettings};
 use rand::RngExt;
 
 use crate::gateway::{Gateway, Health};
-use crate::normalize::Policies;
 
 /// The running parts, plus what must live as long as they do.
 pub struct Runtime {
@@ -39,52 +38,36 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         // pepper otherwise): nothing persists, so a per-process one is fine.
         None => Pepper::new(random_bytes::<32>()).map_err(|e| anyhow!("pepper: {e}"))?,
     };
-
-    let store = MemoryStore::new();
-    load_tenants(&store, &config.tenants)?;
-    let mut dev_key = None;
-    if embedded && config.tenants.is_empty() {
-        let new = key::generate();
-        store.put_tenant(Tenant {
-            id: "dev".into(),
-            name: Some("development tenant (embedded default)".into()),
-            disabled: false,
-        });
-        store.put_key(KeyRecord {
-            kid: new.kid.clone(),
-            tenant_id: "dev".into(),
-            hash: new.hash(&pepper),
-            expires_at: None,
-            revoked: false,
-        });
-        dev_key = Some(Secret::new(new.plaintext.expose()));
-    }
+    let (store, dev_key) = key_store(config, &pepper);
 
     let (simulator, settings) = if embedded {
         let sim = spawn_simulator(&config.simulator).await?;
-        let settings = vendor_settings(config, sim.base_url(), sim.api_key.expose().to_owned())?;
+        let settings = vendor_settings(config, sim.base_url(), sim.api_key.clone())?;
         (Some(sim.handle), settings)
     } else {
         let base = config.vendor.base_url.clone().unwrap_or_default();
         let key = config
             .vendor
             .api_key
-            .as_ref()
-            .map(|k| k.expose().to_owned())
+            .clone()
             .context("vendor.api_key is required")?;
         (None, vendor_settings(config, base, key)?)
     };
     let vendor = VendorClient::new(&settings).map_err(|e| anyhow!("vendor client: {e}"))?;
 
-    let authenticator = Authenticator::new(Arc::new(store), pepper, Arc::new(SystemClock));
+    let clock = Arc::new(SystemClock);
+    let authenticator = Authenticator::new(store.clone(), pepper, clock.clone());
     let gateway = Gateway {
         authenticator,
-        policies: Arc::new(policies(config)),
+        store,
+        images: config.images,
         vendor,
         body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
         body_read_timeout: config.server.body_read_timeout(),
         mode: if embedded { "embedded" } else { "vendor" },
         health: Health::default(),
+        sink: Arc::new(LogSink),
+        clock,
     };
     Ok(Runtime {
         gateway,
@@ -93,10 +76,35 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     })
 }
 
+/// The one place the key store is chosen: today the in-memory store,
+/// loaded with the configured tenants — plus, on the embedded default
+/// without tenants, a development tenant whose key is returned to be shown.
+fn key_store(config: &Config, pepper: &Pepper) -> (Arc<dyn KeyStore>, Option<Secret>) {
+    let store = MemoryStore::new();
+    load_tenants(&store, &config.tenants);
+    let mut dev_key = None;
+    if config.is_embedded_default() && config.tenants.is_empty() {
+        let new = key::generate();
+        store.put_tenant(Tenant {
+            name: Some("development tenant (embedded default)".into()),
+            ..Tenant::new("dev")
+        });
+        store.put_key(KeyRecord {
+            kid: new.kid.clone(),
+            tenant_id: "dev".into(),
+            hash: new.hash(pepper),
+            expires_at: None,
+            revoked: false,
+        });
+        dev_key = Some(new.plaintext);
+    }
+    (Arc::new(store), dev_key)
+}
+
 fn vendor_settings(
     config: &Config,
     base_url: String,
-    api_key: String,
+    api_key: Secret,
 ) -> anyhow::Result<VendorSettings> {
     let v = &config.vendor;
     let ca_pem = v
@@ -116,63 +124,26 @@ fn vendor_settings(
     })
 }
 
-fn load_tenants(store: &MemoryStore, tenants: &[TenantConfig]) -> anyhow::Result<()> {
+fn load_tenants(store: &MemoryStore, tenants: &[TenantConfig]) {
     for t in tenants {
         store.put_tenant(Tenant {
             id: t.id.clone(),
             name: t.name.clone(),
             disabled: t.disabled,
+            settings: TenantSettings {
+                images: t.images,
+                ..TenantSettings::default()
+            },
         });
         for k in &t.keys {
-            let expires_at = k
-                .expires_at
-                .as_deref()
-                .map(humantime::parse_rfc3339_weak)
-                .transpose()
-                .with_context(|| format!("tenant {}: key expires_at", t.id))?;
             store.put_key(KeyRecord {
-                kid: KeyId::from_str(&k.id).map_err(|e| anyhow!("tenant {}: key id: {e}", t.id))?,
+                kid: k.id.clone(),
                 tenant_id: t.id.clone(),
-                hash: KeyHash::from_str(&k.hash)
-                    .map_err(|e| anyhow!("tenant {}: key hash: {e}", t.id))?,
-                expires_at,
+                hash: k.hash,
+                expires_at: k.expires_at,
                 revoked: k.revoked,
             });
         }
-    }
-    Ok(())
-}
-
-fn policies(config: &Config) -> Policies {
-    let default = image_policy(&config.images.formats, config.images_bounds(None));
-    let tenants = config
-        .tenants
-        .iter()
-        .map(|t| {
-            let formats = t.images.formats.as_ref().unwrap_or(&config.images.formats);
-            (
-                t.id.clone(),
-                image_policy(formats, config.images_bounds(Some(t))),
-            )
-        })
-        .collect();
-    Policies { default, tenants }
-}
-
-fn image_policy(
-    formats: &[String],
-    (min_w, min_h, max_w, max_h): (u32, u32, u32, u32),
-) -> ImagePolicy {
-    ImagePolicy {
-        // Names were checked by validation.
-        formats: formats
-            .iter()
-            .filter_map(|f| ImageFormat::from_str(f).ok())
-            .collect(),
-        min_width: min_w,
-        min_height: min_h,
-        max_width: max_w,
-        max_height: max_h,
     }
 }
 

@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use livegate_upstream::VendorSettings;
+use livegate_upstream::{UpstreamError, VendorClient, VendorResponse, VendorSettings};
+use tower::ServiceExt;
 
 pub const KEY: &str = "upstream-test-key";
 
 pub fn settings(base_url: String, ca_pem: Option<Vec<u8>>) -> VendorSettings {
     VendorSettings {
         base_url,
-        api_key: KEY.into(),
+        api_key: livegate_core::Secret::new(KEY),
         connect_timeout: Duration::from_secs(2),
         timeout: Duration::from_secs(5),
         max_response_bytes: 1024 * 1024,
@@ -21,7 +22,8 @@ pub fn settings(base_url: String, ca_pem: Option<Vec<u8>>) -> VendorSettings {
     }
 }
 
-/// The vendor's request body for a real JPEG.
+/// The vendor's request body for a real JPEG, in the strict padded
+/// standard base64 the simulator demands.
 pub fn body() -> Bytes {
     let jpeg = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -30,6 +32,11 @@ pub fn body() -> Bytes {
     .unwrap();
     Bytes::from(format!(
         r#"{{"faceImage":"{}"}}"#,
-        livegate_payload::encode_canonical(&jpeg)
+        base64_simd::STANDARD.encode_to_string(&jpeg)
     ))
+}
+
+/// One call through the `Service` impl, with no extra header.
+pub async fn send(client: &VendorClient, body: Bytes) -> Result<VendorResponse, UpstreamError> {
+    client.clone().oneshot(http::Request::new(body)).await
 }

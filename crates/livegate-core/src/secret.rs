@@ -2,9 +2,14 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A secret string: never printed by `Debug`, `Display` or `Serialize`
-/// (so `check-config` and logs show `[redacted]`); read it with [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string — the vendor key, the pepper, a tenant key, an admin
+/// token: `Debug`, `Display` and `Serialize` print `[redacted]` (so
+/// `check-config`, logs and panics never show it); reading it takes an
+/// explicit [`Secret::expose`] at the one place it is used.
+///
+/// Deliberately not `PartialEq`: comparing secrets belongs in a
+/// constant-time comparison of their keyed hashes.
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
@@ -54,5 +59,23 @@ impl<'de> Deserialize<'de> for Secret {
             Raw::I(i) => Secret(i.to_string()),
             Raw::U(u) => Secret(u.to_string()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_prints_itself() {
+        let s = Secret::new("hunter2-value");
+        for out in [
+            format!("{s}"),
+            format!("{s:?}"),
+            serde_json::to_string(&s).unwrap(),
+        ] {
+            assert!(!out.contains("hunter2"), "{out}");
+        }
+        assert_eq!(s.expose(), "hunter2-value");
     }
 }

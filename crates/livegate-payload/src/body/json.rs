@@ -1,5 +1,7 @@
 //! Reading `faceImage` out of a JSON body without copying it.
 //!
+//! Hostile input by definition: fuzzed (`fuzz/fuzz_targets/json.rs`).
+//!
 //! Rules (documented in the README):
 //! - an empty body, or `faceImage` missing, `null` or `""` → 1016, as the vendor;
 //! - not JSON, trailing garbage, or nesting deeper than 128 → 40001;
@@ -16,32 +18,33 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use livegate_core::ErrorKind;
+use super::BodyError;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The image string, and whether the body can be forwarded byte for byte.
 #[derive(Debug)]
-pub(super) struct FaceJson<'a> {
-    pub(super) image: Cow<'a, str>,
+pub struct FaceJson<'a> {
+    pub image: Cow<'a, str>,
     /// The object has no member but `faceImage`, and its value had no
     /// escapes: the body is exactly what the vendor expects if the base64 is
     /// canonical.
-    pub(super) forwardable: bool,
+    pub forwardable: bool,
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<FaceJson<'_>, ErrorKind> {
+/// The `faceImage` of a JSON body; see the module docs for the rules.
+pub fn parse(body: &[u8]) -> Result<FaceJson<'_>, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ErrorKind::FaceImageRequired);
+        return Err(BodyError::FaceImageRequired);
     }
-    let top: Top<'_> = serde_json::from_slice(body).map_err(|_| ErrorKind::MalformedJson)?;
+    let top: Top<'_> = serde_json::from_slice(body).map_err(|_| BodyError::MalformedJson)?;
     let Top::Object { face, others } = top else {
-        return Err(ErrorKind::NotAnObject);
+        return Err(BodyError::NotAnObject);
     };
     match face {
-        Face::Missing | Face::Null => Err(ErrorKind::FaceImageRequired),
-        Face::NotString => Err(ErrorKind::FaceImageNotString),
-        Face::Duplicate => Err(ErrorKind::DuplicateFaceImage),
-        Face::Str(s) if s.is_empty() => Err(ErrorKind::FaceImageRequired),
+        Face::Missing | Face::Null => Err(BodyError::FaceImageRequired),
+        Face::NotString => Err(BodyError::FaceImageNotString),
+        Face::Duplicate => Err(BodyError::DuplicateFaceImage),
+        Face::Str(s) if s.is_empty() => Err(BodyError::FaceImageRequired),
         Face::Str(s) => {
             let forwardable = !others && matches!(s, Cow::Borrowed(_));
             Ok(FaceJson {
@@ -228,7 +231,7 @@ impl<'de> Visitor<'de> for FaceVisitor {
 mod tests {
     use super::*;
 
-    fn kind(body: &str) -> ErrorKind {
+    fn kind(body: &str) -> BodyError {
         parse(body.as_bytes()).unwrap_err()
     }
 
@@ -251,56 +254,56 @@ mod tests {
 
     #[test]
     fn bad_shapes() {
-        assert_eq!(kind(""), ErrorKind::FaceImageRequired);
-        assert_eq!(kind("  \n"), ErrorKind::FaceImageRequired);
-        assert_eq!(kind("{}"), ErrorKind::FaceImageRequired);
-        assert_eq!(kind(r#"{"faceImage":null}"#), ErrorKind::FaceImageRequired);
-        assert_eq!(kind(r#"{"faceImage":""}"#), ErrorKind::FaceImageRequired);
-        assert_eq!(kind(r#"{"faceImage":12}"#), ErrorKind::FaceImageNotString);
+        assert_eq!(kind(""), BodyError::FaceImageRequired);
+        assert_eq!(kind("  \n"), BodyError::FaceImageRequired);
+        assert_eq!(kind("{}"), BodyError::FaceImageRequired);
+        assert_eq!(kind(r#"{"faceImage":null}"#), BodyError::FaceImageRequired);
+        assert_eq!(kind(r#"{"faceImage":""}"#), BodyError::FaceImageRequired);
+        assert_eq!(kind(r#"{"faceImage":12}"#), BodyError::FaceImageNotString);
         assert_eq!(
             kind(r#"{"faceImage":["a"]}"#),
-            ErrorKind::FaceImageNotString
+            BodyError::FaceImageNotString
         );
         assert_eq!(
             kind(r#"{"faceImage":{"a":1}}"#),
-            ErrorKind::FaceImageNotString
+            BodyError::FaceImageNotString
         );
-        assert_eq!(kind(r#"{"faceImage":true}"#), ErrorKind::FaceImageNotString);
+        assert_eq!(kind(r#"{"faceImage":true}"#), BodyError::FaceImageNotString);
         assert_eq!(
             kind(r#"{"faceImage":"QUJD","faceImage":"QUJD"}"#),
-            ErrorKind::DuplicateFaceImage
+            BodyError::DuplicateFaceImage
         );
         assert_eq!(
             kind(r#"{"faceImage":null,"faceImage":"QUJD"}"#),
-            ErrorKind::DuplicateFaceImage
+            BodyError::DuplicateFaceImage
         );
         assert_eq!(
             kind(r#"{"face\u0049mage":"QUJD","faceImage":"QUJD"}"#),
-            ErrorKind::DuplicateFaceImage
+            BodyError::DuplicateFaceImage
         );
-        assert_eq!(kind("[1,2]"), ErrorKind::NotAnObject);
-        assert_eq!(kind(r#""QUJD""#), ErrorKind::NotAnObject);
-        assert_eq!(kind("42"), ErrorKind::NotAnObject);
-        assert_eq!(kind("null"), ErrorKind::NotAnObject);
-        assert_eq!(kind("{"), ErrorKind::MalformedJson);
+        assert_eq!(kind("[1,2]"), BodyError::NotAnObject);
+        assert_eq!(kind(r#""QUJD""#), BodyError::NotAnObject);
+        assert_eq!(kind("42"), BodyError::NotAnObject);
+        assert_eq!(kind("null"), BodyError::NotAnObject);
+        assert_eq!(kind("{"), BodyError::MalformedJson);
         assert_eq!(
             kind(r#"{"faceImage":"QUJD"} trailing"#),
-            ErrorKind::MalformedJson
+            BodyError::MalformedJson
         );
-        assert_eq!(kind("{'faceImage':'x'}"), ErrorKind::MalformedJson);
+        assert_eq!(kind("{'faceImage':'x'}"), BodyError::MalformedJson);
     }
 
     #[test]
     fn deep_nesting_is_refused_without_overflow() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(kind(&deep), ErrorKind::MalformedJson);
+        assert_eq!(kind(&deep), BodyError::MalformedJson);
         let deep = format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(kind(&deep), ErrorKind::MalformedJson);
+        assert_eq!(kind(&deep), BodyError::MalformedJson);
         let deep = format!(
             r#"{{"faceImage":{}1{}}}"#,
             "{\"a\":".repeat(50_000),
             "}".repeat(50_000)
         );
-        assert_eq!(kind(&deep), ErrorKind::MalformedJson);
+        assert_eq!(kind(&deep), BodyError::MalformedJson);
     }
 }

@@ -1,0 +1,210 @@
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::ErrorKind;
+
+/// How a liveness request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The vendor answered and its answer went to the client, whatever its
+    /// status (the vendor's own 1016/1017 included).
+    Forwarded,
+    /// The gateway refused the request itself: a 4xx of the error table.
+    Rejected,
+    /// The gateway or the vendor failed: a 5xx of the error table.
+    Failed,
+    /// The client went away before its answer was ready.
+    ClientGone,
+    /// A bug: handling the request panicked; answered 500.
+    Panicked,
+}
+
+impl Outcome {
+    /// Short lowercase name, for logs, metrics labels and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+            Outcome::ClientGone => "client_gone",
+            Outcome::Panicked => "panicked",
+        }
+    }
+}
+
+/// Who called: public ids only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalFacts {
+    pub tenant: String,
+    pub key_id: String,
+}
+
+/// What the gateway learnt about the image. Never the image.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// `jpeg`, `png`, `webp` or `gif`.
+    pub format: &'static str,
+    pub width: u32,
+    pub height: u32,
+    /// Decoded image size in bytes.
+    pub size: usize,
+    /// SHA-256 of the decoded image bytes.
+    pub sha256: [u8; 32],
+    /// Whether the client's encoding had to be rewritten for the vendor.
+    pub rewritten: bool,
+}
+
+impl ImageFacts {
+    /// The digest as 64 lowercase hex characters.
+    pub fn sha256_hex(&self) -> String {
+        use fmt::Write;
+        self.sha256
+            .iter()
+            .fold(String::with_capacity(64), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+    }
+}
+
+impl fmt::Debug for ImageFacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImageFacts")
+            .field("format", &self.format)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("size", &self.size)
+            .field("sha256", &self.sha256_hex())
+            .field("rewritten", &self.rewritten)
+            .finish()
+    }
+}
+
+/// The vendor call: what it answered, or only how long it took when it
+/// failed (timeout, reset, garbage).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UpstreamFacts {
+    /// The vendor's HTTP status; `None` when no answer came.
+    pub status: Option<u16>,
+    pub transaction_id: Option<String>,
+    pub score: Option<f64>,
+    /// The vendor's own `errorCode` (e.g. 1017).
+    pub error_code: Option<i64>,
+    pub latency: Duration,
+}
+
+/// The complete record of one liveness request, handed to the sink once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeRecord {
+    pub request_id: String,
+    pub started_at: SystemTime,
+    pub principal: Option<PrincipalFacts>,
+    pub image: Option<ImageFacts>,
+    pub upstream: Option<UpstreamFacts>,
+    /// The error the gateway answered itself, if any.
+    pub error: Option<ErrorKind>,
+    /// For 5xx only: what went wrong, for operators (never client input).
+    pub cause: Option<String>,
+    /// The HTTP status sent; `None` when the client went away first.
+    pub status: Option<u16>,
+    pub outcome: Outcome,
+    /// From the first layer of the route to the end.
+    pub total: Duration,
+}
+
+/// A handle on the record of one request under construction: cheap to
+/// clone, shared by the layers of that request through its extensions.
+#[derive(Clone)]
+pub struct Exchange {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    started: Instant,
+    draft: Mutex<Draft>,
+}
+
+struct Draft {
+    request_id: String,
+    started_at: SystemTime,
+    principal: Option<PrincipalFacts>,
+    image: Option<ImageFacts>,
+    upstream: Option<UpstreamFacts>,
+}
+
+impl Exchange {
+    pub(crate) fn new(request_id: &str, started_at: SystemTime) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                started: Instant::now(),
+                draft: Mutex::new(Draft {
+                    request_id: request_id.to_owned(),
+                    started_at,
+                    principal: None,
+                    image: None,
+                    upstream: None,
+                }),
+            }),
+        }
+    }
+
+    /// The exchange of a request, if the route has the exchange layer.
+    pub fn of<B>(req: &http::Request<B>) -> Option<&Exchange> {
+        req.extensions().get::<Exchange>()
+    }
+
+    pub fn set_principal(&self, tenant: &str, key_id: &str) {
+        self.draft().principal = Some(PrincipalFacts {
+            tenant: tenant.to_owned(),
+            key_id: key_id.to_owned(),
+        });
+    }
+
+    pub fn set_image(&self, facts: ImageFacts) {
+        self.draft().image = Some(facts);
+    }
+
+    pub fn set_upstream(&self, facts: UpstreamFacts) {
+        self.draft().upstream = Some(facts);
+    }
+
+    pub(crate) fn complete(
+        &self,
+        outcome: Outcome,
+        status: Option<u16>,
+        error: Option<ErrorKind>,
+        cause: Option<String>,
+    ) -> ExchangeRecord {
+        let total = self.inner.started.elapsed();
+        let mut d = self.draft();
+        ExchangeRecord {
+            request_id: std::mem::take(&mut d.request_id),
+            started_at: d.started_at,
+            principal: d.principal.take(),
+            image: d.image.take(),
+            upstream: d.upstream.take(),
+            error,
+            cause,
+            status,
+            outcome,
+            total,
+        }
+    }
+
+    fn draft(&self) -> std::sync::MutexGuard<'_, Draft> {
+        // Every write is a whole-field assignment, so a panic elsewhere
+        // cannot leave a draft half-written: poison is safe to ignore, and
+        // must be, since the record of a panicked request is still due.
+        self.inner
+            .draft
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange").finish_non_exhaustive()
+    }
+}

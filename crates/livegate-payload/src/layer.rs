@@ -1,0 +1,337 @@
+//! The payload layer: reads the client's body, turns whatever image upload
+//! it holds into the strict body the vendor wants, or refuses it before a
+//! paid vendor call is spent.
+//!
+//! In order, for each request:
+//! 1. the body format, by `Content-Type` ([`BodyFormat`]): 415 before reading;
+//! 2. a declared `Content-Length` over the limit: 413 before reading;
+//! 3. the body is read, bounded by the limit (a chunked body is cut off as
+//!    soon as it passes it) and the read timeout;
+//! 4. the `faceImage` is taken out ([`json`](crate::body::json),
+//!    [`multipart`](crate::body::multipart) or the raw body), normalized,
+//!    decoded once in chunks (hashed and sniffed on the way, never held
+//!    whole) and checked against the tenant's [`ImagePolicy`];
+//! 5. the image facts go into the request's
+//!    [`Exchange`](livegate_core::exchange::Exchange) record;
+//! 6. the inner service gets a fresh `Request<Bytes>` holding only the vendor
+//!    body and the original extensions — no header of the client's passes
+//!    unless a later layer puts it there.
+//!
+//! The forwarded body is the client's own bytes when they already are
+//! exactly what the vendor wants (a JSON object whose only member is a
+//! canonical `faceImage`), so the common case copies nothing; otherwise it is
+//! `{"faceImage":"<canonical base64>"}`, written once into its buffer.
+//!
+//! Failures are the inner service's error type, made from [`BodyError`] or
+//! [`PayloadError`], so one place renders every error of the stack.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::Request;
+//! use livegate_payload::{BodyError, ImagePolicy, PayloadError, PayloadLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! #[derive(Debug)]
+//! enum Refused { Body(BodyError), Payload(PayloadError) }
+//! impl From<BodyError> for Refused { fn from(e: BodyError) -> Self { Refused::Body(e) } }
+//! impl From<PayloadError> for Refused { fn from(e: PayloadError) -> Self { Refused::Payload(e) } }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let svc = ServiceBuilder::new()
+//!     .layer(PayloadLayer::new(10 << 20, Duration::from_secs(30)).policy(|_| ImagePolicy::default()))
+//!     .service(service_fn(|req: Request<Bytes>| async move {
+//!         Ok::<_, Refused>(req.into_body()) // the vendor body
+//!     }));
+//! let req = Request::new(http_body_util::Full::new(Bytes::from(r#"{"faceImage":"bm9wZQ=="}"#)));
+//! let err = svc.oneshot(req).await.unwrap_err();
+//! assert!(matches!(err, Refused::Payload(_))); // "nope" is not an image
+//! # });
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{Extensions, Method, Request};
+use http_body_util::{BodyExt, Limited};
+use livegate_core::exchange::{Exchange, ImageFacts};
+use tower::{Layer, Service};
+
+use crate::body::multipart::{self, FacePart};
+use crate::body::{BodyError, BodyFormat, is_limit_error, json};
+use crate::{ImagePolicy, PayloadError, Prepared, prepare_base64, prepare_bytes, vendor_body};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type PolicyFn = dyn Fn(&Extensions) -> ImagePolicy + Send + Sync;
+
+/// Applies [`Payload`]; see the [module docs](self).
+#[derive(Clone)]
+pub struct PayloadLayer {
+    settings: Arc<Settings>,
+}
+
+struct Settings {
+    limit: usize,
+    read_timeout: Duration,
+    policy: Box<PolicyFn>,
+}
+
+impl PayloadLayer {
+    /// Bodies up to `limit` bytes, received within `read_timeout`; every
+    /// request gets the default [`ImagePolicy`] until [`Self::policy`].
+    pub fn new(limit: usize, read_timeout: Duration) -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                limit,
+                read_timeout,
+                policy: Box::new(|_| ImagePolicy::default()),
+            }),
+        }
+    }
+
+    /// The policy for a request, from what earlier layers put in its
+    /// extensions (the tenant).
+    pub fn policy(
+        self,
+        policy: impl Fn(&Extensions) -> ImagePolicy + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                limit: self.settings.limit,
+                read_timeout: self.settings.read_timeout,
+                policy: Box::new(policy),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for PayloadLayer {
+    type Service = Payload<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Payload {
+            inner,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Clone)]
+pub struct Payload<S> {
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+impl<S, B, E> Service<Request<B>> for Payload<S>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    S: Service<Request<Bytes>, Error = E> + Clone + Send + 'static,
+    S::Future: Send,
+    E: From<BodyError> + From<PayloadError> + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = E;
+    type Future = ResponseFuture<S::Response, E>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let limit = self.settings.limit;
+        let format = match BodyFormat::of(req.headers()) {
+            Ok(f) => f,
+            Err(e) => return ResponseFuture::reject(e.into()),
+        };
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return ResponseFuture::reject(BodyError::TooLarge.into());
+        }
+        let policy = (self.settings.policy)(req.extensions());
+        let read_timeout = self.settings.read_timeout;
+        // The clone is not ready yet; keep the one that is (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        ResponseFuture::run(async move {
+            let body = Limited::new(body, limit);
+            let (vendor, facts) = match read(format, body, read_timeout, &policy).await {
+                Ok(read) => read,
+                Err(ReadError::Body(e)) => return Err(e.into()),
+                Err(ReadError::Payload(e)) => return Err(e.into()),
+            };
+            if let Some(x) = parts.extensions.get::<Exchange>() {
+                x.set_image(facts);
+            }
+            let mut out = Request::new(vendor);
+            *out.method_mut() = Method::POST;
+            *out.extensions_mut() = parts.extensions;
+            inner.call(out).await
+        })
+    }
+}
+
+/// Reads the body and prepares the image: the vendor body and the facts.
+async fn read<B>(
+    format: BodyFormat,
+    body: Limited<B>,
+    read_timeout: Duration,
+    policy: &ImagePolicy,
+) -> Result<(Bytes, ImageFacts), ReadError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match format {
+        BodyFormat::Json => {
+            let bytes = read_all(body, read_timeout).await?;
+            let face = json::parse(&bytes)?;
+            let prepared = prepare_base64(&face.image, policy)?;
+            let facts = facts(&prepared);
+            let vendor = match prepared.vendor_body {
+                Some(b) => Bytes::from(b),
+                // Zero-copy when the client's body already is exactly the vendor's.
+                None if face.forwardable => bytes.clone(),
+                None => Bytes::from(vendor_body(&face.image)),
+            };
+            Ok((vendor, facts))
+        }
+        BodyFormat::Multipart(boundary) => {
+            let part = tokio::time::timeout(
+                read_timeout,
+                multipart::face_part(body.into_data_stream(), boundary),
+            )
+            .await
+            .map_err(|_| BodyError::ReadTimeout)??;
+            let (prepared, text) = match &part {
+                FacePart::File(bytes) => (prepare_bytes(bytes, policy)?, None),
+                FacePart::Text(text) => (prepare_base64(text, policy)?, Some(text)),
+            };
+            let facts = facts(&prepared);
+            let vendor = match (prepared.vendor_body, text) {
+                (Some(b), _) => Bytes::from(b),
+                (None, Some(text)) => Bytes::from(vendor_body(text)),
+                (None, None) => Bytes::new(),
+            };
+            Ok((vendor, facts))
+        }
+        BodyFormat::RawImage => {
+            let bytes = read_all(body, read_timeout).await?;
+            if bytes.is_empty() {
+                return Err(BodyError::FaceImageRequired.into());
+            }
+            let prepared = prepare_bytes(&bytes, policy)?;
+            let facts = facts(&prepared);
+            Ok((Bytes::from(prepared.vendor_body.unwrap_or_default()), facts))
+        }
+    }
+}
+
+/// The exchange record's view of a prepared image. `rewritten`: the
+/// gateway wrote the base64 (the client's was not canonical, or it sent raw
+/// bytes).
+fn facts(p: &Prepared) -> ImageFacts {
+    ImageFacts {
+        format: p.info.format.as_str(),
+        width: p.info.width,
+        height: p.info.height,
+        size: p.size,
+        sha256: p.sha256,
+        rewritten: p.vendor_body.is_some(),
+    }
+}
+
+/// Either error of [`read`], before it becomes the stack's error type.
+enum ReadError {
+    Body(BodyError),
+    Payload(PayloadError),
+}
+
+impl From<BodyError> for ReadError {
+    fn from(e: BodyError) -> Self {
+        ReadError::Body(e)
+    }
+}
+
+impl From<PayloadError> for ReadError {
+    fn from(e: PayloadError) -> Self {
+        ReadError::Payload(e)
+    }
+}
+
+/// Reads the whole (limited) body, within the read timeout.
+async fn read_all<B>(body: Limited<B>, read_timeout: Duration) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match tokio::time::timeout(read_timeout, body.collect()).await {
+        Err(_) => Err(BodyError::ReadTimeout),
+        Ok(Err(e)) if is_limit_error(e.as_ref()) => Err(BodyError::TooLarge),
+        Ok(Err(_)) => Err(BodyError::ReadFailed),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Payload`]: an immediate refusal (no allocation),
+    /// or the body read and the inner call.
+    pub struct ResponseFuture<R, E> {
+        #[pin]
+        state: State<R, E>,
+    }
+}
+
+type Running<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<R, E> {
+        Reject { error: Option<E> },
+        Run { fut: Running<R, E> },
+    }
+}
+
+impl<R, E> ResponseFuture<R, E> {
+    fn reject(error: E) -> Self {
+        Self {
+            state: State::Reject { error: Some(error) },
+        }
+    }
+
+    fn run<F>(fut: F) -> Self
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+    {
+        Self {
+            state: State::Run { fut: Box::pin(fut) },
+        }
+    }
+}
+
+impl<R, E> Future for ResponseFuture<R, E> {
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Reject { error } => match error.take() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => panic!("ResponseFuture polled after completion"),
+            },
+            StateProj::Run { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}

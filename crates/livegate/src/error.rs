@@ -1,0 +1,113 @@
+//! The stack's one error type: every layer's typed error, and the one
+//! mapping of each onto the documented [`ErrorKind`]. Rendering is
+//! [`livegate_core::error_response`], called by the exchange layer only.
+
+use livegate_auth::AuthError;
+use livegate_core::{ErrorKind, ToErrorKind};
+use livegate_payload::{BodyError, ImageError, NormalizeError, PayloadError, PolicyError};
+use livegate_upstream::UpstreamError;
+
+/// Why the gateway answered a liveness request itself.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl ToErrorKind for GatewayError {
+    fn error_kind(&self) -> ErrorKind {
+        match self {
+            GatewayError::Auth(e) => auth(e),
+            GatewayError::Body(e) => body(e),
+            GatewayError::Payload(e) => payload(e),
+            GatewayError::Upstream(e) => upstream(e),
+        }
+    }
+}
+
+fn auth(e: &AuthError) -> ErrorKind {
+    match e {
+        AuthError::Missing => ErrorKind::KeyMissing,
+        AuthError::Conflicting => ErrorKind::KeyConflict,
+        AuthError::Malformed | AuthError::Unknown => ErrorKind::KeyInvalid,
+        AuthError::Revoked => ErrorKind::KeyRevoked,
+        AuthError::Expired => ErrorKind::KeyExpired,
+        AuthError::TenantDisabled => ErrorKind::TenantDisabled,
+        AuthError::Store(_) => ErrorKind::StoreUnavailable,
+    }
+}
+
+fn body(e: &BodyError) -> ErrorKind {
+    match e {
+        BodyError::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,
+        BodyError::FaceImageRequired => ErrorKind::FaceImageRequired,
+        BodyError::MalformedJson => ErrorKind::MalformedJson,
+        BodyError::NotAnObject => ErrorKind::NotAnObject,
+        BodyError::FaceImageNotString => ErrorKind::FaceImageNotString,
+        BodyError::DuplicateFaceImage => ErrorKind::DuplicateFaceImage,
+        BodyError::MalformedMultipart => ErrorKind::MalformedMultipart,
+        BodyError::TextNotUtf8 => ErrorKind::InvalidBase64,
+        BodyError::TooLarge => ErrorKind::BodyTooLarge,
+        BodyError::ReadFailed => ErrorKind::BodyReadFailed,
+        BodyError::ReadTimeout => ErrorKind::BodyReadTimeout,
+    }
+}
+
+fn payload(e: &PayloadError) -> ErrorKind {
+    match e {
+        PayloadError::Normalize(NormalizeError::Empty) => ErrorKind::FaceImageRequired,
+        PayloadError::Normalize(NormalizeError::InvalidBase64) => ErrorKind::InvalidBase64,
+        PayloadError::Image(ImageError::Unrecognized) => ErrorKind::NotAnImage,
+        PayloadError::Image(ImageError::Truncated(_) | ImageError::Corrupt(_)) => {
+            ErrorKind::ImageCorrupt
+        }
+        PayloadError::Policy(PolicyError::FormatNotAllowed(_)) => ErrorKind::ImageFormatNotAllowed,
+        PayloadError::Policy(PolicyError::TooSmall { .. }) => ErrorKind::ImageTooSmall,
+        PayloadError::Policy(PolicyError::TooLarge { .. }) => ErrorKind::ImageTooLarge,
+    }
+}
+
+fn upstream(e: &UpstreamError) -> ErrorKind {
+    match e {
+        UpstreamError::InvalidUrl | UpstreamError::Tls(_) => ErrorKind::Internal,
+        UpstreamError::Unreachable(_) => ErrorKind::VendorUnreachable,
+        UpstreamError::Timeout => ErrorKind::VendorTimeout,
+        UpstreamError::BadResponse(_) => ErrorKind::VendorBadResponse,
+        UpstreamError::Auth(_) => ErrorKind::VendorAuth,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Client mistakes are never 5xx; gateway and vendor faults always are.
+    #[test]
+    fn client_errors_are_4xx() {
+        let client: Vec<GatewayError> = vec![
+            AuthError::Missing.into(),
+            AuthError::TenantDisabled.into(),
+            BodyError::TextNotUtf8.into(),
+            BodyError::ReadTimeout.into(),
+            PayloadError::from(NormalizeError::InvalidBase64).into(),
+            PayloadError::from(ImageError::Unrecognized).into(),
+        ];
+        for e in client {
+            assert!(e.error_kind().status().is_client_error(), "{e:?}");
+        }
+        let ours: Vec<GatewayError> = vec![
+            UpstreamError::Timeout.into(),
+            UpstreamError::Auth(401).into(),
+            UpstreamError::BadResponse("x").into(),
+        ];
+        for e in ours {
+            assert!(e.error_kind().status().is_server_error(), "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The innermost service: hands the prepared request to the vendor
+//! client (or whatever wraps it) and turns its answer into the client's
+//! response — the vendor's status and JSON body unchanged, plus
+//! `x-transaction-id` — recording the upstream facts in the exchange.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, Response};
+use livegate_core::TRANSACTION_ID_HEADER;
+use livegate_core::exchange::{Exchange, UpstreamFacts};
+use livegate_upstream::{UpstreamError, VendorResponse};
+use tower::Service;
+
+use crate::error::GatewayError;
+
+/// Wraps the vendor service `V`.
+#[derive(Clone, Debug)]
+pub struct Forward<V> {
+    vendor: V,
+}
+
+impl<V> Forward<V> {
+    pub fn new(vendor: V) -> Self {
+        Self { vendor }
+    }
+}
+
+impl<V> Service<Request<Bytes>> for Forward<V>
+where
+    V: Service<Request<Bytes>, Response = VendorResponse, Error = UpstreamError>,
+    V::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.vendor.poll_ready(cx).map_err(GatewayError::from)
+    }
+
+    fn call(&mut self, req: Request<Bytes>) -> Self::Future {
+        let exchange = Exchange::of(&req).cloned();
+        let started = Instant::now();
+        let call = self.vendor.call(req);
+        Box::pin(async move {
+            let answer = call.await;
+            if let Some(x) = &exchange {
+                x.set_upstream(match &answer {
+                    Ok(v) => UpstreamFacts {
+                        status: Some(v.status.as_u16()),
+                        transaction_id: v.answer.transaction_id.clone(),
+                        score: v.answer.liveness_score,
+                        error_code: v.answer.error_code,
+                        latency: v.elapsed,
+                    },
+                    Err(_) => UpstreamFacts {
+                        latency: started.elapsed(),
+                        ..UpstreamFacts::default()
+                    },
+                });
+            }
+            let v = answer?;
+            let mut res = Response::new(Body::from(v.body));
+            *res.status_mut() = v.status;
+            let h = res.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Some(t) = v.answer.transaction_id.as_deref() {
+                if let Ok(t) = HeaderValue::from_str(t) {
+                    h.insert(TRANSACTION_ID_HEADER, t);
+                }
+            }
+            Ok(res)
+        })
+    }
+}
