@@ -55,6 +55,19 @@ fn fixture() -> Fixture {
     }
 }
 
+impl Fixture {
+    /// Gives the fixture's key an expiry, as an operator would.
+    async fn set_expiry(&self, at: SystemTime) {
+        let entry = KeyStore::lookup(&*self.store, self.key.kid.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut record = (*entry.key).clone();
+        record.expires_at = Some(Timestamp(at));
+        self.store.put_key(record);
+    }
+}
+
 fn api_key(key: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("x-api-key", HeaderValue::from_str(key).unwrap());
@@ -182,14 +195,7 @@ async fn revoked_key() {
 async fn expiry_follows_the_clock() {
     let f = fixture();
     let expires = SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(60);
-    let mut record = (*KeyStore::lookup(&*f.store, f.key.kid.as_str())
-        .await
-        .unwrap()
-        .unwrap()
-        .key)
-        .clone();
-    record.expires_at = Some(Timestamp(expires));
-    f.store.put_key(record);
+    f.set_expiry(expires).await;
     let h = api_key(f.key.plaintext.expose());
 
     *f.clock.lock().unwrap() = expires - Duration::from_nanos(1);
@@ -244,14 +250,7 @@ async fn without_the_secret_every_state_looks_unknown() {
     let forged = api_key(&wrong_secret(f.key.plaintext.expose()));
     f.store.revoke(f.key.kid.as_str());
     f.store.set_disabled("acme", true);
-    let mut record = (*KeyStore::lookup(&*f.store, f.key.kid.as_str())
-        .await
-        .unwrap()
-        .unwrap()
-        .key)
-        .clone();
-    record.expires_at = Some(Timestamp(SystemTime::UNIX_EPOCH));
-    f.store.put_key(record);
+    f.set_expiry(SystemTime::UNIX_EPOCH).await;
     let err = f.auth.authenticate(&forged).await.unwrap_err();
     assert!(matches!(err, AuthError::Unknown), "{err:?}");
     let err = f

@@ -1,19 +1,28 @@
-//! Normalization throughput against a plain copy of the same input, the floor for any
-//! path that has to produce an owned result.
+//! The request path's image work against a plain copy of the same input (the floor for
+//! any path that has to produce an owned result) and against the whole-buffer decode the
+//! gateway did before (`normalize_base64` then `sniff`, no digest).
 //!
 //! `cargo bench -p livegate-payload --bench normalize`
 //!
-//! After criterion's own report it prints, for each size and shape, the
-//! ratio of normalization time to the memcpy time measured in the same run
-//! (from the estimates criterion just wrote), so the figure does not depend
-//! on how fast or busy the machine was.
+//! - `prepare`: [`prepare_base64`], what the gateway does per request now: normalize
+//!   (non-canonical input only) into the final vendor body, decode once in chunks while
+//!   computing the SHA-256 and sniffing the header, apply the policy.
+//! - `whole`: decode the whole image into one buffer, then sniff it (the previous
+//!   request path, which had no digest).
+//! - `memcpy`: copy the input.
+//!
+//! After criterion's own report it prints, for each size and shape, the ratios of those
+//! times measured in the same run (from the estimates criterion just wrote), so the
+//! figures do not depend on how fast or busy the machine was.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use livegate_payload::{encode_canonical, normalize_base64};
+use livegate_payload::{
+    FormatSet, ImagePolicy, encode_canonical, normalize_base64, prepare_base64, sniff,
+};
 
 /// A real JPEG (its header is what a face image starts with) followed by deterministic
 /// pseudo-random filler, which encodes like compressed image data.
@@ -68,15 +77,36 @@ fn normalize(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("memcpy", shape), &input, |b, input| {
                 b.iter(|| black_box(black_box(input.as_bytes()).to_vec()));
             });
-            group.bench_with_input(BenchmarkId::new("normalize", shape), &input, |b, input| {
-                b.iter(|| black_box(normalize_base64(black_box(input))));
+            group.bench_with_input(BenchmarkId::new("whole", shape), &input, |b, input| {
+                b.iter(|| {
+                    let decoded = normalize_base64(black_box(input)).unwrap();
+                    black_box(sniff(&decoded.bytes)).ok();
+                    black_box(decoded)
+                });
+            });
+            group.bench_with_input(BenchmarkId::new("prepare", shape), &input, |b, input| {
+                b.iter(|| black_box(prepare_base64(black_box(input), &POLICY).unwrap()));
             });
         }
         group.finish();
     }
 }
 
-const SIZES: [(&str, usize); 3] = [("100KB", 100_000), ("1MB", 1_000_000), ("5MB", 5_000_000)];
+const SIZES: [(&str, usize); 4] = [
+    ("150KB", 150_000),
+    ("1MB", 1_000_000),
+    ("5MB", 5_000_000),
+    ("7.5MB", 7_500_000),
+];
+
+/// Any size of JPEG: the benchmark images keep the 640x480 header.
+const POLICY: ImagePolicy = ImagePolicy {
+    formats: FormatSet::ALL,
+    min_width: 1,
+    min_height: 1,
+    max_width: u32::MAX,
+    max_height: u32::MAX,
+};
 const SHAPES: [&str; 4] = ["canonical", "data_uri", "crlf76", "url_safe_unpadded"];
 
 fn main() {
@@ -113,17 +143,20 @@ fn print_ratios(since: SystemTime) {
     for (size, _) in SIZES {
         for shape in SHAPES {
             let group = root.join(format!("normalize_{size}"));
-            let (Some(norm), Some(copy)) = (
-                mean_ns(&group.join("normalize").join(shape), since),
+            let (Some(prep), Some(whole), Some(copy)) = (
+                mean_ns(&group.join("prepare").join(shape), since),
+                mean_ns(&group.join("whole").join(shape), since),
                 mean_ns(&group.join("memcpy").join(shape), since),
             ) else {
                 continue;
             };
             rows.push(format!(
-                "{size:>6} {shape:<18} {:>10.1} µs {:>10.1} µs {:>7.2}x",
-                norm / 1e3,
+                "{size:>6} {shape:<18} {:>10.1} µs {:>10.1} µs {:>10.1} µs {:>8.2}x {:>8.2}x",
+                prep / 1e3,
+                whole / 1e3,
                 copy / 1e3,
-                norm / copy
+                prep / copy,
+                prep / whole,
             ));
         }
     }
@@ -131,11 +164,11 @@ fn print_ratios(since: SystemTime) {
         return;
     }
     println!(
-        "\nnormalization time / memcpy time of the same input, this run (1.00x = as cheap as one copy)"
+        "\nper-request image work, this run: prepare (chunked decode + SHA-256 + sniff) vs memcpy of the input and vs the previous whole-buffer decode + sniff"
     );
     println!(
-        "{:>6} {:<18} {:>13} {:>13} {:>8}",
-        "size", "shape", "normalize", "memcpy", "ratio"
+        "{:>6} {:<18} {:>13} {:>13} {:>13} {:>9} {:>9}",
+        "size", "shape", "prepare", "whole", "memcpy", "/memcpy", "/whole"
     );
     for r in rows {
         println!("{r}");

@@ -81,6 +81,8 @@ pub struct FormatSet(u8);
 
 impl FormatSet {
     pub const EMPTY: FormatSet = FormatSet(0);
+    /// Every format in [`ImageFormat::ALL`].
+    pub const ALL: FormatSet = FormatSet(1 | 2 | 4 | 8);
 
     pub fn contains(self, format: ImageFormat) -> bool {
         self.0 & format.bit() != 0
@@ -173,6 +175,7 @@ mod tests {
         assert_eq!(back, set);
         assert!(serde_json::from_str::<FormatSet>(r#"["tiff"]"#).is_err());
         assert!(FormatSet::EMPTY.is_empty());
+        assert_eq!(FormatSet::ALL, FormatSet::from(ImageFormat::ALL));
     }
 
     #[test]

@@ -42,6 +42,6 @@ pub use normalize::{Decoded, NormalizeError, encode_canonical, normalize_base64,
 pub use policy::{ImageOverrides, ImagePolicy, PolicyError};
 pub use prepare::{
     PayloadError, Prepared, VENDOR_BODY_HEAD, VENDOR_BODY_TAIL, prepare_base64, prepare_bytes,
-    vendor_body,
+    prepare_canonical, vendor_body,
 };
 pub use sniff::{ImageError, ImageInfo, sniff};

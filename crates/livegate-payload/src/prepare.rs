@@ -71,10 +71,8 @@ pub enum PayloadError {
 pub fn prepare_base64(input: &str, policy: &ImagePolicy) -> Result<Prepared, PayloadError> {
     // Most clients send canonical base64: one strict decoding pass proves it, and the
     // input is then forwarded as it is.
-    if may_be_canonical(input.as_bytes()) {
-        if let Some(scan) = Scan::strict(input.as_bytes()) {
-            return scan.finish(None, policy);
-        }
+    if let Some(prepared) = prepare_canonical(input.as_bytes(), policy) {
+        return prepared;
     }
     let mut body =
         Vec::with_capacity(VENDOR_BODY_HEAD.len() + input.len() + 2 + VENDOR_BODY_TAIL.len());
@@ -86,6 +84,19 @@ pub fn prepare_base64(input: &str, policy: &ImagePolicy) -> Result<Prepared, Pay
         .ok_or(NormalizeError::InvalidBase64)?;
     body.extend_from_slice(VENDOR_BODY_TAIL);
     scan.finish(Some(body), policy)
+}
+
+/// [`prepare_base64`] for input that is canonical base64 already; `None` when it is not
+/// (nothing is refused for that: the caller goes on to normalize it). Canonical base64
+/// holds only `[A-Za-z0-9+/=]`, so bytes that pass need no UTF-8 or JSON-escape check.
+pub fn prepare_canonical(
+    b64: &[u8],
+    policy: &ImagePolicy,
+) -> Option<Result<Prepared, PayloadError>> {
+    if !may_be_canonical(b64) {
+        return None;
+    }
+    Scan::strict(b64).map(|scan| scan.finish(None, policy))
 }
 
 /// Sniff and apply the policy to a raw image (a multipart part or a raw

@@ -87,6 +87,17 @@ async fn post(stub: &StubHandle, key: Option<&str>, body: Bytes) -> Answer {
         .expect("request failed")
 }
 
+/// A good JPEG with the right key, to a simulator with these faults.
+async fn post_jpeg_with(faults: Faults) -> Answer {
+    let stub = stub_with_faults(faults).await;
+    post(
+        &stub,
+        Some(KEY),
+        face_body(&b64(&fixture("face-320x240.jpg"))),
+    )
+    .await
+}
+
 async fn get(stub: &StubHandle, path: &str) -> Answer {
     let uri = format!("{}{path}", stub.base_url());
     let resp = client()
@@ -351,16 +362,10 @@ async fn timeout_fault_answers_after_the_hang() {
 
 #[tokio::test]
 async fn server_error_fault_is_503_json() {
-    let stub = stub_with_faults(Faults {
+    let answer = post_jpeg_with(Faults {
         server_error_rate: 1.0,
         ..Faults::default()
     })
-    .await;
-    let answer = post(
-        &stub,
-        Some(KEY),
-        face_body(&b64(&fixture("face-320x240.jpg"))),
-    )
     .await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.json(), json!({ "message": "service unavailable" }));
@@ -368,16 +373,10 @@ async fn server_error_fault_is_503_json() {
 
 #[tokio::test]
 async fn malformed_fault_is_200_with_a_body_that_is_not_json() {
-    let stub = stub_with_faults(Faults {
+    let answer = post_jpeg_with(Faults {
         malformed_rate: 1.0,
         ..Faults::default()
     })
-    .await;
-    let answer = post(
-        &stub,
-        Some(KEY),
-        face_body(&b64(&fixture("face-320x240.jpg"))),
-    )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert!(!answer.body.is_empty());
@@ -386,16 +385,10 @@ async fn malformed_fault_is_200_with_a_body_that_is_not_json() {
 
 #[tokio::test]
 async fn error_fault_fails_a_good_image_with_1017() {
-    let stub = stub_with_faults(Faults {
+    let answer = post_jpeg_with(Faults {
         error_rate: 1.0,
         ..Faults::default()
     })
-    .await;
-    let answer = post(
-        &stub,
-        Some(KEY),
-        face_body(&b64(&fixture("face-320x240.jpg"))),
-    )
     .await;
     assert_vendor_error(
         &answer,

@@ -209,3 +209,126 @@ fn outcome_of(kind: ErrorKind) -> Outcome {
         Outcome::Rejected
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::task::Waker;
+
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::SystemClock;
+    use crate::exchange::ExchangeRecord;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("store down")]
+    struct StoreDown;
+
+    impl ToErrorKind for StoreDown {
+        fn error_kind(&self) -> ErrorKind {
+            ErrorKind::StoreUnavailable
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<ExchangeRecord>>);
+
+    impl ExchangeSink for Collect {
+        fn emit(&self, record: ExchangeRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+    }
+
+    fn layer(sink: &Arc<Collect>) -> ExchangeLayer {
+        ExchangeLayer::new(sink.clone(), Arc::new(SystemClock))
+    }
+
+    fn req() -> Request<()> {
+        Request::builder()
+            .header(crate::REQUEST_ID_HEADER, "rid-7")
+            .body(())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_error_is_rendered_and_recorded_once() {
+        let sink = Arc::new(Collect::default());
+        let svc = layer(&sink).layer(service_fn(|_: Request<()>| async {
+            Err::<Response<Bytes>, _>(StoreDown)
+        }));
+        let res = svc.oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[crate::REQUEST_ID_HEADER], "rid-7");
+        let records = sink.0.lock().unwrap();
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.request_id, "rid-7");
+        assert_eq!(r.error, Some(ErrorKind::StoreUnavailable));
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(r.status, Some(503));
+        // A 5xx carries its cause for operators.
+        assert_eq!(r.cause.as_deref(), Some("store down"));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_request_is_recorded_once_as_client_gone() {
+        let sink = Arc::new(Collect::default());
+        let mut svc = layer(&sink).layer(service_fn(|req: Request<()>| async move {
+            Exchange::of(&req)
+                .unwrap()
+                .set_principal("acme", "abc123def456");
+            std::future::pending::<Result<Response<Bytes>, StoreDown>>().await
+        }));
+        let mut fut = Box::pin(svc.call(req()));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert!(sink.0.lock().unwrap().is_empty());
+        drop(fut);
+        let records = sink.0.lock().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].outcome, Outcome::ClientGone);
+        assert_eq!(records[0].status, None);
+        assert_eq!(records[0].principal.as_ref().unwrap().tenant, "acme");
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_call_or_in_the_future_is_answered_and_recorded_once() {
+        let sink = Arc::new(Collect::default());
+        // In the future.
+        let svc = layer(&sink).layer(service_fn(|_: Request<()>| async {
+            if true {
+                panic!("bug");
+            }
+            Ok::<Response<Bytes>, StoreDown>(Response::new(Bytes::new()))
+        }));
+        let res = svc.oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 500);
+        // In `call` itself.
+        #[derive(Clone)]
+        struct PanicsInCall;
+        impl Service<Request<()>> for PanicsInCall {
+            type Response = Response<Bytes>;
+            type Error = StoreDown;
+            type Future = std::future::Ready<Result<Response<Bytes>, StoreDown>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), StoreDown>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: Request<()>) -> Self::Future {
+                panic!("bug in call")
+            }
+        }
+        let res = layer(&sink)
+            .layer(PanicsInCall)
+            .oneshot(req())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 500);
+        let records = sink.0.lock().unwrap();
+        assert_eq!(records.len(), 2);
+        for r in records.iter() {
+            assert_eq!(r.outcome, Outcome::Panicked);
+            assert_eq!(r.error, Some(ErrorKind::Internal));
+        }
+    }
+}
