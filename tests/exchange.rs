@@ -35,32 +35,23 @@ impl ExchangeSink for Collect {
 }
 
 impl Collect {
+    fn with_id(&self, request_id: &str) -> Vec<ExchangeRecord> {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|r| r.request_id == request_id)
+            .cloned()
+            .collect()
+    }
+
     /// The records with this request id, once at least one arrived.
     async fn records_of(&self, request_id: &str) -> Vec<ExchangeRecord> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let found: Vec<_> = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| r.request_id == request_id)
-                .cloned()
-                .collect();
-            if !found.is_empty() || Instant::now() > deadline {
-                // A second emission would come right after the first.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return self
-                    .0
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .filter(|r| r.request_id == request_id)
-                    .cloned()
-                    .collect();
-            }
+        while self.with_id(request_id).is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // A second emission would come right after the first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.with_id(request_id)
     }
 
     /// The one record of this request, with its times checked for sanity
@@ -112,10 +103,7 @@ async fn world(faults: Faults, panicking_vendor: bool) -> World {
             ),
     )
     .replace("timeout_ms = 3000", "timeout_ms = 500");
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), cfg).unwrap();
-    let config = livegate_config::load(Some(file.path()), Vec::new()).unwrap();
-    let mut rt = livegate::runtime::build(&config).await.unwrap();
+    let mut rt = livegate::runtime::build(&load_config(&cfg)).await.unwrap();
     let sink = Arc::new(Collect::default());
     rt.gateway.sink = sink.clone();
     let app = if panicking_vendor {
@@ -129,19 +117,7 @@ async fn world(faults: Faults, panicking_vendor: bool) -> World {
     } else {
         livegate::gateway::router(&rt.gateway)
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let health = rt.gateway.health.clone();
-    tokio::spawn(async move {
-        let _rt = rt;
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        livegate::server::serve(listener, app, health, shutdown, Duration::from_secs(5))
-            .await
-            .unwrap();
-    });
+    let (addr, stop) = serve_in_process(rt, app).await;
     World {
         url: format!("http://{addr}/modules/liveness"),
         addr,
@@ -149,7 +125,7 @@ async fn world(faults: Faults, panicking_vendor: bool) -> World {
         stub,
         key,
         strict,
-        _stop: tx,
+        _stop: stop,
     }
 }
 

@@ -11,25 +11,12 @@ const VENDOR_KEY: &str = "vendor-key-resilience-77";
 
 /// The gateway from the library, on a real socket in this process.
 async fn gateway_in_process(config: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), config).unwrap();
-    let cfg = livegate_config::load(Some(file.path()), Vec::new()).unwrap();
-    let rt = livegate::runtime::build(&cfg).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let rt = livegate::runtime::build(&load_config(config))
+        .await
+        .unwrap();
     let app = livegate::gateway::router(&rt.gateway);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let health = rt.gateway.health.clone();
-    tokio::spawn(async move {
-        let _rt = rt;
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        livegate::server::serve(listener, app, health, shutdown, Duration::from_secs(5))
-            .await
-            .unwrap();
-    });
-    (format!("http://{addr}/modules/liveness"), tx)
+    let (addr, stop) = serve_in_process(rt, app).await;
+    (format!("http://{addr}/modules/liveness"), stop)
 }
 
 fn config(vendor: &str, vendor_key: &str, key: &TestKey, extra_vendor: &str) -> String {

@@ -286,3 +286,32 @@ pub fn tenant_block(id: &str, disabled: bool, keys: &[(&TestKey, Option<&str>, b
     }
     s
 }
+
+/// Serves `app` (built from `rt`) in this process on an ephemeral loopback
+/// port until the returned sender is dropped or fired.
+pub async fn serve_in_process(
+    rt: livegate::runtime::Runtime,
+    app: axum::Router,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let health = rt.gateway.health.clone();
+    tokio::spawn(async move {
+        let _rt = rt;
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        livegate::server::serve(listener, app, health, shutdown, Duration::from_secs(5))
+            .await
+            .unwrap();
+    });
+    (addr, tx)
+}
+
+/// A configuration loaded from this TOML text (no environment).
+pub fn load_config(toml: &str) -> livegate_config::Config {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), toml).unwrap();
+    livegate_config::load(Some(file.path()), Vec::new()).unwrap()
+}

@@ -87,6 +87,16 @@ async fn post(stub: &StubHandle, key: Option<&str>, body: Bytes) -> Answer {
         .expect("request failed")
 }
 
+/// A simulator whose every call hangs for `hang` before answering.
+async fn hanging_stub(hang: Duration) -> StubHandle {
+    stub_with_faults(Faults {
+        timeout_rate: 1.0,
+        hang,
+        ..Faults::default()
+    })
+    .await
+}
+
 /// A good JPEG with the right key, to a simulator with these faults.
 async fn post_jpeg_with(faults: Faults) -> Answer {
     let stub = stub_with_faults(faults).await;
@@ -128,6 +138,26 @@ async fn stub_with_faults(faults: Faults) -> StubHandle {
     })
     .await
     .unwrap()
+}
+
+/// The vendor's "faceImage is required".
+fn assert_1016(answer: &Answer) {
+    assert_vendor_error(
+        answer,
+        StatusCode::BAD_REQUEST,
+        1016,
+        "faceImage is required",
+    );
+}
+
+/// The vendor's "Fail to analyze face".
+fn assert_1017(answer: &Answer) {
+    assert_vendor_error(
+        answer,
+        StatusCode::BAD_REQUEST,
+        1017,
+        "Fail to analyze face",
+    );
 }
 
 fn assert_vendor_error(answer: &Answer, status: StatusCode, code: u64, message: &str) {
@@ -230,12 +260,7 @@ async fn missing_null_or_empty_face_image_is_1016() {
         b"[]",
     ] {
         let answer = post(&stub, Some(KEY), Bytes::from_static(body)).await;
-        assert_vendor_error(
-            &answer,
-            StatusCode::BAD_REQUEST,
-            1016,
-            "faceImage is required",
-        );
+        assert_1016(&answer);
     }
 }
 
@@ -267,12 +292,7 @@ async fn lenient_base64_forms_are_1017() {
     for variant in &variants {
         assert_ne!(variant, &canonical);
         let answer = post(&stub, Some(KEY), face_body(variant)).await;
-        assert_vendor_error(
-            &answer,
-            StatusCode::BAD_REQUEST,
-            1017,
-            "Fail to analyze face",
-        );
+        assert_1017(&answer);
     }
     // And the canonical form of the same image is accepted, so the 1017s
     // above are about the encoding, not the image.
@@ -284,20 +304,10 @@ async fn bytes_that_are_not_a_vendor_image_are_1017() {
     let stub = stub().await;
     for name in ["not-image.pdf", "not-image.txt", "face-256x256.gif"] {
         let answer = post(&stub, Some(KEY), face_body(&b64(&fixture(name)))).await;
-        assert_vendor_error(
-            &answer,
-            StatusCode::BAD_REQUEST,
-            1017,
-            "Fail to analyze face",
-        );
+        assert_1017(&answer);
     }
     let answer = post(&stub, Some(KEY), Bytes::from_static(br#"{"faceImage":42}"#)).await;
-    assert_vendor_error(
-        &answer,
-        StatusCode::BAD_REQUEST,
-        1017,
-        "Fail to analyze face",
-    );
+    assert_1017(&answer);
 }
 
 #[tokio::test]
@@ -328,12 +338,7 @@ async fn reset_fault_closes_the_connection_without_a_response() {
 
 #[tokio::test]
 async fn timeout_fault_hangs_past_the_client_timeout() {
-    let stub = stub_with_faults(Faults {
-        timeout_rate: 1.0,
-        hang: Duration::from_secs(30),
-        ..Faults::default()
-    })
-    .await;
+    let stub = hanging_stub(Duration::from_secs(30)).await;
     let body = face_body(&b64(&fixture("face-320x240.jpg")));
     let outcome = tokio::time::timeout(
         Duration::from_millis(300),
@@ -347,12 +352,7 @@ async fn timeout_fault_hangs_past_the_client_timeout() {
 #[tokio::test]
 async fn timeout_fault_answers_after_the_hang() {
     let hang = Duration::from_millis(300);
-    let stub = stub_with_faults(Faults {
-        timeout_rate: 1.0,
-        hang,
-        ..Faults::default()
-    })
-    .await;
+    let stub = hanging_stub(hang).await;
     let image = fixture("face-320x240.png");
     let started = Instant::now();
     let answer = post(&stub, Some(KEY), face_body(&b64(&image))).await;
@@ -390,12 +390,7 @@ async fn error_fault_fails_a_good_image_with_1017() {
         ..Faults::default()
     })
     .await;
-    assert_vendor_error(
-        &answer,
-        StatusCode::BAD_REQUEST,
-        1017,
-        "Fail to analyze face",
-    );
+    assert_1017(&answer);
 }
 
 #[tokio::test]
@@ -481,12 +476,7 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
 
 #[tokio::test]
 async fn shutdown_abandons_a_hang_instead_of_waiting_for_it() {
-    let stub = stub_with_faults(Faults {
-        timeout_rate: 1.0,
-        hang: Duration::from_secs(60),
-        ..Faults::default()
-    })
-    .await;
+    let stub = hanging_stub(Duration::from_secs(60)).await;
     let url = stub.liveness_url();
     let hung = tokio::spawn(async move {
         let req = Request::post(url)
@@ -682,12 +672,7 @@ async fn body_at_the_limit_is_read() {
     let body = format!(r#"{{"pad":"{}"}}"#, "a".repeat(filler));
     assert_eq!(body.len(), livegate_stub::BODY_LIMIT);
     let answer = post(&stub, Some(KEY), Bytes::from(body)).await;
-    assert_vendor_error(
-        &answer,
-        StatusCode::BAD_REQUEST,
-        1016,
-        "faceImage is required",
-    );
+    assert_1016(&answer);
 }
 
 #[tokio::test]
