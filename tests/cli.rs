@@ -136,7 +136,11 @@ async fn keys_new_makes_a_key_the_gateway_accepts() {
         "the config lines must not hold the key"
     );
 
-    let cfg = format!("[auth]\npepper = \"{PEPPER}\"\n[[tenants]]\nid = \"acme\"\n{snippet}");
+    // No vendor here: the built-in simulator stands in, enabled explicitly
+    // (tenants without a vendor are refused otherwise).
+    let cfg = format!(
+        "[auth]\npepper = \"{PEPPER}\"\n[simulator]\nenabled = true\n[[tenants]]\nid = \"acme\"\n{snippet}"
+    );
     let gw = Proc::serve(Some(&cfg), &[]);
     let r = send(
         &gw.url("/modules/liveness"),

@@ -76,6 +76,8 @@ impl Proc {
         }
         clean_env(&mut cmd);
         cmd.env("LIVEGATE_SERVER__LISTEN", "127.0.0.1:0");
+        // Tests that are not about the shutdown delay do not wait it out.
+        cmd.env("LIVEGATE_SERVER__SHUTDOWN_DELAY_MS", "0");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -296,13 +298,22 @@ pub async fn serve_in_process(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let health = rt.gateway.health.clone();
+    let config = livegate::server::Serve {
+        app,
+        health: rt.gateway.health.clone(),
+        edge: livegate::server::Edge {
+            shutdown_delay: Duration::ZERO,
+            drain: Duration::from_secs(5),
+            ..livegate::server::Edge::default()
+        },
+        tls: None,
+    };
     tokio::spawn(async move {
         let _rt = rt;
         let shutdown = async move {
             let _ = rx.await;
         };
-        livegate::server::serve(listener, app, health, shutdown, Duration::from_secs(5))
+        livegate::server::serve(listener, config, shutdown)
             .await
             .unwrap();
     });

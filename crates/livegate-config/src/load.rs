@@ -20,6 +20,10 @@ pub const ENV_PREFIX: &str = "LIVEGATE_";
 /// Environment variables with the prefix that are not configuration keys.
 const NOT_CONFIG: &[&str] = &["LIVEGATE_CONFIG"];
 
+/// Keys whose environment values are secrets: taken byte for byte, never
+/// parsed (`007` stays `007`, quotes and spaces stay).
+const SECRET_KEYS: &[&str] = &["vendor.api_key", "auth.pepper", "simulator.api_key"];
+
 /// Why a configuration could not be loaded; lists every problem found.
 ///
 /// Messages name the key, and the file or variable it came from, never a
@@ -64,8 +68,12 @@ pub fn load(
             continue;
         }
         let key = rest.to_ascii_lowercase().replace("__", ".");
-        // Same parsing as figment's own `Env` provider: `true`, `42`, `[a, b]`.
-        let value = Value::from_str(&value).unwrap_or_else(|_| Value::from(value));
+        let value = if SECRET_KEYS.contains(&key.as_str()) {
+            Value::from(value)
+        } else {
+            // Same parsing as figment's own `Env` provider: `true`, `42`, `[a, b]`.
+            Value::from_str(&value).unwrap_or_else(|_| Value::from(value))
+        };
         figment = figment.merge(Serialized::global(&key, value));
         from_env.insert(key, name);
     }
@@ -350,9 +358,37 @@ impl Config {
     }
 
     /// True when no vendor is configured: the gateway runs the built-in
-    /// simulator and in-memory stores.
+    /// simulator and in-memory stores (the embedded default, or the
+    /// simulator explicitly enabled).
     pub fn is_embedded_default(&self) -> bool {
         self.vendor.base_url.is_none()
+    }
+
+    /// What is configured that only makes sense with a real vendor.
+    fn production_like(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if !self.tenants.is_empty() {
+            set.push("tenants");
+        }
+        if self.auth.pepper.is_some() || self.auth.pepper_file.is_some() {
+            set.push("auth.pepper");
+        }
+        set
+    }
+
+    /// Why `serve` must refuse this configuration: production settings
+    /// without `vendor.base_url` would serve real tenants simulator scores
+    /// (a KYC check that fails open), unless `simulator.enabled` says so.
+    pub fn serve_problems(&self) -> Vec<String> {
+        let set = self.production_like();
+        if self.vendor.base_url.is_some() || self.simulator.enabled || set.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "vendor.base_url is not set, but {} {} configured: refusing to answer real tenants with simulator scores. Set vendor.base_url, or set simulator.enabled = true to run against the built-in simulator on purpose",
+            set.join(" and "),
+            if set.len() == 1 { "is" } else { "are" }
+        )]
     }
 
     /// The cross-field checks; each value's own form was checked when it
@@ -362,7 +398,30 @@ impl Config {
         if s.body_limit_bytes == 0 || s.body_limit_bytes > 64 * 1024 * 1024 {
             p.push("server.body_limit_bytes must be between 1 and 67108864 (64 MiB)".into());
         }
+        if s.inflight_body_budget_bytes < s.body_limit_bytes.saturating_mul(5) / 2 {
+            p.push("server.inflight_body_budget_bytes must hold at least one request at the body limit (2.5 x server.body_limit_bytes)".into());
+        }
+        if s.tls_cert_file.is_some() != s.tls_key_file.is_some() {
+            p.push(
+                "server.tls_cert_file and server.tls_key_file go together: set both or neither"
+                    .into(),
+            );
+        }
+        if s.max_header_bytes < 1024 {
+            p.push("server.max_header_bytes must be at least 1024".into());
+        }
         for (name, v) in [
+            ("server.max_connections", s.max_connections as u64),
+            (
+                "server.max_inflight_requests",
+                s.max_inflight_requests as u64,
+            ),
+            (
+                "server.http2_max_concurrent_streams",
+                u64::from(s.http2_max_concurrent_streams),
+            ),
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
             ("server.body_read_timeout_ms", s.body_read_timeout_ms),
             ("server.drain_timeout_ms", s.drain_timeout_ms),
             ("vendor.connect_timeout_ms", self.vendor.connect_timeout_ms),

@@ -22,7 +22,7 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
 }
 
-/// Listeners and request handling.
+/// Listeners, the connection edge and request handling.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -32,8 +32,34 @@ pub struct ServerConfig {
     pub body_limit_bytes: u64,
     /// How long a client may take to send its body.
     pub body_read_timeout_ms: u64,
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    /// A connection must deliver a complete request head within this long:
+    /// from accept for its first byte, then from its first byte; an idle
+    /// HTTP/1.1 keep-alive connection is closed after this long too.
+    pub header_read_timeout_ms: u64,
+    /// An HTTP/2 connection with no request in flight is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; beyond it the gateway stops accepting until one closes.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes; HTTP/2: header list size.
+    pub max_header_bytes: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Liveness requests in flight at most; beyond it 503 with Retry-After.
+    pub max_inflight_requests: usize,
+    /// Body bytes the liveness requests in flight may hold (see the README for
+    /// how a request is charged); beyond it 503 with Retry-After.
+    pub inflight_body_budget_bytes: u64,
+    /// Bodies larger than this are decoded and hashed on the blocking pool.
+    pub blocking_threshold_bytes: usize,
+    /// On SIGTERM, how long `/readyz` answers 503 while requests are still
+    /// served, before the listener stops accepting.
+    pub shutdown_delay_ms: u64,
+    /// Then, how long in-flight requests may take to finish.
     pub drain_timeout_ms: u64,
+    /// TLS on the public listener: certificate chain (PEM); with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM); reloaded with the certificate when either changes.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -42,7 +68,18 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             body_limit_bytes: 10 * 1024 * 1024,
             body_read_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            http2_max_concurrent_streams: 100,
+            max_inflight_requests: 512,
+            inflight_body_budget_bytes: 256 * 1024 * 1024,
+            blocking_threshold_bytes: 512 * 1024,
+            shutdown_delay_ms: 5_000,
             drain_timeout_ms: 10_000,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -109,6 +146,9 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatorConfig {
+    /// Serve with the simulator although tenants or a pepper are configured
+    /// (and no `vendor.base_url`): an explicit opt-in, never a fallback.
+    pub enabled: bool,
     /// Listener of `livegate stub`.
     pub listen: SocketAddr,
     /// Vendor key the simulator expects; random when unset.
@@ -129,6 +169,7 @@ pub struct SimulatorConfig {
 impl Default for SimulatorConfig {
     fn default() -> Self {
         Self {
+            enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             api_key: None,
             api_key_file: None,

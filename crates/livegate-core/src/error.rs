@@ -105,6 +105,10 @@ error_kinds! {
     VendorAuth => (BAD_GATEWAY, 50203, "liveness vendor rejected the gateway's credentials"),
     /// The gateway's key store could not be consulted.
     StoreUnavailable => (SERVICE_UNAVAILABLE, 50301, "gateway key store is unavailable"),
+    /// The gateway is at its limit of concurrent liveness requests or of in-flight body bytes; retry after `Retry-After`.
+    Overloaded => (SERVICE_UNAVAILABLE, 50302, "gateway is overloaded, retry later"),
+    /// The vendor is failing and its circuit is open: no call is made until `Retry-After`.
+    VendorCircuitOpen => (SERVICE_UNAVAILABLE, 50303, "liveness vendor is unavailable, retry later"),
     /// The vendor did not answer within the configured timeout.
     VendorTimeout => (GATEWAY_TIMEOUT, 50401, "liveness vendor timed out"),
 }
@@ -123,6 +127,12 @@ struct ErrorBody<'a> {
 /// gets. Its `Display` is for operators' logs only and is never sent.
 pub trait ToErrorKind: std::error::Error + Send + Sync + 'static {
     fn error_kind(&self) -> ErrorKind;
+
+    /// When the client may retry, sent as `Retry-After` (whole seconds,
+    /// at least 1); for the 503s of load shedding and an open circuit.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The request id the request-id layer put on the request, or `""`.
@@ -138,6 +148,15 @@ pub fn request_id(headers: &HeaderMap) -> &str {
 /// itself in the response extensions, so layers above (the exchange
 /// record, metrics) know what was answered without reading the body.
 pub fn error_response<B: From<Bytes>>(kind: ErrorKind, request_id: &str) -> Response<B> {
+    error_response_retry(kind, request_id, None)
+}
+
+/// [`error_response`] with a `Retry-After` header when `retry_after` is set.
+pub fn error_response_retry<B: From<Bytes>>(
+    kind: ErrorKind,
+    request_id: &str,
+    retry_after: Option<std::time::Duration>,
+) -> Response<B> {
     let body = ErrorBody {
         error_code: kind.code(),
         message: kind.message(),
@@ -154,6 +173,10 @@ pub fn error_response<B: From<Bytes>>(kind: ErrorKind, request_id: &str) -> Resp
     );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(REQUEST_ID_HEADER, v);
+    }
+    if let Some(after) = retry_after {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
     res.extensions_mut().insert(kind);
     res
@@ -187,6 +210,8 @@ mod tests {
                     | ErrorKind::VendorAuth
                     | ErrorKind::VendorTimeout
                     | ErrorKind::StoreUnavailable
+                    | ErrorKind::Overloaded
+                    | ErrorKind::VendorCircuitOpen
             );
             assert_eq!(s >= 500, vendor_side, "{k:?}");
         }

@@ -15,13 +15,15 @@
 //! errors, gathered into the stack's one error type by the binary, which
 //! implements [`ToErrorKind`].
 
+pub mod admission;
 mod error;
 pub mod exchange;
 mod secret;
 mod time;
 
 pub use error::{
-    ErrorKind, REQUEST_ID_HEADER, TRANSACTION_ID_HEADER, ToErrorKind, error_response, request_id,
+    ErrorKind, REQUEST_ID_HEADER, TRANSACTION_ID_HEADER, ToErrorKind, error_response,
+    error_response_retry, request_id,
 };
 pub use secret::Secret;
 pub use time::{Clock, SystemClock, Timestamp, TimestampError};

@@ -29,7 +29,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use bytes::Bytes;
+//! use bytes::{Bytes, BytesMut};
 //! use http::Request;
 //! use livegate_payload::{BodyError, ImagePolicy, PayloadError, PayloadLayer};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -57,10 +57,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{Extensions, Method, Request};
 use http_body_util::{BodyExt, Limited};
+use livegate_core::admission::is_overloaded;
 use livegate_core::exchange::{Exchange, ImageFacts};
 use tower::{Layer, Service};
 
@@ -83,8 +84,14 @@ pub struct PayloadLayer {
 struct Settings {
     limit: usize,
     read_timeout: Duration,
-    policy: Box<PolicyFn>,
+    /// Bodies larger than this are decoded and hashed on the blocking pool.
+    blocking_above: usize,
+    policy: Arc<PolicyFn>,
 }
+
+/// Default for [`PayloadLayer::blocking_above`]: about a millisecond of
+/// decoding and hashing on this class of machine.
+pub const BLOCKING_ABOVE: usize = 512 * 1024;
 
 impl PayloadLayer {
     /// Bodies up to `limit` bytes, received within `read_timeout`; every
@@ -94,9 +101,18 @@ impl PayloadLayer {
             settings: Arc::new(Settings {
                 limit,
                 read_timeout,
-                policy: Box::new(|_| ImagePolicy::default()),
+                blocking_above: BLOCKING_ABOVE,
+                policy: Arc::new(|_| ImagePolicy::default()),
             }),
         }
+    }
+
+    /// Bodies larger than `bytes` have their image decoded, hashed and
+    /// checked on tokio's blocking pool, so a burst of large uploads does
+    /// not stall the async workers (probes, small requests). The pool's
+    /// queue is bounded by admission control, which caps requests in flight.
+    pub fn blocking_above(self, bytes: usize) -> Self {
+        self.with(|s| s.blocking_above = bytes)
     }
 
     /// The policy for a request, from what earlier layers put in its
@@ -105,12 +121,20 @@ impl PayloadLayer {
         self,
         policy: impl Fn(&Extensions) -> ImagePolicy + Send + Sync + 'static,
     ) -> Self {
+        self.with(|s| s.policy = Arc::new(policy))
+    }
+
+    fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let old = &*self.settings;
+        let mut new = Settings {
+            limit: old.limit,
+            read_timeout: old.read_timeout,
+            blocking_above: old.blocking_above,
+            policy: old.policy.clone(),
+        };
+        change(&mut new);
         Self {
-            settings: Arc::new(Settings {
-                limit: self.settings.limit,
-                read_timeout: self.settings.read_timeout,
-                policy: Box::new(policy),
-            }),
+            settings: Arc::new(new),
         }
     }
 }
@@ -165,13 +189,20 @@ where
         }
         let policy = (self.settings.policy)(req.extensions());
         let read_timeout = self.settings.read_timeout;
+        let blocking_above = self.settings.blocking_above;
         // The clone is not ready yet; keep the one that is (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
         ResponseFuture::run(async move {
             let body = Limited::new(body, limit);
-            let (vendor, facts) = match read(format, body, read_timeout, &policy).await {
+            let reading = Reading {
+                read_timeout,
+                declared: declared.and_then(|n| usize::try_from(n).ok()),
+                blocking_above,
+                policy,
+            };
+            let (vendor, facts) = match read(format, body, reading).await {
                 Ok(read) => read,
                 Err(ReadError::Body(e)) => return Err(e.into()),
                 Err(ReadError::Payload(e)) => return Err(e.into()),
@@ -187,72 +218,120 @@ where
     }
 }
 
+/// How to read one request's body.
+struct Reading {
+    read_timeout: Duration,
+    /// The declared `Content-Length`, to size the buffer once.
+    declared: Option<usize>,
+    blocking_above: usize,
+    policy: ImagePolicy,
+}
+
 /// Reads the body and prepares the image: the vendor body and the facts.
 async fn read<B>(
     format: BodyFormat,
     body: Limited<B>,
-    read_timeout: Duration,
-    policy: &ImagePolicy,
+    r: Reading,
 ) -> Result<(Bytes, ImageFacts), ReadError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let policy = r.policy;
     match format {
         BodyFormat::Json => {
-            let bytes = read_all(body, read_timeout).await?;
-            // The vendor's own shape with canonical base64, the common case, needs no JSON
-            // parser: canonical base64 holds no quote, backslash or control byte, so such a
-            // body is exactly `{"faceImage": <that string>}`, and is forwarded as it is.
-            if let Some(image) = bytes
-                .strip_prefix(VENDOR_BODY_HEAD)
-                .and_then(|rest| rest.strip_suffix(VENDOR_BODY_TAIL))
-            {
-                if let Some(prepared) = prepare_canonical(image, policy) {
-                    let facts = facts(&prepared?);
-                    return Ok((bytes.clone(), facts));
-                }
-            }
-            let face = json::parse(&bytes)?;
-            let prepared = prepare_base64(&face.image, policy)?;
-            let facts = facts(&prepared);
-            let vendor = match prepared.vendor_body {
-                Some(b) => Bytes::from(b),
-                // Zero-copy when the client's body already is exactly the vendor's.
-                None if face.forwardable => bytes.clone(),
-                None => Bytes::from(vendor_body(&face.image)),
-            };
-            Ok((vendor, facts))
+            let bytes = read_all(body, r.read_timeout, r.declared).await?;
+            offload(bytes.len() > r.blocking_above, move || {
+                json_image(bytes, &policy)
+            })
+            .await
         }
         BodyFormat::Multipart(boundary) => {
             let part = tokio::time::timeout(
-                read_timeout,
+                r.read_timeout,
                 multipart::face_part(body.into_data_stream(), boundary),
             )
             .await
             .map_err(|_| BodyError::ReadTimeout)??;
-            let (prepared, text) = match &part {
-                FacePart::File(bytes) => (prepare_bytes(bytes, policy)?, None),
-                FacePart::Text(text) => (prepare_base64(text, policy)?, Some(text)),
+            let len = match &part {
+                FacePart::File(b) => b.len(),
+                FacePart::Text(t) => t.len(),
             };
-            let facts = facts(&prepared);
-            let vendor = match (prepared.vendor_body, text) {
-                (Some(b), _) => Bytes::from(b),
-                (None, Some(text)) => Bytes::from(vendor_body(text)),
-                (None, None) => Bytes::new(),
-            };
-            Ok((vendor, facts))
+            offload(len > r.blocking_above, move || part_image(&part, &policy)).await
         }
         BodyFormat::RawImage => {
-            let bytes = read_all(body, read_timeout).await?;
+            let bytes = read_all(body, r.read_timeout, r.declared).await?;
             if bytes.is_empty() {
                 return Err(BodyError::FaceImageRequired.into());
             }
-            let prepared = prepare_bytes(&bytes, policy)?;
-            let facts = facts(&prepared);
-            Ok((Bytes::from(prepared.vendor_body.unwrap_or_default()), facts))
+            offload(bytes.len() > r.blocking_above, move || {
+                let prepared = prepare_bytes(&bytes, &policy)?;
+                let facts = facts(&prepared);
+                Ok((Bytes::from(prepared.vendor_body.unwrap_or_default()), facts))
+            })
+            .await
         }
     }
+}
+
+/// Runs the CPU-bound part of a request on the blocking pool when `big`.
+/// A panic there is carried back to this task, where the exchange layer
+/// records it.
+async fn offload<T, F>(big: bool, work: F) -> Result<T, ReadError>
+where
+    F: FnOnce() -> Result<T, ReadError> + Send + 'static,
+    T: Send + 'static,
+{
+    if !big {
+        return work();
+    }
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: only when the runtime shuts down.
+            Err(_) => Err(BodyError::ReadFailed.into()),
+        },
+    }
+}
+
+fn json_image(bytes: Bytes, policy: &ImagePolicy) -> Result<(Bytes, ImageFacts), ReadError> {
+    // The vendor's own shape with canonical base64, the common case, needs no JSON
+    // parser: canonical base64 holds no quote, backslash or control byte, so such a
+    // body is exactly `{"faceImage": <that string>}`, and is forwarded as it is.
+    if let Some(image) = bytes
+        .strip_prefix(VENDOR_BODY_HEAD)
+        .and_then(|rest| rest.strip_suffix(VENDOR_BODY_TAIL))
+    {
+        if let Some(prepared) = prepare_canonical(image, policy) {
+            let facts = facts(&prepared?);
+            return Ok((bytes, facts));
+        }
+    }
+    let face = json::parse(&bytes)?;
+    let prepared = prepare_base64(&face.image, policy)?;
+    let facts = facts(&prepared);
+    let vendor = match prepared.vendor_body {
+        Some(b) => Bytes::from(b),
+        // Zero-copy when the client's body already is exactly the vendor's.
+        None if face.forwardable => bytes.clone(),
+        None => Bytes::from(vendor_body(&face.image)),
+    };
+    Ok((vendor, facts))
+}
+
+fn part_image(part: &FacePart, policy: &ImagePolicy) -> Result<(Bytes, ImageFacts), ReadError> {
+    let (prepared, text) = match part {
+        FacePart::File(bytes) => (prepare_bytes(bytes, policy)?, None),
+        FacePart::Text(text) => (prepare_base64(text, policy)?, Some(text)),
+    };
+    let facts = facts(&prepared);
+    let vendor = match (prepared.vendor_body, text) {
+        (Some(b), _) => Bytes::from(b),
+        (None, Some(text)) => Bytes::from(vendor_body(text)),
+        (None, None) => Bytes::new(),
+    };
+    Ok((vendor, facts))
 }
 
 /// The exchange record's view of a prepared image. `rewritten`: the
@@ -287,17 +366,45 @@ impl From<PayloadError> for ReadError {
     }
 }
 
-/// Reads the whole (limited) body, within the read timeout.
-async fn read_all<B>(body: Limited<B>, read_timeout: Duration) -> Result<Bytes, BodyError>
+/// Reads the whole (limited) body, within the read timeout, into one
+/// buffer sized once from the declared length; each frame is copied in and
+/// dropped, so a request never holds its body twice. A body that arrives as
+/// one frame is kept as it is.
+async fn read_all<B>(
+    body: Limited<B>,
+    read_timeout: Duration,
+    declared: Option<usize>,
+) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    match tokio::time::timeout(read_timeout, body.collect()).await {
+    let collect = async {
+        let mut body = std::pin::pin!(body);
+        let mut first: Option<Bytes> = None;
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            match first.take() {
+                None if buf.is_empty() => first = Some(data),
+                None => buf.extend_from_slice(&data),
+                Some(head) => {
+                    buf.reserve(declared.unwrap_or(0).max(head.len() + data.len()));
+                    buf.extend_from_slice(&head);
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok::<_, BoxError>(first.unwrap_or_else(|| buf.freeze()))
+    };
+    match tokio::time::timeout(read_timeout, collect).await {
         Err(_) => Err(BodyError::ReadTimeout),
         Ok(Err(e)) if is_limit_error(e.as_ref()) => Err(BodyError::TooLarge),
+        Ok(Err(e)) if is_overloaded(e.as_ref()) => Err(BodyError::Overloaded),
         Ok(Err(_)) => Err(BodyError::ReadFailed),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes),
     }
 }
 

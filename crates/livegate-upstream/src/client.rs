@@ -145,6 +145,11 @@ impl VendorClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
             .http2_only(settings.http2_prior_knowledge)
+            // The default, said out loud: a request that meets a pooled
+            // connection the vendor closed before the request was written
+            // is sent again on a fresh one. Nothing was sent, so it is safe;
+            // every other failure is left to the layers around the client.
+            .retry_canceled_requests(true)
             .build(https);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -194,11 +199,15 @@ impl Inner {
 
         let started = Instant::now();
         let exchange = async {
-            let res = self
-                .client
-                .request(out)
-                .await
-                .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+            let res = self.client.request(out).await.map_err(|e| {
+                // The connector (TCP connect, TLS handshake) failed:
+                // not a byte of the request was written.
+                if e.is_connect() {
+                    UpstreamError::ConnectFailed(describe(&e))
+                } else {
+                    UpstreamError::Unreachable(describe(&e))
+                }
+            })?;
             let status = res.status();
             let body = Limited::new(res.into_body(), self.max_response_bytes)
                 .collect()
@@ -278,16 +287,33 @@ impl fmt::Debug for ResponseFuture {
     }
 }
 
-/// The error and its sources, e.g. "client error (Connect): invalid peer
-/// certificate: UnknownIssuer" (no header or body is ever in them).
+/// The error's sources, e.g. "tcp connect error: connection refused (os
+/// error 111)" or "invalid peer certificate: UnknownIssuer". hyper_util's
+/// own top line ("client error (Connect)") is left out: the variant says
+/// it. Each part starts lowercase, as our messages do; no header or body is
+/// ever in them.
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
     use std::error::Error as _;
-    let mut msg = e.to_string();
+    let mut parts = Vec::new();
     let mut source = e.source();
     while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        parts.push(lowercase_first(&s.to_string()));
         source = s.source();
     }
-    msg
+    if parts.is_empty() {
+        // No source: hyper_util's own message is all there is.
+        parts.push(e.to_string());
+    }
+    parts.join(": ")
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        // "Connection refused" but not "TLS" or "UnknownIssuer".
+        Some(first) if !chars.clone().next().is_some_and(char::is_uppercase) => {
+            first.to_lowercase().chain(chars).collect()
+        }
+        _ => s.to_owned(),
+    }
 }

@@ -14,8 +14,15 @@ pub enum UpstreamError {
     /// The TLS configuration (extra CA file) cannot be built.
     #[error("tls setup failed: {0}")]
     Tls(String),
-    /// No answer: connect or TLS handshake failed, or the connection was
-    /// lost before the whole answer arrived.
+    /// No connection could be made: refused, no route to the host, the
+    /// connect timeout, a failed TLS handshake. Nothing of the request was
+    /// sent, so this is the one error that is safe to retry
+    /// ([`ConnectRetryLayer`](crate::ConnectRetryLayer) does, once).
+    #[error("vendor connection failed: {0}")]
+    ConnectFailed(String),
+    /// No answer, after a connection was made: it was lost (or the request
+    /// failed) before the whole answer arrived. The vendor may have received,
+    /// and billed, the request.
     #[error("vendor unreachable: {0}")]
     Unreachable(String),
     /// The whole exchange took longer than [`VendorSettings::timeout`](crate::VendorSettings::timeout).
@@ -27,6 +34,14 @@ pub enum UpstreamError {
     /// The vendor answered 401 or 403: the gateway's vendor key is wrong.
     #[error("vendor rejected the gateway's credentials (HTTP {0})")]
     Auth(u16),
+    /// The [circuit breaker](crate::CircuitBreakerLayer) is open: the vendor
+    /// was not called. `retry_after` is the time until the breaker lets a
+    /// probe through, rounded up to whole seconds (at least one).
+    #[error("vendor circuit open, retry after {}s", retry_after.as_secs())]
+    CircuitOpen {
+        /// Whole seconds, at least one: ready for a `Retry-After` header.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl UpstreamError {

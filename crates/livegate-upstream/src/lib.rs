@@ -13,10 +13,22 @@
 //! ([`UpstreamError::Auth`]): it means the gateway's key is wrong, which the
 //! gateway's client must not be told as if it were their fault.
 //!
-//! It does not own: retries (none: a liveness call is paid for, and not
-//! idempotent from the bill's point of view), circuit breaking or tracing
-//! (layers around it), or what the gateway's client sees for an
-//! [`UpstreamError`] (the binary maps errors to its own error kinds).
+//! Around it, two layers that know the vendor's failure modes:
+//! - [`CircuitBreakerLayer`] ([`breaker`]): after repeated failures (or too
+//!   high a share of them), calls fail at once with
+//!   [`UpstreamError::CircuitOpen`] for a while, without calling the vendor;
+//!   a [`BreakerHandle`] reports the state (for `/readyz`).
+//! - [`ConnectRetryLayer`] ([`retry`]): a call that failed with
+//!   [`UpstreamError::ConnectFailed`] — no connection, so provably nothing
+//!   sent and nothing billed — is tried once more, within a retry budget.
+//!   Nothing else is ever retried: a liveness call is paid for, and not
+//!   idempotent from the bill's point of view. (The pooled client also
+//!   resends, by itself, a request that met a pooled connection the vendor
+//!   had closed before the request was written.)
+//!
+//! It does not own: tracing (a layer around it), or what the gateway's
+//! client sees for an [`UpstreamError`] (the binary maps errors to its own
+//! error kinds).
 //!
 //! # What reaches the vendor
 //! The request's method and URI are ignored; its body must be the complete
@@ -35,9 +47,14 @@
 //! The answer is not decoded: do not forward an `accept-encoding`.
 //!
 //! # Example
+//! The breaker outside the retry, so it counts one outcome per call and an
+//! open breaker's refusal is never retried:
 //! ```no_run
 //! use bytes::Bytes;
-//! use livegate_upstream::{UpstreamError, VendorClient, VendorSettings};
+//! use livegate_upstream::{
+//!     BreakerSettings, CircuitBreakerLayer, ConnectRetryLayer, RetrySettings, UpstreamError,
+//!     VendorClient, VendorSettings,
+//! };
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! /// The binary's own error kinds.
@@ -48,11 +65,17 @@
 //! }
 //!
 //! # async fn example(settings: &VendorSettings) -> Result<(), Box<dyn std::error::Error>> {
+//! // One breaker per vendor; keep its handle for `/readyz`.
+//! let breaker = CircuitBreakerLayer::new(BreakerSettings::default());
+//! let breaker_state = breaker.handle();
+//! let retry = ConnectRetryLayer::new(RetrySettings::default());
+//!
 //! let mut vendor = ServiceBuilder::new()
-//!     // A circuit breaker and a trace layer would go here.
 //!     .map_err(|e: UpstreamError| {
 //!         if e.is_timeout() { Failure::VendorTimeout } else { Failure::Vendor(e) }
 //!     })
+//!     .layer(breaker)
+//!     .layer(retry)
 //!     .service(VendorClient::new(settings)?);
 //!
 //! let request = http::Request::builder()
@@ -62,15 +85,24 @@
 //!     Ok(response) => println!("{} {:?}", response.status, response.answer.liveness_score),
 //!     Err(failure) => println!("{failure:?}"),
 //! }
+//! println!("breaker: {}", breaker_state.state().as_str());
 //! # Ok(())
 //! # }
 //! ```
 
 mod answer;
+pub mod breaker;
 mod client;
 mod error;
+pub mod retry;
+#[cfg(test)]
+mod test_vendor;
 mod tls;
 
 pub use answer::VendorAnswer;
+pub use breaker::{
+    BreakerHandle, BreakerSettings, BreakerState, CircuitBreaker, CircuitBreakerLayer,
+};
 pub use client::{ResponseFuture, VendorClient, VendorResponse, VendorSettings};
 pub use error::UpstreamError;
+pub use retry::{ConnectRetry, ConnectRetryLayer, ConnectRetryPolicy, RetrySettings};

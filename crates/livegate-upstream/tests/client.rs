@@ -218,14 +218,38 @@ async fn timeout_covers_the_whole_exchange() {
 }
 
 #[tokio::test]
-async fn a_closed_port_is_unreachable() {
+async fn a_closed_port_is_a_connect_failure() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let client = VendorClient::new(&settings(format!("http://{addr}"), None)).unwrap();
     let err = send(&client, body()).await.unwrap_err();
-    assert!(matches!(err, UpstreamError::Unreachable(_)), "{err}");
+    assert!(matches!(err, UpstreamError::ConnectFailed(_)), "{err}");
     assert!(!err.is_timeout());
+    // The OS's reason, lowercased, without hyper_util's "client error" line.
+    assert!(
+        err.to_string()
+            .starts_with("vendor connection failed: tcp connect error: connection refused"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_lost_after_the_request_is_unreachable_not_a_connect_failure() {
+    let stub = livegate_stub::spawn(StubConfig {
+        faults: Faults {
+            reset_rate: 1.0,
+            ..Faults::default()
+        },
+        ..StubConfig::new(KEY)
+    })
+    .await
+    .unwrap();
+    let client = VendorClient::new(&settings(stub.base_url(), None)).unwrap();
+    let err = send(&client, body()).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Unreachable(_)), "{err}");
+    assert!(!err.to_string().contains(KEY));
+    assert_eq!(stub.calls(), 1);
 }
 
 #[test]

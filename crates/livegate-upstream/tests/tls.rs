@@ -4,68 +4,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use common::{KEY, body, send, settings};
+use common::{KEY, body, https, send, settings, tls_front};
 use livegate_stub::StubConfig;
 use livegate_upstream::{UpstreamError, VendorClient};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::{TcpListener, TcpStream};
-
-struct TlsFront {
-    addr: SocketAddr,
-    ca_pem: String,
-    /// ALPN protocol of each accepted connection.
-    alpn: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
-}
-
-/// TLS on an ephemeral port for "localhost", forwarding plaintext to `backend`.
-async fn tls_front(backend: SocketAddr) -> TlsFront {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let ca_pem = cert.cert.pem();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![der], key)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let alpn = Arc::new(Mutex::new(Vec::new()));
-    let seen = alpn.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                // A client that refuses the certificate aborts the handshake.
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                seen.lock()
-                    .unwrap()
-                    .push(tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec));
-                let mut plain = TcpStream::connect(backend).await.unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    TlsFront { addr, ca_pem, alpn }
-}
-
-/// The certificate is for "localhost", so the URL names it, not the IP.
-fn https(addr: SocketAddr) -> String {
-    format!("https://localhost:{}", addr.port())
-}
 
 #[tokio::test]
 async fn https_with_a_trusted_ca_negotiates_h2() {
@@ -94,7 +35,8 @@ async fn an_untrusted_certificate_is_refused() {
     // Only the Mozilla roots: the throwaway certificate is not trusted.
     let client = VendorClient::new(&settings(https(front.addr), None)).unwrap();
     let err = send(&client, body()).await.unwrap_err();
-    assert!(matches!(err, UpstreamError::Unreachable(_)), "{err}");
+    // The handshake is part of connecting: nothing of the request was sent.
+    assert!(matches!(err, UpstreamError::ConnectFailed(_)), "{err}");
     assert!(
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"

@@ -2,7 +2,10 @@
 //! mapping of each onto the documented [`ErrorKind`]. Rendering is
 //! [`livegate_core::error_response`], called by the exchange layer only.
 
+use std::time::Duration;
+
 use livegate_auth::AuthError;
+use livegate_core::admission::Overloaded;
 use livegate_core::{ErrorKind, ToErrorKind};
 use livegate_payload::{BodyError, ImageError, NormalizeError, PayloadError, PolicyError};
 use livegate_upstream::UpstreamError;
@@ -18,7 +21,12 @@ pub enum GatewayError {
     Payload(#[from] PayloadError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }
+
+/// When a client refused for load may retry.
+const OVERLOADED_RETRY: Duration = Duration::from_secs(1);
 
 impl ToErrorKind for GatewayError {
     fn error_kind(&self) -> ErrorKind {
@@ -27,6 +35,18 @@ impl ToErrorKind for GatewayError {
             GatewayError::Body(e) => body(e),
             GatewayError::Payload(e) => payload(e),
             GatewayError::Upstream(e) => upstream(e),
+            GatewayError::Overloaded(_) => ErrorKind::Overloaded,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::Overloaded(o) => Some(o.retry_after),
+            GatewayError::Body(BodyError::Overloaded) => Some(OVERLOADED_RETRY),
+            GatewayError::Upstream(UpstreamError::CircuitOpen { retry_after }) => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 }
@@ -56,6 +76,7 @@ fn body(e: &BodyError) -> ErrorKind {
         BodyError::TooLarge => ErrorKind::BodyTooLarge,
         BodyError::ReadFailed => ErrorKind::BodyReadFailed,
         BodyError::ReadTimeout => ErrorKind::BodyReadTimeout,
+        BodyError::Overloaded => ErrorKind::Overloaded,
     }
 }
 
@@ -76,7 +97,10 @@ fn payload(e: &PayloadError) -> ErrorKind {
 fn upstream(e: &UpstreamError) -> ErrorKind {
     match e {
         UpstreamError::InvalidUrl | UpstreamError::Tls(_) => ErrorKind::Internal,
-        UpstreamError::Unreachable(_) => ErrorKind::VendorUnreachable,
+        UpstreamError::Unreachable(_) | UpstreamError::ConnectFailed(_) => {
+            ErrorKind::VendorUnreachable
+        }
+        UpstreamError::CircuitOpen { .. } => ErrorKind::VendorCircuitOpen,
         UpstreamError::Timeout => ErrorKind::VendorTimeout,
         UpstreamError::BadResponse(_) => ErrorKind::VendorBadResponse,
         UpstreamError::Auth(_) => ErrorKind::VendorAuth,

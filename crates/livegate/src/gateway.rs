@@ -7,13 +7,17 @@
 //!    that every request, 401s and panics included, gets one.
 //! 2. [`AuthLayer`] — the tenant key, before any of the body is read, so an
 //!    unauthenticated client cannot make the gateway buffer a 10 MB upload.
-//! 3. [`PayloadLayer`] — reads the body (bounded by the limit and the read
+//! 3. [`AdmissionLayer`] — caps liveness requests in flight and the body
+//!    bytes they hold: a request that does not fit gets 503 with
+//!    `Retry-After` before any of its body is read. After auth, so an
+//!    unauthenticated flood cannot take the slots of real tenants.
+//! 4. [`PayloadLayer`] — reads the body (bounded by the limit and the read
 //!    timeout; a declared length over the limit is refused unread), checks
 //!    and normalizes the image with the tenant's policy: every refusal
 //!    happens before the vendor, who bills per call, is contacted.
-//! 4. [`Forward`] around the vendor service — the vendor's answer becomes
+//! 5. [`Forward`] around the vendor service — the vendor's answer becomes
 //!    the client's response. Layers around the vendor client itself
-//!    (circuit breaker, upstream span, `traceparent`) go between 3 and the
+//!    (circuit breaker, upstream span, `traceparent`) go between 4 and the
 //!    client, in [`router_with`]'s `vendor` argument.
 //!
 //! Around every route: the request id (kept from a client only when it is a
@@ -31,6 +35,7 @@ use axum::routing::{get, post_service};
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, Request, Response, StatusCode};
 use livegate_auth::{AuthLayer, Authenticator, KeyStore, Principal};
+use livegate_core::admission::{Admission, AdmissionLayer};
 use livegate_core::exchange::{ExchangeLayer, ExchangeSink};
 use livegate_core::{Clock, ErrorKind, error_response, request_id};
 use livegate_payload::{ImagePolicy, PayloadLayer};
@@ -55,7 +60,12 @@ pub struct Gateway {
     pub vendor: VendorClient,
     pub body_limit: usize,
     pub body_read_timeout: Duration,
-    /// `embedded` (built-in simulator) or `vendor`.
+    /// Bodies larger than this are decoded and hashed on the blocking pool.
+    pub blocking_above: usize,
+    /// Concurrent liveness requests and in-flight body bytes.
+    pub admission: Arc<Admission>,
+    /// `embedded` (nothing configured: built-in simulator), `simulator`
+    /// (explicitly enabled) or `vendor`.
     pub mode: &'static str,
     pub health: Health,
     /// Where exchange records go.
@@ -99,8 +109,10 @@ where
     let liveness = ServiceBuilder::new()
         .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
         .layer(AuthLayer::new(gw.authenticator.clone()))
+        .layer(AdmissionLayer::new(gw.admission.clone()))
         .layer(
             PayloadLayer::new(gw.body_limit, gw.body_read_timeout)
+                .blocking_above(gw.blocking_above)
                 .policy(move |ext| tenant_policy(&images, ext)),
         )
         .service(Forward::new(vendor));
@@ -153,12 +165,30 @@ fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
     };
     tracing::info_span!(
         "request",
-        method = %req.method(),
+        method = method_label(req.method()),
         path,
         request_id = request_id(req.headers()),
         tenant = tracing::field::Empty,
         key_id = tracing::field::Empty,
     )
+}
+
+/// The method for logs: a known one, or `other` (an extension method is
+/// client text).
+fn method_label(m: &http::Method) -> &'static str {
+    use http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 async fn livez() -> impl IntoResponse {

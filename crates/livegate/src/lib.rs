@@ -19,3 +19,4 @@ pub mod logging;
 pub mod request_id;
 pub mod runtime;
 pub mod server;
+pub mod tls;

@@ -114,6 +114,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// How often the TLS certificate files are checked for a change.
+const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn serve(config: Config) -> anyhow::Result<()> {
     logging::init(&config.log);
     runtime()?.block_on(async move {
@@ -130,14 +133,16 @@ fn serve(config: Config) -> anyhow::Result<()> {
         println!("livegate listening on {addr}");
         let _ = std::io::stdout().flush();
         let app = gateway::router(&rt.gateway);
-        server::serve(
-            listener,
+        // Certificate files are looked at every few seconds; a change is used
+        // for new connections, open ones keep theirs.
+        let _watch = rt.tls.as_ref().map(|t| t.watch(TLS_RELOAD_EVERY));
+        let config = server::Serve {
             app,
-            rt.gateway.health.clone(),
-            server::shutdown_signal(),
-            config.server.drain_timeout(),
-        )
-        .await?;
+            health: rt.gateway.health.clone(),
+            edge: server::Edge::from_config(&config.server),
+            tls: rt.tls.as_ref().map(|t| t.acceptor()),
+        };
+        server::serve(listener, config, server::shutdown_signal()).await?;
         Ok(())
     })
 }
@@ -148,12 +153,24 @@ fn embedded_banner(rt: &runtime::Runtime, addr: std::net::SocketAddr) {
         .as_ref()
         .map(|s| s.base_url())
         .unwrap_or_default();
-    tracing::warn!(
-        simulator = %sim,
-        "EMBEDDED DEFAULT: no vendor configured; answering with the built-in simulator and in-memory stores. Not for production."
-    );
     let mut out = String::new();
-    out.push_str("==================== livegate: EMBEDDED DEFAULT ====================\n");
+    if rt.gateway.mode == "simulator" {
+        tracing::warn!(
+            simulator = %sim,
+            "SIMULATOR ENABLED: simulator.enabled = true and no vendor.base_url; every tenant gets SIMULATOR scores. Not for production."
+        );
+        out.push_str("==================== livegate: SIMULATOR ENABLED ===================\n");
+        out.push_str(
+            "simulator.enabled = true: every tenant's score comes from the built-in SIMULATOR,\n",
+        );
+        out.push_str("not from the liveness vendor. Not for production.\n");
+    } else {
+        tracing::warn!(
+            simulator = %sim,
+            "EMBEDDED DEFAULT: no vendor configured; answering with the built-in simulator and in-memory stores. Not for production."
+        );
+        out.push_str("==================== livegate: EMBEDDED DEFAULT ====================\n");
+    }
     out.push_str("No vendor is configured: scores come from the built-in SIMULATOR\n");
     out.push_str(&format!(
         "({sim}); tenants and keys live in memory only. Not for production.\n"
@@ -171,12 +188,23 @@ fn embedded_banner(rt: &runtime::Runtime, addr: std::net::SocketAddr) {
 }
 
 fn check_config(config: &Config) -> anyhow::Result<()> {
+    let problems = config.serve_problems();
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "`serve` would refuse this configuration:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
     let text = toml::to_string_pretty(config).context("printing the configuration")?;
     println!("# livegate effective configuration (secrets redacted)");
-    if config.is_embedded_default() {
-        println!(
+    match runtime::mode(config) {
+        "embedded" => println!(
             "# mode: EMBEDDED DEFAULT (no vendor.base_url: built-in simulator, in-memory stores)"
-        );
+        ),
+        "simulator" => println!(
+            "# mode: SIMULATOR (simulator.enabled = true: tenants get simulator scores, not the vendor's)"
+        ),
+        _ => {}
     }
     print!("{text}");
     Ok(())

@@ -22,7 +22,9 @@ impl MakeRequestId for RandomRequestId {
 }
 
 /// Drops an incoming `x-request-id` that is not 1–128 chars of
-/// `[A-Za-z0-9._:-]`, so the id layer makes a fresh one.
+/// `[A-Za-z0-9._:-]`, or that has the shape of a tenant key (`lvg_`, in any
+/// case), so the id layer makes a fresh one: the id is logged and echoed,
+/// and a confused client may put its key anywhere.
 pub fn drop_untrusted_id<B>(mut req: Request<B>) -> Request<B> {
     let keep = req
         .headers()
@@ -38,6 +40,13 @@ fn is_plain_token(b: &[u8]) -> bool {
     (1..=128).contains(&b.len())
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+        && !looks_like_a_key(b)
+}
+
+fn looks_like_a_key(b: &[u8]) -> bool {
+    let prefix = livegate_auth::KEY_PREFIX.as_bytes();
+    b.windows(prefix.len())
+        .any(|w| w.eq_ignore_ascii_case(prefix))
 }
 
 #[cfg(test)]
@@ -59,6 +68,10 @@ mod tests {
         assert!(!with("has space"));
         assert!(!with("<script>"));
         assert!(!with(&"a".repeat(129)));
+        // A tenant key, or anything with its prefix, is never kept.
+        let key = livegate_auth::generate();
+        assert!(!with(key.plaintext.expose()));
+        assert!(!with("trace-LVG_abc"));
     }
 
     #[test]

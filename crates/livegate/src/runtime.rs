@@ -11,6 +11,7 @@ use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSettings};
 use livegate_config::{Config, SimulatorConfig, TenantConfig};
+use livegate_core::admission::Admission;
 use livegate_core::exchange::LogSink;
 use livegate_core::{Secret, SystemClock};
 use livegate_stub::{Faults, StubConfig, StubHandle};
@@ -18,6 +19,7 @@ use livegate_upstream::{VendorClient, VendorSettings};
 use rand::RngExt;
 
 use crate::gateway::{Gateway, Health};
+use crate::tls::{ReloadingTls, TlsFiles};
 
 /// The running parts, plus what must live as long as they do.
 pub struct Runtime {
@@ -27,10 +29,15 @@ pub struct Runtime {
     /// A development key made because no tenant was configured (embedded
     /// default only); shown once at start-up.
     pub dev_key: Option<Secret>,
+    /// TLS for the public listener, when configured (reloaded on change).
+    pub tls: Option<ReloadingTls>,
 }
 
 /// Builds everything; spawns the simulator on the embedded default.
 pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
+    if let Some(problem) = config.serve_problems().into_iter().next() {
+        anyhow::bail!("{problem}");
+    }
     let embedded = config.is_embedded_default();
     let pepper = match &config.auth.pepper {
         Some(p) => Pepper::new(p.expose().as_bytes()).map_err(|e| anyhow!("auth.pepper: {e}"))?,
@@ -64,16 +71,44 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         vendor,
         body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
         body_read_timeout: config.server.body_read_timeout(),
-        mode: if embedded { "embedded" } else { "vendor" },
+        blocking_above: config.server.blocking_threshold_bytes,
+        admission: Admission::new(
+            config.server.max_inflight_requests,
+            usize::try_from(config.server.inflight_body_budget_bytes).unwrap_or(usize::MAX),
+        ),
+        mode: mode(config),
         health: Health::default(),
         sink: Arc::new(LogSink),
         clock,
+    };
+    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            ReloadingTls::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .context("server TLS")?,
+        ),
+        _ => None,
     };
     Ok(Runtime {
         gateway,
         simulator,
         dev_key,
+        tls,
     })
+}
+
+/// `vendor`; `simulator` when explicitly enabled although production
+/// settings are there; `embedded` when nothing is configured.
+pub fn mode(config: &Config) -> &'static str {
+    if !config.is_embedded_default() {
+        "vendor"
+    } else if config.simulator.enabled {
+        "simulator"
+    } else {
+        "embedded"
+    }
 }
 
 /// The one place the key store is chosen: today the in-memory store,

@@ -10,7 +10,7 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use crate::exchange::{Exchange, ExchangeSink, Outcome};
-use crate::{Clock, ErrorKind, ToErrorKind, error_response, request_id};
+use crate::{Clock, ErrorKind, ToErrorKind, error_response, error_response_retry, request_id};
 
 /// Applies [`ExchangeService`]: see the [module docs](crate::exchange).
 #[derive(Clone)]
@@ -165,7 +165,7 @@ impl Guard {
             Some(kind),
             cause,
         );
-        error_response(kind, &self.request_id)
+        error_response_retry(kind, &self.request_id, e.retry_after())
     }
 
     fn panicked<RB: From<Bytes>>(&mut self) -> Response<RB> {

@@ -41,6 +41,10 @@ pub enum BodyError {
     ReadFailed,
     #[error("body was not received in time")]
     ReadTimeout,
+    /// A body without a declared length stopped fitting the gateway's
+    /// in-flight body budget while it arrived.
+    #[error("body does not fit the gateway's in-flight budget")]
+    Overloaded,
 }
 
 /// The body formats the gateway understands.

@@ -75,6 +75,8 @@ where
 fn multipart_error(e: &multer::Error) -> BodyError {
     if is_limit_error(e) {
         BodyError::TooLarge
+    } else if livegate_core::admission::is_overloaded(e) {
+        BodyError::Overloaded
     } else if matches!(e, multer::Error::StreamReadFailed(_)) {
         BodyError::ReadFailed
     } else {
