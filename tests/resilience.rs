@@ -237,3 +237,53 @@ async fn embedded_default_answers_with_the_printed_dev_key() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(gw.output().matches(&dev_key).count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendor_circuit_opens_spares_the_vendor_and_closes_after_a_good_probe() {
+    let key = make_key();
+    let stub = livegate_stub::spawn(StubConfig {
+        faults: Faults {
+            reset_rate: 1.0,
+            ..Faults::default()
+        },
+        ..StubConfig::new(VENDOR_KEY)
+    })
+    .await
+    .unwrap();
+    let (url, _stop) = gateway_in_process(&config(
+        &stub.base_url(),
+        VENDOR_KEY,
+        &key,
+        "breaker_consecutive_failures = 3\nbreaker_open_ms = 400",
+    ))
+    .await;
+    let readyz = url.replace("/modules/liveness", "/readyz");
+    for _ in 0..3 {
+        let r = post_json(&url, Some(&key.plaintext), image_body()).await;
+        assert_eq!((r.status.as_u16(), r.error_code()), (502, 50201));
+    }
+    assert_eq!(stub.calls(), 3);
+    // Open: answered at once, the vendor is not called.
+    for _ in 0..5 {
+        let r = post_json(&url, Some(&key.plaintext), image_body()).await;
+        assert_eq!((r.status.as_u16(), r.error_code()), (503, 50303));
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    assert_eq!(
+        stub.calls(),
+        3,
+        "the vendor was called while the circuit was open"
+    );
+    let r = send(&readyz, "GET", &[], Vec::new()).await;
+    assert_eq!(r.status, 200, "an open circuit never fails readiness");
+    assert_eq!(r.json()["vendorCircuit"], "open");
+
+    // The vendor recovers; after the open time one probe goes through.
+    stub.set_faults(Faults::default());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = post_json(&url, Some(&key.plaintext), image_body()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(stub.calls(), 4);
+    let r = send(&readyz, "GET", &[], Vec::new()).await;
+    assert_eq!(r.json()["vendorCircuit"], "closed");
+}

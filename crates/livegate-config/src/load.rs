@@ -427,6 +427,8 @@ impl Config {
             ("vendor.connect_timeout_ms", self.vendor.connect_timeout_ms),
             ("vendor.timeout_ms", self.vendor.timeout_ms),
             ("vendor.max_response_bytes", self.vendor.max_response_bytes),
+            ("vendor.breaker_window_ms", self.vendor.breaker_window_ms),
+            ("vendor.breaker_open_ms", self.vendor.breaker_open_ms),
         ] {
             if v == 0 {
                 p.push(format!("{name} must be greater than 0"));
@@ -447,6 +449,12 @@ impl Config {
                         .into(),
                 );
             }
+        }
+        if !(0.0..=1.0).contains(&v.breaker_failure_ratio) {
+            p.push("vendor.breaker_failure_ratio must be between 0.0 and 1.0".into());
+        }
+        if !(0.0..=1.0).contains(&v.retry_budget_ratio) {
+            p.push("vendor.retry_budget_ratio must be between 0.0 and 1.0".into());
         }
         if let Some(ca) = &v.ca_file {
             match std::fs::read_to_string(ca) {

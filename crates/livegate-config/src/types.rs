@@ -115,6 +115,18 @@ pub struct VendorConfig {
     /// Extra CA certificates (PEM) to trust for the vendor, besides the
     /// built-in Mozilla roots.
     pub ca_file: Option<PathBuf>,
+    /// The circuit opens after this many failed calls in a row (0: never on that count).
+    pub breaker_consecutive_failures: u32,
+    /// ... or when this share of the calls in the window failed (with enough calls).
+    pub breaker_failure_ratio: f64,
+    /// Calls in the window before the ratio counts.
+    pub breaker_min_requests: u32,
+    pub breaker_window_ms: u64,
+    /// How long the circuit stays open before one probe call is let through.
+    pub breaker_open_ms: u64,
+    /// Retries of calls whose connection failed (nothing was sent), as a
+    /// share of recent calls; at most one retry per call. 0 turns them off.
+    pub retry_budget_ratio: f32,
 }
 
 impl Default for VendorConfig {
@@ -129,6 +141,12 @@ impl Default for VendorConfig {
             http2_prior_knowledge: false,
             pool_idle_timeout_ms: 90_000,
             ca_file: None,
+            breaker_consecutive_failures: 5,
+            breaker_failure_ratio: 0.5,
+            breaker_min_requests: 20,
+            breaker_window_ms: 10_000,
+            breaker_open_ms: 10_000,
+            retry_budget_ratio: 0.1,
         }
     }
 }

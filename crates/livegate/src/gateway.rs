@@ -39,7 +39,9 @@ use livegate_core::admission::{Admission, AdmissionLayer};
 use livegate_core::exchange::{ExchangeLayer, ExchangeSink};
 use livegate_core::{Clock, ErrorKind, error_response, request_id};
 use livegate_payload::{ImagePolicy, PayloadLayer};
-use livegate_upstream::{UpstreamError, VendorClient, VendorResponse};
+use livegate_upstream::{
+    BreakerHandle, CircuitBreaker, ConnectRetry, UpstreamError, VendorClient, VendorResponse,
+};
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -57,7 +59,10 @@ pub struct Gateway {
     pub store: Arc<dyn KeyStore>,
     /// The deployment's image policy; tenants' overrides apply on top.
     pub images: ImagePolicy,
-    pub vendor: VendorClient,
+    /// The vendor client behind its circuit breaker and safe retry.
+    pub vendor: VendorStack,
+    /// The vendor circuit's state, for `/readyz`.
+    pub breaker: BreakerHandle,
     pub body_limit: usize,
     pub body_read_timeout: Duration,
     /// Bodies larger than this are decoded and hashed on the blocking pool.
@@ -72,6 +77,9 @@ pub struct Gateway {
     pub sink: Arc<dyn ExchangeSink>,
     pub clock: Arc<dyn Clock>,
 }
+
+/// The vendor service the stack calls: breaker, then connect retry, then client.
+pub type VendorStack = CircuitBreaker<ConnectRetry<VendorClient>>;
 
 /// Readiness, shared with the server so draining takes the replica out of
 /// rotation before connections close.
@@ -205,13 +213,15 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
         (StatusCode::OK, "ready")
     };
     // The vendor is deliberately not checked: a vendor outage must not take
-    // every replica out of service. The key store is reported; the memory
-    // store cannot fail, and a shared store's fail mode decides later.
+    // every replica out of service; its circuit is reported, never failing
+    // readiness. The key store is reported; the memory store cannot fail,
+    // and a shared store's fail mode decides later.
     let store = gw.store.health().await;
     let body = serde_json::json!({
         "status": state,
         "mode": gw.mode,
         "keyStore": store,
+        "vendorCircuit": gw.breaker.state().as_str(),
     });
     let mut res = Response::new(Body::from(body.to_string()));
     *res.status_mut() = status;

@@ -15,10 +15,14 @@ use livegate_core::admission::Admission;
 use livegate_core::exchange::LogSink;
 use livegate_core::{Secret, SystemClock};
 use livegate_stub::{Faults, StubConfig, StubHandle};
-use livegate_upstream::{VendorClient, VendorSettings};
+use livegate_upstream::{
+    BreakerHandle, BreakerSettings, CircuitBreakerLayer, ConnectRetryLayer, RetrySettings,
+    VendorClient, VendorSettings,
+};
 use rand::RngExt;
+use tower::ServiceBuilder;
 
-use crate::gateway::{Gateway, Health};
+use crate::gateway::{Gateway, Health, VendorStack};
 use crate::tls::{ReloadingTls, TlsFiles};
 
 /// The running parts, plus what must live as long as they do.
@@ -60,7 +64,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             .context("vendor.api_key is required")?;
         (None, vendor_settings(config, base, key)?)
     };
-    let vendor = VendorClient::new(&settings).map_err(|e| anyhow!("vendor client: {e}"))?;
+    let client = VendorClient::new(&settings).map_err(|e| anyhow!("vendor client: {e}"))?;
+    let (vendor, breaker) = vendor_stack(config, client);
 
     let clock = Arc::new(SystemClock);
     let authenticator = Authenticator::new(store.clone(), pepper, clock.clone());
@@ -69,6 +74,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         store,
         images: config.images,
         vendor,
+        breaker,
         body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
         body_read_timeout: config.server.body_read_timeout(),
         blocking_above: config.server.blocking_threshold_bytes,
@@ -134,6 +140,32 @@ fn key_store(config: &Config, pepper: &Pepper) -> (Arc<dyn KeyStore>, Option<Sec
         dev_key = Some(new.plaintext);
     }
     (Arc::new(store), dev_key)
+}
+
+/// The vendor service: `[breaker] -> [retry] -> client`. The breaker is
+/// outermost so that it sees one outcome per call, retried or not; the retry
+/// only repeats a call whose connection failed, so nothing was sent.
+fn vendor_stack(config: &Config, client: VendorClient) -> (VendorStack, BreakerHandle) {
+    let v = &config.vendor;
+    let breaker = CircuitBreakerLayer::new(BreakerSettings {
+        consecutive_failures: v.breaker_consecutive_failures,
+        failure_ratio: v.breaker_failure_ratio,
+        min_requests: v.breaker_min_requests,
+        window: Duration::from_millis(v.breaker_window_ms),
+        open_for: Duration::from_millis(v.breaker_open_ms),
+        ..BreakerSettings::default()
+    });
+    let handle = breaker.handle();
+    let retry = ConnectRetryLayer::new(RetrySettings {
+        retry_ratio: v.retry_budget_ratio,
+        min_retries_per_sec: if v.retry_budget_ratio > 0.0 { 1 } else { 0 },
+        ..RetrySettings::default()
+    });
+    let stack = ServiceBuilder::new()
+        .layer(breaker)
+        .layer(retry)
+        .service(client);
+    (stack, handle)
 }
 
 fn vendor_settings(
