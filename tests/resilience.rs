@@ -1,6 +1,10 @@
 //! Vendor failures, HTTP/2 to the vendor, shutdown and the embedded default.
 
 mod common;
+// The vendor-client tests' TLS front (a TLS terminator that can drop the
+// first connections it accepts), shared rather than copied.
+#[path = "../crates/livegate-upstream/tests/common/mod.rs"]
+mod upstream_common;
 
 use std::time::Duration;
 
@@ -286,4 +290,29 @@ async fn the_vendor_circuit_opens_spares_the_vendor_and_closes_after_a_good_prob
     assert_eq!(stub.calls(), 4);
     let r = send(&readyz, "GET", &[], Vec::new()).await;
     assert_eq!(r.json()["vendorCircuit"], "closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_that_refuses_the_first_connection_is_called_exactly_once() {
+    let key = make_key();
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
+    // The first connection is closed before its TLS handshake: nothing of
+    // the request was sent, so the gateway may try once more.
+    let front = upstream_common::tls_front_dropping(stub.addr, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &front.ca_pem).unwrap();
+    let (url, _stop) = gateway_in_process(&config(
+        &upstream_common::https(front.addr),
+        VENDOR_KEY,
+        &key,
+        &format!("ca_file = {:?}", ca.to_str().unwrap()),
+    ))
+    .await;
+    let r = post_json(&url, Some(&key.plaintext), image_body()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(front.accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(stub.calls(), 1, "the vendor saw the request exactly once");
 }
