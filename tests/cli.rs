@@ -2,30 +2,16 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(bin());
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LIVEGATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    run_cli(args, env)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    output_text(o)
 }
 
 fn repo(path: &str) -> String {
@@ -142,13 +128,7 @@ async fn keys_new_makes_a_key_the_gateway_accepts() {
         "[auth]\npepper = \"{PEPPER}\"\n[simulator]\nenabled = true\n[[tenants]]\nid = \"acme\"\n{snippet}"
     );
     let gw = Proc::serve(Some(&cfg), &[]);
-    let r = send(
-        &gw.url("/modules/liveness"),
-        "POST",
-        &[("x-api-key", key.as_str()), ("content-type", "image/jpeg")],
-        testdata("face-320x240.jpg"),
-    )
-    .await;
+    let r = post_raw_jpeg(&gw.url("/modules/liveness"), key.as_str()).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 
     // tenants list shows the key id, never the key or its hash.

@@ -124,15 +124,7 @@ async fn beyond_the_connection_cap_a_connection_waits_for_one_to_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_the_shutdown_delay_readyz_is_503_and_requests_are_served() {
-    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
-        .await
-        .unwrap();
-    let key = make_key();
-    let cfg = config_with_vendor(
-        &stub.base_url(),
-        VENDOR_KEY,
-        &tenant_block("acme", false, &[(&key, None, false)]),
-    );
+    let (_stub, key, cfg) = stub_and_tenant(StubConfig::new(VENDOR_KEY), VENDOR_KEY).await;
     let gw = Proc::serve(
         Some(&cfg),
         &[("LIVEGATE_SERVER__SHUTDOWN_DELAY_MS", "3000")],
@@ -175,25 +167,8 @@ async fn during_the_shutdown_delay_readyz_is_503_and_requests_are_served() {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let mut cmd = std::process::Command::new(bin());
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LIVEGATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let o = cmd.output().unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let o = run_cli(args, env);
+    (o.status.success(), output_text(&o))
 }
 
 #[test]
@@ -239,16 +214,7 @@ async fn the_simulator_is_an_explicit_loud_opt_in() {
     assert!(gw.output().contains("SIMULATOR ENABLED"), "{}", gw.output());
     let r = send(&gw.url("/readyz"), "GET", &[], Vec::new()).await;
     assert_eq!(r.json()["mode"], "simulator");
-    let r = send(
-        &gw.url("/modules/liveness"),
-        "POST",
-        &[
-            ("x-api-key", key.plaintext.as_str()),
-            ("content-type", "image/jpeg"),
-        ],
-        testdata("face-320x240.jpg"),
-    )
-    .await;
+    let r = post_raw_jpeg(&gw.url("/modules/liveness"), key.plaintext.as_str()).await;
     assert_eq!(r.status, 200);
 }
 
@@ -279,13 +245,7 @@ async fn secrets_from_the_environment_arrive_byte_for_byte() {
             stub.base_url()
         );
         let mut gw = Proc::serve(Some(&cfg), &[("LIVEGATE_AUTH__PEPPER", pepper)]);
-        let r = send(
-            &gw.url("/modules/liveness"),
-            "POST",
-            &[("x-api-key", key.as_str()), ("content-type", "image/jpeg")],
-            testdata("face-320x240.jpg"),
-        )
-        .await;
+        let r = post_raw_jpeg(&gw.url("/modules/liveness"), key.as_str()).await;
         assert_eq!(r.status, 200, "pepper {pepper:?}: {:?}", r.body);
         gw.terminate();
         assert!(!gw.output().contains(pepper.trim()), "{}", gw.output());

@@ -135,18 +135,14 @@ async fn upload(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_large_uploads_stays_within_the_memory_budget() {
-    let stub = livegate_stub::spawn(StubConfig {
-        latency: Duration::from_millis(100),
-        ..StubConfig::new(VENDOR_KEY)
-    })
-    .await
-    .unwrap();
-    let key = make_key();
-    let cfg = config_with_vendor(
-        &stub.base_url(),
+    let (_stub, key, cfg) = stub_and_tenant(
+        StubConfig {
+            latency: Duration::from_millis(100),
+            ..StubConfig::new(VENDOR_KEY)
+        },
         VENDOR_KEY,
-        &tenant_block("acme", false, &[(&key, None, false)]),
-    );
+    )
+    .await;
     let budget = BUDGET.to_string();
     let gw = Proc::serve(
         Some(&cfg),

@@ -23,6 +23,23 @@ async fn gateway_in_process(config: &str) -> (String, tokio::sync::oneshot::Send
     (format!("http://{addr}/modules/liveness"), stop)
 }
 
+/// A simulator with these settings, and an in-process gateway in front of
+/// it for `key`'s tenant, with `extra_vendor` lines in `[vendor]`.
+async fn gateway_before(
+    stub: StubConfig,
+    key: &TestKey,
+    extra_vendor: &str,
+) -> (
+    livegate_stub::StubHandle,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let stub = livegate_stub::spawn(stub).await.unwrap();
+    let (url, stop) =
+        gateway_in_process(&config(&stub.base_url(), VENDOR_KEY, key, extra_vendor)).await;
+    (stub, url, stop)
+}
+
 fn config(vendor: &str, vendor_key: &str, key: &TestKey, extra_vendor: &str) -> String {
     let extra_vendor = if extra_vendor.contains("timeout_ms") {
         extra_vendor.to_owned()
@@ -80,14 +97,15 @@ async fn vendor_failures_become_documented_gateway_errors() {
         ),
     ];
     for (name, faults, status, code) in cases {
-        let stub = livegate_stub::spawn(StubConfig {
-            faults,
-            ..StubConfig::new(VENDOR_KEY)
-        })
-        .await
-        .unwrap();
-        let (url, _stop) =
-            gateway_in_process(&config(&stub.base_url(), VENDOR_KEY, &key, "")).await;
+        let (stub, url, _stop) = gateway_before(
+            StubConfig {
+                faults,
+                ..StubConfig::new(VENDOR_KEY)
+            },
+            &key,
+            "",
+        )
+        .await;
         let r = post_json(&url, Some(&key.plaintext), image_body()).await;
         assert_eq!(r.status.as_u16(), status, "{name}: {:?}", r.body);
         let v = r.json();
@@ -245,21 +263,17 @@ async fn embedded_default_answers_with_the_printed_dev_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vendor_circuit_opens_spares_the_vendor_and_closes_after_a_good_probe() {
     let key = make_key();
-    let stub = livegate_stub::spawn(StubConfig {
-        faults: Faults {
-            reset_rate: 1.0,
-            ..Faults::default()
+    let (stub, url, _stop) = gateway_before(
+        StubConfig {
+            faults: Faults {
+                reset_rate: 1.0,
+                ..Faults::default()
+            },
+            ..StubConfig::new(VENDOR_KEY)
         },
-        ..StubConfig::new(VENDOR_KEY)
-    })
-    .await
-    .unwrap();
-    let (url, _stop) = gateway_in_process(&config(
-        &stub.base_url(),
-        VENDOR_KEY,
         &key,
         "breaker_consecutive_failures = 3\nbreaker_open_ms = 400",
-    ))
+    )
     .await;
     let readyz = url.replace("/modules/liveness", "/readyz");
     for _ in 0..3 {

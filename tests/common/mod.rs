@@ -234,6 +234,17 @@ pub async fn post_json(url: &str, key: Option<&str>, body: impl Into<Bytes>) -> 
     send(url, "POST", &h, body).await
 }
 
+/// The drawn 320x240 JPEG as a raw `image/jpeg` upload with this key.
+pub async fn post_raw_jpeg(url: &str, key: &str) -> Resp {
+    send(
+        url,
+        "POST",
+        &[("x-api-key", key), ("content-type", "image/jpeg")],
+        testdata("face-320x240.jpg"),
+    )
+    .await
+}
+
 pub fn face_json(b64: &str) -> String {
     format!(r#"{{"faceImage":"{b64}"}}"#)
 }
@@ -325,4 +336,41 @@ pub fn load_config(toml: &str) -> livegate_config::Config {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), toml).unwrap();
     livegate_config::load(Some(file.path()), Vec::new()).unwrap()
+}
+
+/// Runs the binary with these arguments and environment (no inherited
+/// `LIVEGATE_*` variables).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    clean_env(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Everything a finished command printed, stdout then stderr.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A simulator with `stub`'s settings, and the configuration of a gateway in
+/// front of it with one tenant ("acme") holding the returned key.
+pub async fn stub_and_tenant(
+    stub: livegate_stub::StubConfig,
+    vendor_key: &str,
+) -> (livegate_stub::StubHandle, TestKey, String) {
+    let stub = livegate_stub::spawn(stub).await.unwrap();
+    let key = make_key();
+    let cfg = config_with_vendor(
+        &stub.base_url(),
+        vendor_key,
+        &tenant_block("acme", false, &[(&key, None, false)]),
+    );
+    (stub, key, cfg)
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{KEY, body, https, settings, tls_front_dropping};
+use common::{KEY, TlsFront, body, https, settings, tls_front_dropping};
 use livegate_stub::{Faults, StubConfig};
 use livegate_upstream::{
     BreakerSettings, BreakerState, CircuitBreakerLayer, ConnectRetryLayer, RetrySettings,
@@ -37,6 +37,24 @@ fn counted(
         client.clone().oneshot(req)
     });
     (service, calls)
+}
+
+/// `[breaker] -> [retry] -> client`, as the gateway composes them, and the
+/// breaker's handle.
+fn guarded<S>(
+    breaker: BreakerSettings,
+    client: S,
+) -> (
+    livegate_upstream::CircuitBreaker<livegate_upstream::ConnectRetry<S>>,
+    livegate_upstream::BreakerHandle,
+) {
+    let breaker = CircuitBreakerLayer::new(breaker);
+    let state = breaker.handle();
+    let vendor = ServiceBuilder::new()
+        .layer(breaker)
+        .layer(ConnectRetryLayer::new(RetrySettings::default()))
+        .service(client);
+    (vendor, state)
 }
 
 async fn call<S>(service: &S) -> Result<VendorResponse, UpstreamError>
@@ -69,16 +87,14 @@ async fn the_breaker_opens_on_resets_fails_fast_and_a_probe_closes_it() {
     })
     .await
     .unwrap();
-    let breaker = CircuitBreakerLayer::new(BreakerSettings {
-        consecutive_failures: 3,
-        open_for: Duration::from_millis(300),
-        ..BreakerSettings::default()
-    });
-    let state = breaker.handle();
-    let vendor = ServiceBuilder::new()
-        .layer(breaker)
-        .layer(ConnectRetryLayer::new(RetrySettings::default()))
-        .service(VendorClient::new(&settings(stub.base_url(), None)).unwrap());
+    let (vendor, state) = guarded(
+        BreakerSettings {
+            consecutive_failures: 3,
+            open_for: Duration::from_millis(300),
+            ..BreakerSettings::default()
+        },
+        VendorClient::new(&settings(stub.base_url(), None)).unwrap(),
+    );
 
     for _ in 0..3 {
         let err = call(&vendor).await.unwrap_err();
@@ -144,15 +160,13 @@ async fn nothing_listening_means_two_connect_attempts_then_connect_failed() {
 #[tokio::test]
 async fn the_breaker_counts_one_failure_per_retried_call_and_its_refusals_are_not_retried() {
     let (client, attempts) = counted(VendorClient::new(&settings(closed_port(), None)).unwrap());
-    let breaker = CircuitBreakerLayer::new(BreakerSettings {
-        consecutive_failures: 2,
-        ..BreakerSettings::default()
-    });
-    let state = breaker.handle();
-    let vendor = ServiceBuilder::new()
-        .layer(breaker)
-        .layer(ConnectRetryLayer::new(RetrySettings::default()))
-        .service(client);
+    let (vendor, state) = guarded(
+        BreakerSettings {
+            consecutive_failures: 2,
+            ..BreakerSettings::default()
+        },
+        client,
+    );
     call(&vendor).await.unwrap_err();
     assert_eq!(state.state(), BreakerState::Closed, "one call, one failure");
     call(&vendor).await.unwrap_err();
@@ -163,11 +177,10 @@ async fn the_breaker_counts_one_failure_per_retried_call_and_its_refusals_are_no
     assert_eq!(attempts.load(Ordering::SeqCst), 4);
 }
 
-/// The first TCP connection is closed before the TLS handshake (a
-/// connection that could not be made), the second is served: the request
-/// reaches the vendor exactly once, and succeeds.
-#[tokio::test]
-async fn a_vendor_that_drops_the_first_connection_is_called_exactly_once() {
+/// The simulator behind a TLS front that closes its first connection before
+/// the handshake, and a client trusting the front.
+async fn behind_a_front_dropping_the_first_connection()
+-> (livegate_stub::StubHandle, TlsFront, VendorClient) {
     let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
     let front = tls_front_dropping(stub.addr, 1).await;
     let client = VendorClient::new(&settings(
@@ -175,16 +188,23 @@ async fn a_vendor_that_drops_the_first_connection_is_called_exactly_once() {
         Some(front.ca_pem.clone().into_bytes()),
     ))
     .unwrap();
+    (stub, front, client)
+}
+
+/// The first TCP connection is closed before the TLS handshake (a
+/// connection that could not be made), the second is served: the request
+/// reaches the vendor exactly once, and succeeds.
+#[tokio::test]
+async fn a_vendor_that_drops_the_first_connection_is_called_exactly_once() {
+    let (stub, front, client) = behind_a_front_dropping_the_first_connection().await;
     let (client, attempts) = counted(client);
-    let breaker = CircuitBreakerLayer::new(BreakerSettings {
-        consecutive_failures: 1,
-        ..BreakerSettings::default()
-    });
-    let state = breaker.handle();
-    let vendor = ServiceBuilder::new()
-        .layer(breaker)
-        .layer(ConnectRetryLayer::new(RetrySettings::default()))
-        .service(client);
+    let (vendor, state) = guarded(
+        BreakerSettings {
+            consecutive_failures: 1,
+            ..BreakerSettings::default()
+        },
+        client,
+    );
 
     let answer = call(&vendor).await.unwrap();
     assert_eq!(answer.status, 200);
@@ -202,13 +222,7 @@ async fn a_vendor_that_drops_the_first_connection_is_called_exactly_once() {
 /// `ConnectFailed`, and the vendor never saw the request.
 #[tokio::test]
 async fn a_connection_dropped_before_the_handshake_is_a_connect_failure() {
-    let stub = livegate_stub::spawn(StubConfig::new(KEY)).await.unwrap();
-    let front = tls_front_dropping(stub.addr, 1).await;
-    let client = VendorClient::new(&settings(
-        https(front.addr),
-        Some(front.ca_pem.clone().into_bytes()),
-    ))
-    .unwrap();
+    let (stub, _front, client) = behind_a_front_dropping_the_first_connection().await;
     let err = call(&client).await.unwrap_err();
     assert!(matches!(err, UpstreamError::ConnectFailed(_)), "{err}");
     assert_eq!(stub.calls(), 0);
