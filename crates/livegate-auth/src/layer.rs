@@ -222,6 +222,8 @@ mod tests {
             hash: new.hash(&pepper),
             expires_at: None,
             revoked: false,
+            created_at: None,
+            rotated_from: None,
         });
         let authn = Authenticator::new(Arc::new(store), pepper, Arc::new(SystemClock));
         (authn, new.plaintext.expose().to_owned())

@@ -19,12 +19,14 @@
 //! (including reading the pepper from a secret file), or the shared
 //! Redis-backed store.
 
+pub mod admin;
 pub mod authn;
 pub mod hash;
 pub mod key;
 pub mod layer;
 pub mod store;
 
+pub use admin::{AdminError, KeyAdmin, TenantUpdate};
 pub use authn::{AuthError, Authenticator, Principal, presented_key};
 pub use hash::{KeyHash, Pepper, PepperError, hash_key};
 pub use key::{KEY_PREFIX, KeyFormatError, KeyId, NewKey, PresentedKey, generate, parse};

@@ -16,6 +16,7 @@ use livegate_core::Timestamp;
 use livegate_payload::ImageOverrides;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::{AdminError, TenantUpdate};
 use crate::hash::KeyHash;
 use crate::key::KeyId;
 
@@ -29,6 +30,10 @@ pub struct Tenant {
     pub disabled: bool,
     #[serde(default)]
     pub settings: TenantSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 impl Tenant {
@@ -39,6 +44,8 @@ impl Tenant {
             name: None,
             disabled: false,
             settings: TenantSettings::default(),
+            created_at: None,
+            updated_at: None,
         }
     }
 }
@@ -75,6 +82,26 @@ pub struct KeyRecord {
     pub expires_at: Option<Timestamp>,
     #[serde(default)]
     pub revoked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    /// The key this one replaced by rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<KeyId>,
+}
+
+impl KeyRecord {
+    /// A valid, unexpiring key of `tenant_id` with this id and hash.
+    pub fn new(kid: KeyId, tenant_id: impl Into<String>, hash: KeyHash) -> Self {
+        Self {
+            kid,
+            tenant_id: tenant_id.into(),
+            hash,
+            expires_at: None,
+            revoked: false,
+            created_at: None,
+            rotated_from: None,
+        }
+    }
 }
 
 /// A key with its tenant, as one lookup returns them.
@@ -178,6 +205,131 @@ impl MemoryStore {
     }
 }
 
+impl crate::admin::KeyAdmin for MemoryStore {
+    fn create_tenant(&self, tenant: Tenant) -> BoxFuture<'_, Result<Tenant, AdminError>> {
+        let mut tenants = write!(self.tenants);
+        let result = if tenants.contains_key(&tenant.id) {
+            Err(AdminError::TenantExists)
+        } else {
+            tenants.insert(tenant.id.clone(), Arc::new(tenant.clone()));
+            Ok(tenant)
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn tenants(&self) -> BoxFuture<'_, Result<Vec<Tenant>, AdminError>> {
+        let mut all: Vec<Tenant> = read!(self.tenants)
+            .values()
+            .map(|t| (**t).clone())
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Box::pin(std::future::ready(Ok(all)))
+    }
+
+    fn tenant(&self, id: &str) -> BoxFuture<'_, Result<Tenant, AdminError>> {
+        let found = read!(self.tenants).get(id).map(|t| (**t).clone());
+        Box::pin(std::future::ready(found.ok_or(AdminError::TenantNotFound)))
+    }
+
+    fn update_tenant(
+        &self,
+        id: &str,
+        update: TenantUpdate,
+        at: Timestamp,
+    ) -> BoxFuture<'_, Result<Tenant, AdminError>> {
+        let result = match write!(self.tenants).get_mut(id) {
+            Some(t) => {
+                let t = Arc::make_mut(t);
+                update.apply(t, at);
+                Ok(t.clone())
+            }
+            None => Err(AdminError::TenantNotFound),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn set_tenant_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        at: Timestamp,
+    ) -> BoxFuture<'_, Result<Tenant, AdminError>> {
+        let result = match write!(self.tenants).get_mut(id) {
+            Some(t) => {
+                let t = Arc::make_mut(t);
+                t.disabled = disabled;
+                t.updated_at = Some(at);
+                Ok(t.clone())
+            }
+            None => Err(AdminError::TenantNotFound),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn add_key(&self, key: KeyRecord) -> BoxFuture<'_, Result<KeyRecord, AdminError>> {
+        let result = if read!(self.tenants).contains_key(&key.tenant_id) {
+            write!(self.keys).insert(key.kid.as_str().to_owned(), Arc::new(key.clone()));
+            Ok(key)
+        } else {
+            Err(AdminError::TenantNotFound)
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn keys(&self, tenant: &str) -> BoxFuture<'_, Result<Vec<KeyRecord>, AdminError>> {
+        let result = if read!(self.tenants).contains_key(tenant) {
+            let mut keys: Vec<KeyRecord> = read!(self.keys)
+                .values()
+                .filter(|k| k.tenant_id == tenant)
+                .map(|k| (**k).clone())
+                .collect();
+            keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+            Ok(keys)
+        } else {
+            Err(AdminError::TenantNotFound)
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn revoke_key(&self, kid: &str) -> BoxFuture<'_, Result<KeyRecord, AdminError>> {
+        let result = match write!(self.keys).get_mut(kid) {
+            Some(k) => {
+                let k = Arc::make_mut(k);
+                k.revoked = true;
+                Ok(k.clone())
+            }
+            None => Err(AdminError::KeyNotFound),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn rotate_key(
+        &self,
+        kid: &str,
+        new: KeyRecord,
+        old_expires_at: Timestamp,
+    ) -> BoxFuture<'_, Result<KeyRecord, AdminError>> {
+        // One lock over both writes: nobody sees the new key without the
+        // old one's shortened expiry.
+        let mut keys = write!(self.keys);
+        let result = match keys.get_mut(kid) {
+            None => Err(AdminError::KeyNotFound),
+            Some(k) if k.revoked => Err(AdminError::KeyRevoked),
+            Some(k) => {
+                let k = Arc::make_mut(k);
+                k.expires_at = Some(match k.expires_at {
+                    Some(e) if e < old_expires_at => e,
+                    _ => old_expires_at,
+                });
+                let old = k.clone();
+                keys.insert(new.kid.as_str().to_owned(), Arc::new(new));
+                Ok(old)
+            }
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
 impl KeyStore for MemoryStore {
     fn lookup(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyEntry>, StoreError>> {
         let key = read!(self.keys).get(kid).cloned();
@@ -213,6 +365,8 @@ mod tests {
             hash: hash_key(&pepper, kid, "s"),
             expires_at: None,
             revoked: false,
+            created_at: None,
+            rotated_from: None,
         }
     }
 

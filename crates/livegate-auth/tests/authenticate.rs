@@ -39,6 +39,8 @@ fn fixture() -> Fixture {
         hash: key.hash(&pepper()),
         expires_at: None,
         revoked: false,
+        created_at: None,
+        rotated_from: None,
     });
     let clock = Arc::new(Mutex::new(SystemTime::UNIX_EPOCH + T0));
     let c = clock.clone();
@@ -230,6 +232,8 @@ async fn key_of_missing_tenant_is_unknown() {
         hash: orphan.hash(&pepper()),
         expires_at: None,
         revoked: false,
+        created_at: None,
+        rotated_from: None,
     });
     let err = f.refusal(orphan.plaintext.expose()).await;
     assert!(matches!(err, AuthError::Unknown), "{err:?}");

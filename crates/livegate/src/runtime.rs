@@ -136,6 +136,8 @@ fn key_store(config: &Config, pepper: &Pepper) -> (Arc<dyn KeyStore>, Option<Sec
             hash: new.hash(pepper),
             expires_at: None,
             revoked: false,
+            created_at: None,
+            rotated_from: None,
         });
         dev_key = Some(new.plaintext);
     }
@@ -201,6 +203,8 @@ fn load_tenants(store: &MemoryStore, tenants: &[TenantConfig]) {
                 images: t.images,
                 ..TenantSettings::default()
             },
+            created_at: None,
+            updated_at: None,
         });
         for k in &t.keys {
             store.put_key(KeyRecord {
@@ -209,6 +213,8 @@ fn load_tenants(store: &MemoryStore, tenants: &[TenantConfig]) {
                 hash: k.hash,
                 expires_at: k.expires_at,
                 revoked: k.revoked,
+                created_at: None,
+                rotated_from: None,
             });
         }
     }
