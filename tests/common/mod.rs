@@ -53,6 +53,8 @@ pub fn make_key() -> TestKey {
 pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The operations listener (`livegate serve` only).
+    pub ops_addr: Option<SocketAddr>,
     pub output: Arc<Mutex<String>>,
     _config: Option<tempfile::NamedTempFile>,
 }
@@ -76,6 +78,7 @@ impl Proc {
         }
         clean_env(&mut cmd);
         cmd.env("LIVEGATE_SERVER__LISTEN", "127.0.0.1:0");
+        cmd.env("LIVEGATE_OPS__LISTEN", "127.0.0.1:0");
         // Tests that are not about the shutdown delay do not wait it out.
         cmd.env("LIVEGATE_SERVER__SHUTDOWN_DELAY_MS", "0");
         for (k, v) in env {
@@ -120,9 +123,15 @@ impl Proc {
             let text = output.lock().unwrap().clone();
             if let Some(rest) = text.split(ready).nth(1) {
                 let addr = rest.lines().next().unwrap().trim().parse().unwrap();
+                let ops_addr = text
+                    .split("livegate ops listening on ")
+                    .nth(1)
+                    .and_then(|r| r.lines().next())
+                    .and_then(|l| l.trim().parse().ok());
                 return Proc {
                     child,
                     addr,
+                    ops_addr,
                     output,
                     _config: file,
                 };
@@ -137,6 +146,11 @@ impl Proc {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the operations listener.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ops_addr.expect("an ops listener"))
     }
 
     pub fn output(&self) -> String {

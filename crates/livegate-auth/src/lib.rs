@@ -13,17 +13,20 @@
 //!
 //! - [`layer`]: the tower layer ([`AuthLayer`]) that puts the authenticator on
 //!   the request path.
+//! - [`redis`]: the shared [`RedisStore`] (tenants and keys in Redis behind
+//!   a per-replica cache, invalidated by pub/sub, honouring a revoke on
+//!   every replica within 1 s).
 //!
 //! Does not own: mapping [`AuthError`] to statuses and error codes (the
 //! binary's one error type), the admin API, configuration loading
-//! (including reading the pepper from a secret file), or the shared
-//! Redis-backed store.
+//! (including reading the pepper from a secret file).
 
 pub mod admin;
 pub mod authn;
 pub mod hash;
 pub mod key;
 pub mod layer;
+pub mod redis;
 pub mod store;
 
 pub use admin::{AdminError, KeyAdmin, TenantUpdate};
@@ -31,6 +34,7 @@ pub use authn::{AuthError, Authenticator, Principal, presented_key};
 pub use hash::{KeyHash, Pepper, PepperError, hash_key};
 pub use key::{KEY_PREFIX, KeyFormatError, KeyId, NewKey, PresentedKey, generate, parse};
 pub use layer::{Auth, AuthLayer};
+pub use redis::{RedisSettings, RedisStore};
 pub use store::{
     BoxFuture, KeyEntry, KeyRecord, KeyStore, MemoryStore, StoreError, StoreHealth, Tenant,
     TenantSettings,

@@ -22,7 +22,12 @@ const NOT_CONFIG: &[&str] = &["LIVEGATE_CONFIG"];
 
 /// Keys whose environment values are secrets: taken byte for byte, never
 /// parsed (`007` stays `007`, quotes and spaces stay).
-const SECRET_KEYS: &[&str] = &["vendor.api_key", "auth.pepper", "simulator.api_key"];
+const SECRET_KEYS: &[&str] = &[
+    "vendor.api_key",
+    "auth.pepper",
+    "simulator.api_key",
+    "admin.token",
+];
 
 /// Why a configuration could not be loaded; lists every problem found.
 ///
@@ -350,6 +355,12 @@ impl Config {
             problems,
         );
         read_secret(
+            &mut self.admin.token,
+            &self.admin.token_file,
+            "admin.token",
+            problems,
+        );
+        read_secret(
             &mut self.simulator.api_key,
             &self.simulator.api_key_file,
             "simulator.api_key",
@@ -372,6 +383,9 @@ impl Config {
         }
         if self.auth.pepper.is_some() || self.auth.pepper_file.is_some() {
             set.push("auth.pepper");
+        }
+        if self.admin.token.is_some() || self.admin.token_file.is_some() {
+            set.push("admin.token");
         }
         set
     }
@@ -465,6 +479,17 @@ impl Config {
                 )),
                 Err(e) => p.push(format!("vendor.ca_file {}: {e}", ca.display())),
             }
+        }
+        if self
+            .admin
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            p.push("admin.token must be at least 16 bytes".into());
+        }
+        if self.ops.listen == self.server.listen && self.ops.listen.port() != 0 {
+            p.push("ops.listen must differ from server.listen: the admin API is never on the public listener".into());
         }
         if let Some(pepper) = &self.auth.pepper {
             if pepper.expose().len() < livegate_auth::hash::MIN_PEPPER_LEN {

@@ -14,6 +14,10 @@ pub struct Config {
     pub server: ServerConfig,
     pub vendor: VendorConfig,
     pub auth: AuthConfig,
+    /// The operations listener (admin API).
+    pub ops: OpsConfig,
+    /// The admin API's token.
+    pub admin: AdminConfig,
     /// `[images]`: the deployment's image policy (tenants may override it).
     pub images: ImagePolicy,
     pub simulator: SimulatorConfig,
@@ -149,6 +153,30 @@ impl Default for VendorConfig {
             retry_budget_ratio: 0.1,
         }
     }
+}
+
+/// The operations listener: the admin API; never on the public listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// The admin API's bearer token. Without one the admin routes are off
+/// (the embedded default makes a development token and prints it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
 }
 
 /// Tenant-key verification.

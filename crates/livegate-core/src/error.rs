@@ -61,6 +61,10 @@ error_kinds! {
     MalformedMultipart => (BAD_REQUEST, 40005, "multipart body is malformed"),
     /// The client stopped sending the body, or sent it too slowly.
     BodyReadFailed => (BAD_REQUEST, 40006, "request body could not be read"),
+    /// An admin request whose body is not the JSON the route takes (wrong type, unknown or missing field).
+    InvalidAdminRequest => (BAD_REQUEST, 40007, "request body does not match the admin API"),
+    /// A tenant setting out of range: a rate, burst or quota of zero or absurd size, an image policy that refuses every image, a bad tenant id, an expiry in the past or a grace period out of range.
+    InvalidSetting => (BAD_REQUEST, 40008, "invalid setting"),
     /// Neither `x-api-key` nor `Authorization: Bearer` carries a key.
     KeyMissing => (UNAUTHORIZED, 40101, "missing API key: send x-api-key or Authorization: Bearer"),
     /// The key is malformed or unknown (or its secret does not match).
@@ -71,12 +75,22 @@ error_kinds! {
     KeyExpired => (UNAUTHORIZED, 40104, "API key has expired"),
     /// `x-api-key` and `Authorization` carry two different keys.
     KeyConflict => (UNAUTHORIZED, 40105, "x-api-key and Authorization carry different keys"),
+    /// An admin route without the admin token, or with a wrong one.
+    AdminTokenInvalid => (UNAUTHORIZED, 40106, "missing or invalid admin token"),
     /// The key is valid but its tenant is disabled.
     TenantDisabled => (FORBIDDEN, 40301, "tenant is disabled"),
     /// No such route.
     NotFound => (NOT_FOUND, 40401, "no such route"),
+    /// No tenant with that id (admin API).
+    TenantNotFound => (NOT_FOUND, 40402, "no such tenant"),
+    /// No key with that id (admin API).
+    KeyNotFound => (NOT_FOUND, 40403, "no such key"),
     /// The route exists but not with this method.
     MethodNotAllowed => (METHOD_NOT_ALLOWED, 40501, "method not allowed"),
+    /// A tenant with that id already exists (admin API).
+    TenantExists => (CONFLICT, 40901, "a tenant with this id already exists"),
+    /// The key is revoked and cannot be rotated (admin API).
+    KeyAlreadyRevoked => (CONFLICT, 40902, "the key is revoked"),
     /// The client took longer than the configured body read timeout to send its body.
     BodyReadTimeout => (REQUEST_TIMEOUT, 40801, "request body was not received in time"),
     /// The body is larger than the configured limit (by Content-Length or as streamed).

@@ -158,6 +158,33 @@ where
         )
 }
 
+/// The operations listener's router: the admin API when there is one, and
+/// JSON 404/405 for everything else. Never merged into the public router.
+pub fn ops_router(admin: Option<livegate_admin::AdminApi>) -> Router {
+    let routes = match admin {
+        Some(api) => livegate_admin::router(api),
+        None => Router::new(),
+    };
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .map_request(drop_untrusted_id)
+                .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                )
+                .layer(CatchPanicLayer::custom(|_| {
+                    tracing::error!("admin handler panicked");
+                    error_response::<Body>(ErrorKind::Internal, "")
+                })),
+        )
+}
+
 /// The tenant's image policy: the deployment's with the tenant's changes.
 fn tenant_policy(default: &ImagePolicy, ext: &Extensions) -> ImagePolicy {
     ext.get::<Principal>()
@@ -169,6 +196,7 @@ fn tenant_policy(default: &ImagePolicy, ext: &Extensions) -> ImagePolicy {
 fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
     let path = match req.uri().path() {
         p @ ("/modules/liveness" | "/livez" | "/readyz") => p,
+        p if p.starts_with("/admin/") => "admin",
         _ => "other",
     };
     tracing::info_span!(

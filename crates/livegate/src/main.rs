@@ -120,34 +120,67 @@ const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 fn serve(config: Config) -> anyhow::Result<()> {
     logging::init(&config.log);
     runtime()?.block_on(async move {
-        let rt = runtime::build(&config).await?;
+        let mut rt = runtime::build(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let addr = listener.local_addr()?;
+        let ops_listener = tokio::net::TcpListener::bind(config.ops.listen)
+            .await
+            .with_context(|| format!("binding ops.listen {}", config.ops.listen))?;
+        let ops_addr = ops_listener.local_addr()?;
         if config.is_embedded_default() {
-            embedded_banner(&rt, addr);
+            embedded_banner(&rt, addr, ops_addr);
         }
-        tracing::info!(%addr, mode = rt.gateway.mode, "livegate listening");
-        // A plain line tests and scripts can wait for, whatever the log format.
+        if rt.admin.is_none() {
+            tracing::info!("no admin.token: the admin API is off");
+        }
+        tracing::info!(%addr, %ops_addr, mode = rt.gateway.mode, "livegate listening");
+        // Plain lines tests and scripts can wait for, whatever the log format.
+        println!("livegate ops listening on {ops_addr}");
         println!("livegate listening on {addr}");
         let _ = std::io::stdout().flush();
-        let app = gateway::router(&rt.gateway);
+
+        // One signal stops both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            server::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let edge = server::Edge::from_config(&config.server);
+        let ops = server::Serve {
+            app: gateway::ops_router(rt.admin.take()),
+            // The ops listener has no readiness of its own.
+            health: gateway::Health::default(),
+            edge: edge.clone(),
+            tls: None,
+        };
+        let ops_task = tokio::spawn(server::serve(ops_listener, ops, stopped(stop_rx.clone())));
+
         // Certificate files are looked at every few seconds; a change is used
         // for new connections, open ones keep theirs.
         let _watch = rt.tls.as_ref().map(|t| t.watch(TLS_RELOAD_EVERY));
-        let config = server::Serve {
-            app,
+        let public = server::Serve {
+            app: gateway::router(&rt.gateway),
             health: rt.gateway.health.clone(),
-            edge: server::Edge::from_config(&config.server),
+            edge,
             tls: rt.tls.as_ref().map(|t| t.acceptor()),
         };
-        server::serve(listener, config, server::shutdown_signal()).await?;
+        server::serve(listener, public, stopped(stop_rx)).await?;
+        let _ = ops_task.await;
         Ok(())
     })
 }
 
-fn embedded_banner(rt: &runtime::Runtime, addr: std::net::SocketAddr) {
+fn embedded_banner(
+    rt: &runtime::Runtime,
+    addr: std::net::SocketAddr,
+    ops_addr: std::net::SocketAddr,
+) {
     let sim = rt
         .simulator
         .as_ref()
@@ -181,6 +214,12 @@ fn embedded_banner(rt: &runtime::Runtime, addr: std::net::SocketAddr) {
         out.push_str(&format!(
             "Try: curl -s http://127.0.0.1:{}/modules/liveness -H 'x-api-key: <key>' \\\n       -H 'content-type: image/jpeg' --data-binary @testdata/face-320x240.jpg\n",
             addr.port()
+        ));
+    }
+    if let Some(token) = &rt.dev_admin_token {
+        out.push_str(&format!(
+            "Development admin token (admin API on http://{ops_addr}/admin/v1/...):\n\n    {}\n\n",
+            token.expose()
         ));
     }
     out.push_str("====================================================================");

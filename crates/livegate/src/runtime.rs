@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use livegate_auth::Authenticator;
+use livegate_admin::AdminApi;
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSettings};
+use livegate_auth::{Authenticator, KeyAdmin};
 use livegate_config::{Config, SimulatorConfig, TenantConfig};
 use livegate_core::admission::Admission;
 use livegate_core::exchange::LogSink;
@@ -35,6 +36,11 @@ pub struct Runtime {
     pub dev_key: Option<Secret>,
     /// TLS for the public listener, when configured (reloaded on change).
     pub tls: Option<ReloadingTls>,
+    /// The admin API, when an admin token is configured (or made for the
+    /// embedded default).
+    pub admin: Option<AdminApi>,
+    /// A development admin token made for the embedded default; shown once.
+    pub dev_admin_token: Option<Secret>,
 }
 
 /// Builds everything; spawns the simulator on the embedded default.
@@ -49,7 +55,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         // pepper otherwise): nothing persists, so a per-process one is fine.
         None => Pepper::new(random_bytes::<32>()).map_err(|e| anyhow!("pepper: {e}"))?,
     };
-    let (store, dev_key) = key_store(config, &pepper);
+    let (store, admin_store, dev_key) = key_store(config, &pepper);
 
     let (simulator, settings) = if embedded {
         let sim = spawn_simulator(&config.simulator).await?;
@@ -68,6 +74,24 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     let (vendor, breaker) = vendor_stack(config, client);
 
     let clock = Arc::new(SystemClock);
+    // The admin token: configured, or a development one for the embedded
+    // default; without either the admin routes are off.
+    let dev_admin_token = (config.admin.token.is_none() && embedded)
+        .then(|| Secret::new(format!("lvgadm_{}", hex(&random_bytes::<24>()))));
+    let admin = config
+        .admin
+        .token
+        .as_ref()
+        .or(dev_admin_token.as_ref())
+        .map(|token| {
+            AdminApi::new(
+                admin_store,
+                pepper.clone(),
+                clock.clone(),
+                config.images,
+                token,
+            )
+        });
     let authenticator = Authenticator::new(store.clone(), pepper, clock.clone());
     let gateway = Gateway {
         authenticator,
@@ -102,6 +126,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         simulator,
         dev_key,
         tls,
+        admin,
+        dev_admin_token,
     })
 }
 
@@ -120,8 +146,11 @@ pub fn mode(config: &Config) -> &'static str {
 /// The one place the key store is chosen: today the in-memory store,
 /// loaded with the configured tenants — plus, on the embedded default
 /// without tenants, a development tenant whose key is returned to be shown.
-fn key_store(config: &Config, pepper: &Pepper) -> (Arc<dyn KeyStore>, Option<Secret>) {
-    let store = MemoryStore::new();
+fn key_store(
+    config: &Config,
+    pepper: &Pepper,
+) -> (Arc<dyn KeyStore>, Arc<dyn KeyAdmin>, Option<Secret>) {
+    let store = Arc::new(MemoryStore::new());
     load_tenants(&store, &config.tenants);
     let mut dev_key = None;
     if config.is_embedded_default() && config.tenants.is_empty() {
@@ -141,7 +170,7 @@ fn key_store(config: &Config, pepper: &Pepper) -> (Arc<dyn KeyStore>, Option<Sec
         });
         dev_key = Some(new.plaintext);
     }
-    (Arc::new(store), dev_key)
+    (store.clone(), store, dev_key)
 }
 
 /// The vendor service: `[breaker] -> [retry] -> client`. The breaker is

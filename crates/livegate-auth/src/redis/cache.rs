@@ -1,0 +1,108 @@
+//! The per-replica lookup cache.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::store::KeyEntry;
+
+/// One cached lookup.
+#[derive(Debug, Clone)]
+pub(super) struct Cached {
+    /// `None`: verified absent (unknown kid, or its tenant is gone).
+    pub(super) entry: Option<KeyEntry>,
+    /// The kid's tenant when known, so a refresh is one round trip and a
+    /// tenant invalidation finds the entry.
+    pub(super) tenant: Option<String>,
+    /// When the Redis read that produced this entry started.
+    pub(super) read_at: Instant,
+}
+
+/// Entries never hold a lock across an await; every operation is one map
+/// operation, so a poisoned lock holds a consistent map and is used anyway.
+#[derive(Debug)]
+pub(super) struct Cache {
+    map: RwLock<HashMap<String, Cached>>,
+    ttl: Duration,
+    stale_limit: Duration,
+    sweep_at: RwLock<usize>,
+}
+
+const FIRST_SWEEP: usize = 4096;
+
+impl Cache {
+    pub(super) fn new(ttl: Duration, stale_limit: Duration) -> Self {
+        Self {
+            map: RwLock::default(),
+            ttl,
+            stale_limit,
+            sweep_at: RwLock::new(FIRST_SWEEP),
+        }
+    }
+
+    pub(super) fn get(&self, kid: &str) -> Option<Cached> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kid)
+            .cloned()
+    }
+
+    pub(super) fn put(&self, kid: &str, cached: Cached) {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        map.insert(kid.to_owned(), cached);
+        // Unknown kids are cached too, so a flood of random kids must not
+        // grow the map without bound: when it doubles, drop what could no
+        // longer be served (absent entries past the TTL, keys past the
+        // stale limit).
+        let mut sweep_at = self
+            .sweep_at
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= *sweep_at {
+            let now = Instant::now();
+            map.retain(|_, c| {
+                let age = now.saturating_duration_since(c.read_at);
+                if c.entry.is_some() {
+                    age < self.stale_limit
+                } else {
+                    age < self.ttl
+                }
+            });
+            *sweep_at = (map.len() * 2).max(FIRST_SWEEP);
+        }
+    }
+
+    pub(super) fn remove_kid(&self, kid: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(kid);
+    }
+
+    pub(super) fn remove_tenant(&self, tenant: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, c| c.tenant.as_deref() != Some(tenant));
+    }
+
+    pub(super) fn clear(&self) {
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Applies an invalidation message (`k:<kid>` or `t:<tenant>`).
+    pub(super) fn invalidate(&self, message: &str) {
+        if let Some(kid) = message.strip_prefix("k:") {
+            self.remove_kid(kid);
+        } else if let Some(tenant) = message.strip_prefix("t:") {
+            self.remove_tenant(tenant);
+        } else {
+            // Unknown message: be safe.
+            self.clear();
+        }
+    }
+}

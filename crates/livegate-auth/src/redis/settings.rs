@@ -1,0 +1,40 @@
+use std::time::Duration;
+
+/// How a [`RedisStore`](super::RedisStore) talks to Redis and caches.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Bound on every Redis command (default 50 ms): a sick Redis must never
+    /// stall requests.
+    pub command_timeout: Duration,
+    /// Bound on establishing a connection (default 1 s). The first command
+    /// after a disconnect still gives up after `command_timeout`.
+    pub connect_timeout: Duration,
+    /// Prefix of every Redis key and of the invalidation channel (default
+    /// `livegate`).
+    pub prefix: String,
+    /// How long a cached lookup is used before it is read again (default
+    /// and maximum 1 s: the bound on how late a revoke is honoured).
+    pub cache_ttl: Duration,
+    /// How long past its last successful read a cached key keeps being
+    /// served while Redis is unreachable (default 5 min).
+    pub stale_limit: Duration,
+    /// Subscribe to the invalidation channel (default `true`). Off, changes
+    /// are still honoured within `cache_ttl`; tests turn it off to prove it.
+    pub invalidation: bool,
+}
+
+/// The upper bound on [`RedisSettings::cache_ttl`].
+pub(super) const MAX_CACHE_TTL: Duration = Duration::from_secs(1);
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            command_timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(1),
+            prefix: "livegate".to_owned(),
+            cache_ttl: MAX_CACHE_TTL,
+            stale_limit: Duration::from_secs(300),
+            invalidation: true,
+        }
+    }
+}

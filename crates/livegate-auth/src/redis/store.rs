@@ -1,0 +1,359 @@
+//! [`RedisStore`]: connection, the cached lookup, health, and the
+//! invalidation subscriber.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, FromRedisValue, RedisError};
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::cache::{Cache, Cached};
+use super::layout::Layout;
+use super::settings::{MAX_CACHE_TTL, RedisSettings};
+use crate::store::{BoxFuture, KeyEntry, KeyRecord, KeyStore, StoreError, StoreHealth, Tenant};
+
+/// After a failed command, lookups serve from the cache without trying
+/// Redis for this long, so a dead Redis costs a command timeout once per
+/// interval rather than on every request.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(100);
+/// Pause before the subscriber reconnects.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(200);
+
+/// Tenants and keys in Redis, shared by every replica, with a per-replica
+/// cache; see the [module docs](super).
+pub struct RedisStore {
+    pub(super) inner: Arc<Inner>,
+    subscriber: Option<JoinHandle<()>>,
+}
+
+pub(super) struct Inner {
+    conn: ConnectionManager,
+    pub(super) layout: Layout,
+    pub(super) cache: Cache,
+    settings: RedisSettings,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// When the last command failed, and why (no URL, no secret).
+    failure: Option<(Instant, String)>,
+    subscribed: bool,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Deliberately not the URL: it may carry a password.
+        f.debug_struct("RedisStore")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.subscriber {
+            task.abort();
+        }
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` (`redis://[user:pass@]host:port/db`, or
+    /// `rediss://` for TLS). Connects lazily: Redis need not be up yet, and
+    /// lookups fail with [`StoreError::Unavailable`] until it is.
+    ///
+    /// Must be called within a Tokio runtime (it starts the invalidation
+    /// subscriber). `cache_ttl` is capped at 1 s. The error never contains
+    /// the URL.
+    pub fn new(url: &str, mut settings: RedisSettings) -> Result<Self, StoreError> {
+        settings.cache_ttl = settings.cache_ttl.min(MAX_CACHE_TTL);
+        let client = Client::open(url).map_err(|e| {
+            StoreError::Unavailable(format!("invalid redis url ({})", describe(&e)))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        let inner = Arc::new(Inner {
+            conn,
+            layout: Layout::new(&settings.prefix),
+            cache: Cache::new(settings.cache_ttl, settings.stale_limit),
+            settings,
+            state: Mutex::default(),
+        });
+        let subscriber = inner
+            .settings
+            .invalidation
+            .then(|| tokio::spawn(subscribe(client, Arc::downgrade(&inner))));
+        Ok(Self { inner, subscriber })
+    }
+
+    /// Whether the invalidation subscriber is connected now.
+    pub fn subscribed(&self) -> bool {
+        self.inner.state().subscribed
+    }
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record_failure(&self, why: &str) {
+        self.state().failure = Some((Instant::now(), why.to_owned()));
+    }
+
+    fn record_success(&self) {
+        self.state().failure = None;
+    }
+
+    fn backing_off(&self, now: Instant) -> bool {
+        matches!(&self.state().failure,
+            Some((at, _)) if now.saturating_duration_since(*at) < RETRY_AFTER_FAILURE)
+    }
+
+    /// Runs one command (or pipeline, or script invocation) under the
+    /// command timeout.
+    pub(super) async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let result =
+            tokio::time::timeout(self.settings.command_timeout, f(self.conn.clone())).await;
+        let why = match result {
+            Ok(Ok(v)) => {
+                self.record_success();
+                return Ok(v);
+            }
+            Ok(Err(e)) => describe(&e),
+            Err(_) => format!(
+                "redis command timed out after {} ms",
+                self.settings.command_timeout.as_millis()
+            ),
+        };
+        self.record_failure(&why);
+        Err(StoreError::Unavailable(why))
+    }
+
+    pub(super) async fn cmd<T: FromRedisValue>(&self, cmd: ::redis::Cmd) -> Result<T, StoreError> {
+        self.run(|mut c| async move { cmd.query_async(&mut c).await })
+            .await
+    }
+
+    /// Drops this replica's entries for what changed, then tells the others.
+    /// Publishing is best effort: a lost message is covered by the TTL.
+    pub(super) async fn invalidate(&self, message: &str) {
+        self.cache.invalidate(message);
+        let mut publish = ::redis::cmd("PUBLISH");
+        publish.arg(self.layout.channel()).arg(message);
+        if let Err(e) = self.cmd::<i64>(publish).await {
+            tracing::warn!(error = %e, "redis store: could not publish an invalidation");
+        }
+    }
+
+    /// Reads a kid's record and tenant: one `MGET` when the tenant is
+    /// known, else the index first. Returns the entry (`None` for an
+    /// unknown kid or one whose tenant is gone) and the kid's tenant.
+    async fn fetch(
+        &self,
+        kid: &str,
+        known_tenant: Option<&str>,
+    ) -> Result<(Option<KeyEntry>, Option<String>), StoreError> {
+        let tenant = match known_tenant {
+            Some(t) => t.to_owned(),
+            None => {
+                let mut get = ::redis::cmd("GET");
+                get.arg(self.layout.kid_index(kid));
+                match self.cmd::<Option<String>>(get).await? {
+                    Some(t) => t,
+                    None => return Ok((None, None)),
+                }
+            }
+        };
+        let mut mget = ::redis::cmd("MGET");
+        mget.arg(self.layout.key(&tenant, kid))
+            .arg(self.layout.tenant(&tenant));
+        let (key, tenant_json): (Option<String>, Option<String>) = self.cmd(mget).await?;
+        let Some(key) = key else {
+            if known_tenant.is_some() {
+                // The kid may have been re-added under another tenant.
+                return Box::pin(self.fetch(kid, None)).await;
+            }
+            return Ok((None, Some(tenant)));
+        };
+        let key: KeyRecord = parse(&key, "key record")?;
+        let entry = match tenant_json {
+            Some(t) if key.tenant_id == tenant && key.kid.as_str() == kid => Some(KeyEntry {
+                key: Arc::new(key),
+                tenant: Arc::new(parse::<Tenant>(&t, "tenant")?),
+            }),
+            // A key whose tenant is gone is no credential.
+            _ => None,
+        };
+        Ok((entry, Some(tenant)))
+    }
+
+    async fn lookup(&self, kid: &str) -> Result<Option<KeyEntry>, StoreError> {
+        let now = Instant::now();
+        let cached = self.cache.get(kid);
+        if let Some(c) = &cached {
+            if now.saturating_duration_since(c.read_at) < self.settings.cache_ttl {
+                return Ok(c.entry.clone());
+            }
+        }
+        if self.backing_off(now) {
+            let why = self
+                .state()
+                .failure
+                .as_ref()
+                .map_or_else(String::new, |(_, why)| why.clone());
+            return self.stale(cached, now, StoreError::Unavailable(why));
+        }
+        let read_at = Instant::now();
+        let known_tenant = cached.as_ref().and_then(|c| c.tenant.clone());
+        match self.fetch(kid, known_tenant.as_deref()).await {
+            Ok((entry, tenant)) => {
+                self.cache.put(
+                    kid,
+                    Cached {
+                        entry: entry.clone(),
+                        tenant,
+                        read_at,
+                    },
+                );
+                Ok(entry)
+            }
+            Err(e) => self.stale(cached, Instant::now(), e),
+        }
+    }
+
+    /// While Redis cannot answer: a key verified within the stale limit is
+    /// still served; anything else (including a kid verified absent, which
+    /// may exist by now) is an error.
+    fn stale(
+        &self,
+        cached: Option<Cached>,
+        now: Instant,
+        err: StoreError,
+    ) -> Result<Option<KeyEntry>, StoreError> {
+        match cached {
+            Some(Cached {
+                entry: Some(entry),
+                read_at,
+                ..
+            }) if now.saturating_duration_since(read_at) < self.settings.stale_limit => {
+                Ok(Some(entry))
+            }
+            _ => Err(err),
+        }
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let ping = self.cmd::<String>(::redis::cmd("PING")).await;
+        let subscribed = self.state().subscribed;
+        let (ok, detail) = match ping {
+            Err(StoreError::Unavailable(why)) => (false, Some(why)),
+            Ok(_) if self.settings.invalidation && !subscribed => (
+                true,
+                Some("invalidation channel not subscribed: changes reach this replica within the cache ttl".to_owned()),
+            ),
+            Ok(_) => (true, None),
+        };
+        StoreHealth {
+            backend: "redis",
+            ok,
+            detail,
+        }
+    }
+}
+
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    json: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    // The serde error could quote the record; say only what was bad.
+    serde_json::from_str(json)
+        .map_err(|_| StoreError::Unavailable(format!("stored {what} is not valid")))
+}
+
+/// A short description of a Redis error: never the URL, never a password.
+fn describe(e: &RedisError) -> String {
+    if e.is_timeout() {
+        "redis timed out".to_owned()
+    } else if e.is_connection_refusal() {
+        "redis refused the connection".to_owned()
+    } else if e.is_connection_dropped() || e.is_io_error() {
+        "redis connection lost".to_owned()
+    } else if let Some(code) = e.code() {
+        format!("redis error {code}")
+    } else {
+        format!("redis error ({:?})", e.kind())
+    }
+}
+
+impl KeyStore for RedisStore {
+    fn lookup(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyEntry>, StoreError>> {
+        let kid = kid.to_owned();
+        Box::pin(async move { self.inner.lookup(&kid).await })
+    }
+
+    fn health(&self) -> BoxFuture<'_, StoreHealth> {
+        Box::pin(self.inner.health())
+    }
+}
+
+/// The invalidation subscriber: listens on `P:invalidate` and drops what
+/// changed; reconnects after a disconnect, dropping the whole cache on
+/// every (re)subscribe since messages may have been missed. Ends when the
+/// store is dropped.
+async fn subscribe(client: Client, store: Weak<Inner>) {
+    loop {
+        if let Err(e) = listen(&client, &store).await {
+            tracing::debug!(error = %describe(&e), "redis store: invalidation subscriber disconnected");
+        }
+        let Some(inner) = store.upgrade() else { return };
+        inner.state().subscribed = false;
+        let pause = RESUBSCRIBE_AFTER;
+        drop(inner);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn listen(client: &Client, store: &Weak<Inner>) -> Result<(), RedisError> {
+    let Some(inner) = store.upgrade() else {
+        return Ok(());
+    };
+    let (timeout, channel) = (inner.settings.connect_timeout, inner.layout.channel());
+    drop(inner);
+    let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
+        .await
+        .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+    tokio::time::timeout(timeout, pubsub.subscribe(&channel))
+        .await
+        .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+    {
+        let Some(inner) = store.upgrade() else {
+            return Ok(());
+        };
+        inner.cache.clear();
+        inner.state().subscribed = true;
+    }
+    let mut messages = pubsub.on_message();
+    while let Some(msg) = messages.next().await {
+        let Some(inner) = store.upgrade() else {
+            return Ok(());
+        };
+        match msg.get_payload::<String>() {
+            Ok(message) => inner.cache.invalidate(&message),
+            Err(_) => inner.cache.clear(),
+        }
+    }
+    Ok(())
+}

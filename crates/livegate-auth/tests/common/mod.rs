@@ -1,0 +1,176 @@
+//! A private `redis-server` per test (never the shared one on 6379), or
+//! the server at `LIVEGATE_TEST_REDIS_URL` when set.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use livegate_auth::RedisSettings;
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A `redis-server` child process, killed on drop.
+pub struct Server {
+    pub port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        let mut s = Self {
+            port,
+            args: extra.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// Starts (again) on the same port with the same arguments.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.cli(&["ping"]).is_some_and(|out| out.contains("PONG")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `redis-cli` against this server (authenticated when a
+    /// `--requirepass` was given).
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if let Some(i) = self.args.iter().position(|a| a == "--requirepass") {
+            cmd.args(["--no-auth-warning", "-a", &self.args[i + 1]]);
+        }
+        let out = cmd.args(args).stderr(Stdio::null()).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Where a test's store lives: a private server, or the external one with
+/// a prefix of its own.
+pub struct Target {
+    pub server: Option<Server>,
+    pub url: String,
+    pub prefix: String,
+}
+
+pub fn target() -> Target {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let prefix = format!(
+        "lgtest{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    match std::env::var("LIVEGATE_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Target {
+            server: None,
+            url,
+            prefix,
+        },
+        _ => {
+            let server = Server::start(&[]);
+            Target {
+                url: server.url(),
+                server: Some(server),
+                prefix,
+            }
+        }
+    }
+}
+
+impl Target {
+    pub fn settings(&self) -> RedisSettings {
+        RedisSettings {
+            prefix: self.prefix.clone(),
+            // A loaded 2-core test machine: keep the bound, not the 50 ms.
+            command_timeout: Duration::from_millis(500),
+            ..RedisSettings::default()
+        }
+    }
+}
+
+/// Every key under `prefix` with its value(s), as text.
+pub async fn dump(url: &str, prefix: &str) -> Vec<(String, String)> {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cursor: u64 = 0;
+    let mut out = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut c).await.unwrap();
+            let value = match kind.as_str() {
+                "string" => redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<String>(&mut c)
+                    .await
+                    .unwrap(),
+                "set" => redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async::<Vec<String>>(&mut c)
+                    .await
+                    .unwrap()
+                    .join(","),
+                other => panic!("unexpected type {other} of {key}"),
+            };
+            out.push((key, value));
+        }
+        cursor = next;
+        if cursor == 0 {
+            return out;
+        }
+    }
+}
