@@ -186,3 +186,71 @@ async fn stub_runs_as_its_own_strict_server() {
     .await;
     assert_eq!(wrong.status, 401);
 }
+
+/// `livegate tenants …` / `keys …` drive a running gateway's admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_drives_the_admin_api() {
+    let gw = Proc::serve(None, &[]);
+    let token = gw
+        .output()
+        .split_whitespace()
+        .find(|w| w.starts_with("lvgadm_"))
+        .unwrap()
+        .to_owned();
+    let url = gw.ops_url("");
+    let env = [
+        ("LIVEGATE_ADMIN_URL", url.as_str()),
+        ("LIVEGATE_ADMIN_TOKEN", token.as_str()),
+    ];
+    let admin = |args: &[&str]| {
+        let o = run(args, &env);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = admin(&[
+        "tenants", "create", "--id", "acme", "--name", "ACME", "--burst", "7",
+    ]);
+    assert!(
+        out.contains("acme") && out.contains("ACME") && out.contains('7'),
+        "{out}"
+    );
+    let out = admin(&["tenants", "list"]);
+    assert!(out.lines().count() == 3 && out.contains("dev"), "{out}");
+
+    // The key is printed once, by `issue`; it works on the public listener.
+    let out = admin(&["keys", "issue", "--tenant", "acme", "--output", "json"]);
+    let issued: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let key = issued["key"].as_str().unwrap().to_owned();
+    let kid = issued["keyId"].as_str().unwrap().to_owned();
+    let r = post_raw_jpeg(&gw.url("/modules/liveness"), &key).await;
+    assert_eq!(r.status, 200);
+    let out = admin(&["keys", "list", "--tenant", "acme"]);
+    assert!(
+        out.contains(&kid) && out.contains("active") && !out.contains(&key),
+        "{out}"
+    );
+    let out = admin(&["keys", "revoke", &kid]);
+    assert!(out.contains("revoked"), "{out}");
+    let r = post_raw_jpeg(&gw.url("/modules/liveness"), &key).await;
+    assert_eq!(r.error_code(), 40103);
+    let out = admin(&["tenants", "disable", "acme", "--output", "json"]);
+    assert!(out.contains("\"disabled\": true"), "{out}");
+
+    // The API's refusals come back as errors, exit code 2.
+    let o = run(&["tenants", "get", "nobody"], &env);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("no such tenant"), "{}", text(&o));
+    let o = run(
+        &["tenants", "list"],
+        &[
+            ("LIVEGATE_ADMIN_URL", url.as_str()),
+            ("LIVEGATE_ADMIN_TOKEN", "wrong-admin-token-0123"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("missing or invalid admin token"),
+        "{}",
+        text(&o)
+    );
+}

@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use livegate_auth::{
-    AdminError, KeyAdmin, KeyRecord, KeyStore, MemoryStore, Pepper, RedisStore, StoreError,
-    Tenant, TenantUpdate, generate, parse,
+    AdminError, KeyAdmin, KeyRecord, KeyStore, MemoryStore, Pepper, RedisStore, StoreError, Tenant,
+    TenantUpdate, generate, parse,
 };
 use livegate_core::Timestamp;
 
@@ -46,10 +46,19 @@ async fn contract<S: KeyStore + KeyAdmin>(s: &S) -> Vec<String> {
     ));
     s.create_tenant(Tenant::new("beta")).await.unwrap();
     s.create_tenant(Tenant::new("alpha")).await.unwrap();
-    let ids: Vec<String> = s.tenants().await.unwrap().into_iter().map(|t| t.id).collect();
+    let ids: Vec<String> = s
+        .tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(ids, ["acme", "alpha", "beta"]);
     assert_eq!(s.tenant("acme").await.unwrap(), acme);
-    assert!(matches!(s.tenant("nope").await, Err(AdminError::TenantNotFound)));
+    assert!(matches!(
+        s.tenant("nope").await,
+        Err(AdminError::TenantNotFound)
+    ));
 
     // Update.
     let update = TenantUpdate {
@@ -57,7 +66,10 @@ async fn contract<S: KeyStore + KeyAdmin>(s: &S) -> Vec<String> {
         burst: Some(7),
         ..TenantUpdate::default()
     };
-    let updated = s.update_tenant("acme", update.clone(), at(1_800_000_000)).await.unwrap();
+    let updated = s
+        .update_tenant("acme", update.clone(), at(1_800_000_000))
+        .await
+        .unwrap();
     assert_eq!(updated.name.as_deref(), Some("Acme Inc"));
     assert_eq!(updated.settings.burst, Some(7));
     assert_eq!(updated.updated_at, Some(at(1_800_000_000)));
@@ -70,7 +82,10 @@ async fn contract<S: KeyStore + KeyAdmin>(s: &S) -> Vec<String> {
     // Keys: unknown tenant, add, list order, lookup.
     let (stray, p) = new_key("nope");
     plaintexts.push(p);
-    assert!(matches!(s.add_key(stray.clone()).await, Err(AdminError::TenantNotFound)));
+    assert!(matches!(
+        s.add_key(stray.clone()).await,
+        Err(AdminError::TenantNotFound)
+    ));
     assert!(lookup(s, stray.kid.as_str()).await.is_none());
     let mut added = Vec::new();
     for _ in 0..3 {
@@ -82,7 +97,10 @@ async fn contract<S: KeyStore + KeyAdmin>(s: &S) -> Vec<String> {
     added.sort_by(|a, b| a.kid.cmp(&b.kid));
     assert_eq!(s.keys("acme").await.unwrap(), added);
     assert!(s.keys("beta").await.unwrap().is_empty());
-    assert!(matches!(s.keys("nope").await, Err(AdminError::TenantNotFound)));
+    assert!(matches!(
+        s.keys("nope").await,
+        Err(AdminError::TenantNotFound)
+    ));
     let (k1, k2) = (added[0].clone(), added[1].clone());
     let e = lookup(s, k1.kid.as_str()).await.unwrap();
     assert_eq!(*e.key, k1);
@@ -90,11 +108,16 @@ async fn contract<S: KeyStore + KeyAdmin>(s: &S) -> Vec<String> {
     assert!(lookup(s, "zzzzzzzzzzzz").await.is_none());
 
     // Disable and enable: seen by the next lookup.
-    let disabled = s.set_tenant_disabled("acme", true, at(1_800_000_100)).await.unwrap();
+    let disabled = s
+        .set_tenant_disabled("acme", true, at(1_800_000_100))
+        .await
+        .unwrap();
     assert!(disabled.disabled);
     assert_eq!(disabled.updated_at, Some(at(1_800_000_100)));
     assert!(lookup(s, k1.kid.as_str()).await.unwrap().tenant.disabled);
-    s.set_tenant_disabled("acme", false, at(1_800_000_200)).await.unwrap();
+    s.set_tenant_disabled("acme", false, at(1_800_000_200))
+        .await
+        .unwrap();
     assert!(!lookup(s, k1.kid.as_str()).await.unwrap().tenant.disabled);
     assert!(matches!(
         s.set_tenant_disabled("nope", true, at(1)).await,
@@ -116,24 +139,38 @@ async fn contract<S: KeyStore + KeyAdmin>(s: &S) -> Vec<String> {
     plaintexts.push(p);
     k3.rotated_from = Some(k2.kid.clone());
     assert!(matches!(
-        s.rotate_key(k1.kid.as_str(), k3.clone(), at(1_900_000_000)).await,
+        s.rotate_key(k1.kid.as_str(), k3.clone(), at(1_900_000_000))
+            .await,
         Err(AdminError::KeyRevoked)
     ));
-    assert!(lookup(s, k3.kid.as_str()).await.is_none(), "a refused rotation wrote nothing");
+    assert!(
+        lookup(s, k3.kid.as_str()).await.is_none(),
+        "a refused rotation wrote nothing"
+    );
     assert!(matches!(
-        s.rotate_key("zzzzzzzzzzzz", k3.clone(), at(1_900_000_000)).await,
+        s.rotate_key("zzzzzzzzzzzz", k3.clone(), at(1_900_000_000))
+            .await,
         Err(AdminError::KeyNotFound)
     ));
-    let old = s.rotate_key(k2.kid.as_str(), k3.clone(), at(1_900_000_000)).await.unwrap();
+    let old = s
+        .rotate_key(k2.kid.as_str(), k3.clone(), at(1_900_000_000))
+        .await
+        .unwrap();
     assert_eq!(old.kid, k2.kid);
     assert_eq!(old.expires_at, Some(at(1_900_000_000)));
-    assert_eq!(lookup(s, k2.kid.as_str()).await.unwrap().key.expires_at, Some(at(1_900_000_000)));
+    assert_eq!(
+        lookup(s, k2.kid.as_str()).await.unwrap().key.expires_at,
+        Some(at(1_900_000_000))
+    );
     let new = lookup(s, k3.kid.as_str()).await.unwrap();
     assert_eq!(*new.key, k3);
     // A later expiry does not lengthen the earlier one.
     let (k4, p) = new_key("acme");
     plaintexts.push(p);
-    let old = s.rotate_key(k2.kid.as_str(), k4.clone(), at(2_000_000_000)).await.unwrap();
+    let old = s
+        .rotate_key(k2.kid.as_str(), k4.clone(), at(2_000_000_000))
+        .await
+        .unwrap();
     assert_eq!(old.expires_at, Some(at(1_900_000_000)));
     assert_eq!(s.keys("acme").await.unwrap().len(), 5);
 
@@ -165,7 +202,10 @@ async fn redis_store_meets_the_contract_and_stores_no_secret() {
         }
     }
     let stored = store.keys("acme").await.unwrap();
-    assert!(all.contains(&stored[0].hash.to_string()), "records hold the hash");
+    assert!(
+        all.contains(&stored[0].hash.to_string()),
+        "records hold the hash"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +225,11 @@ async fn a_key_whose_tenant_is_gone_is_no_credential() {
     let client = redis::Client::open(t.url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let tenant_key = format!("{}:{{t:gone}}:tenant", t.prefix);
-    let deleted: i64 = redis::cmd("DEL").arg(&tenant_key).query_async(&mut c).await.unwrap();
+    let deleted: i64 = redis::cmd("DEL")
+        .arg(&tenant_key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(deleted, 1);
     // A second store has nothing cached; the first sees it within the TTL.
     let fresh = RedisStore::new(&t.url, t.settings()).unwrap();
@@ -206,7 +250,10 @@ async fn bad_url_and_wrong_password_reveal_no_secret() {
     let h = store.health().await;
     assert_eq!((h.backend, h.ok), ("redis", false));
     let detail = h.detail.unwrap();
-    assert!(!detail.contains("wrongpassword") && !detail.contains("redis://"), "{detail}");
+    assert!(
+        !detail.contains("wrongpassword") && !detail.contains("redis://"),
+        "{detail}"
+    );
     assert!(!format!("{store:?}").contains("wrongpassword"));
     assert!(matches!(
         store.lookup("aaaaaaaaaaaa").await,

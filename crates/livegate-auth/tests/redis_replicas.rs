@@ -52,12 +52,28 @@ async fn revoke_and_disable_reach(a: &RedisStore, b: &RedisStore, tenant: &str) 
     a.add_key(k1.clone()).await.unwrap();
     a.add_key(k2.clone()).await.unwrap();
     // Warm b's cache for both keys.
-    assert!(!b.lookup(k1.kid.as_str()).await.unwrap().unwrap().key.revoked);
-    assert!(!b.lookup(k2.kid.as_str()).await.unwrap().unwrap().tenant.disabled);
+    assert!(
+        !b.lookup(k1.kid.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .revoked
+    );
+    assert!(
+        !b.lookup(k2.kid.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant
+            .disabled
+    );
 
     a.revoke_key(k1.kid.as_str()).await.unwrap();
     let revoke = time_until(b, k1.kid.as_str(), |e| e.key.revoked).await;
-    a.set_tenant_disabled(tenant, true, Timestamp(std::time::SystemTime::now())).await.unwrap();
+    a.set_tenant_disabled(tenant, true, Timestamp(std::time::SystemTime::now()))
+        .await
+        .unwrap();
     let disable = time_until(b, k2.kid.as_str(), |e| e.tenant.disabled).await;
     [revoke, disable]
 }
@@ -153,7 +169,9 @@ async fn redis_down_serves_verified_keys_and_recovers() {
     let h = store.health().await;
     assert_eq!((h.backend, h.ok), ("redis", false));
     let detail = h.detail.unwrap_or_default();
-    assert!(!detail.is_empty() && !detail.contains("pw-not-to-leak") && !detail.contains("redis://"));
+    assert!(
+        !detail.is_empty() && !detail.contains("pw-not-to-leak") && !detail.contains("redis://")
+    );
     eprintln!("health while down: {detail}");
     // Writes fail as unavailable too.
     assert!(store.create_tenant(Tenant::new("beta")).await.is_err());

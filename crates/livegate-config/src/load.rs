@@ -18,7 +18,12 @@ use crate::{Config, LogFormat};
 pub const ENV_PREFIX: &str = "LIVEGATE_";
 
 /// Environment variables with the prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["LIVEGATE_CONFIG"];
+/// (`LIVEGATE_ADMIN_URL` and `LIVEGATE_ADMIN_TOKEN` are the admin CLI's.)
+const NOT_CONFIG: &[&str] = &[
+    "LIVEGATE_CONFIG",
+    "LIVEGATE_ADMIN_URL",
+    "LIVEGATE_ADMIN_TOKEN",
+];
 
 /// Keys whose environment values are secrets: taken byte for byte, never
 /// parsed (`007` stays `007`, quotes and spaces stay).

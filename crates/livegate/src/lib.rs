@@ -12,6 +12,7 @@
 //! (stores, vendor client, the embedded simulator); [`server`] serves a
 //! bound listener until a shutdown future resolves, then drains.
 
+pub mod admin_cli;
 pub mod error;
 pub mod forward;
 pub mod gateway;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
+use http::Method;
+use livegate::admin_cli::{self, AdminTarget, KEY_COLUMNS, TENANT_COLUMNS};
 use livegate::{gateway, logging, runtime, server};
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
@@ -58,8 +60,39 @@ struct StubArgs {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Make a new key for a tenant: prints the key (once) and the config
-    /// lines holding its id and hash. Needs the deployment's pepper.
+    /// Issue a key for a tenant through the admin API; the key is printed once.
+    Issue {
+        #[arg(long)]
+        tenant: String,
+        /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// A tenant's keys (ids and states, never secrets), through the admin API.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Revoke a key, through the admin API.
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Replace a key with a new one; the old one works for the grace period.
+    Rotate {
+        key_id: String,
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u64,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Offline: make a key for the configuration file (prints the key once
+    /// and the config lines holding its id and hash). Needs the pepper.
     New {
         #[command(flatten)]
         config: ConfigArg,
@@ -74,8 +107,80 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum TenantsCommand {
-    /// List configured tenants and their key ids (never secrets).
-    List(ConfigArg),
+    /// List tenants: through the admin API when its URL is given, else the
+    /// configuration file's tenants and key ids (never secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Create a tenant through the admin API.
+    Create {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        settings: TenantSettingsArgs,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Show a tenant.
+    Get {
+        id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Change a tenant's name or settings (what is given).
+    Update {
+        id: String,
+        #[command(flatten)]
+        settings: TenantSettingsArgs,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Disable a tenant: its keys get 403.
+    Disable {
+        id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Enable a tenant again.
+    Enable {
+        id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+#[derive(Args)]
+struct TenantSettingsArgs {
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    rate_per_second: Option<f64>,
+    #[arg(long)]
+    burst: Option<u32>,
+    #[arg(long)]
+    monthly_quota: Option<u64>,
+}
+
+impl TenantSettingsArgs {
+    fn json(&self, id: Option<&str>) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "name": self.name,
+            "ratePerSecond": self.rate_per_second,
+            "burst": self.burst,
+            "monthlyQuota": self.monthly_quota,
+        });
+        if let (Some(id), Some(map)) = (id, v.as_object_mut()) {
+            map.insert("id".into(), id.into());
+        }
+        // Unset settings are left out rather than sent as null.
+        if let Some(map) = v.as_object_mut() {
+            map.retain(|_, x| !x.is_null());
+        }
+        v
+    }
 }
 
 fn main() -> ExitCode {
@@ -89,7 +194,98 @@ fn main() -> ExitCode {
             tenant,
             expires_at,
         }) => load(&config).and_then(|cfg| new_key(&cfg, &tenant, expires_at.as_deref())),
-        Command::Tenants(TenantsCommand::List(c)) => load(&c).map(|cfg| list_tenants(&cfg)),
+        Command::Tenants(TenantsCommand::List { config, target }) => {
+            if target.admin_url.is_some() {
+                admin(
+                    &target,
+                    Method::GET,
+                    "/admin/v1/tenants",
+                    None,
+                    TENANT_COLUMNS,
+                )
+            } else {
+                load(&config).map(|cfg| list_tenants(&cfg))
+            }
+        }
+        Command::Tenants(TenantsCommand::Create {
+            id,
+            settings,
+            target,
+        }) => admin(
+            &target,
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(settings.json(Some(&id))),
+            TENANT_COLUMNS,
+        ),
+        Command::Tenants(TenantsCommand::Get { id, target }) => admin(
+            &target,
+            Method::GET,
+            &format!("/admin/v1/tenants/{id}"),
+            None,
+            TENANT_COLUMNS,
+        ),
+        Command::Tenants(TenantsCommand::Update {
+            id,
+            settings,
+            target,
+        }) => admin(
+            &target,
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(settings.json(None)),
+            TENANT_COLUMNS,
+        ),
+        Command::Tenants(TenantsCommand::Disable { id, target }) => admin(
+            &target,
+            Method::POST,
+            &format!("/admin/v1/tenants/{id}/disable"),
+            None,
+            TENANT_COLUMNS,
+        ),
+        Command::Tenants(TenantsCommand::Enable { id, target }) => admin(
+            &target,
+            Method::POST,
+            &format!("/admin/v1/tenants/{id}/enable"),
+            None,
+            TENANT_COLUMNS,
+        ),
+        Command::Keys(KeysCommand::Issue {
+            tenant,
+            expires_at,
+            target,
+        }) => admin(
+            &target,
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            Some(serde_json::json!({ "expiresAt": expires_at })),
+            ISSUED_COLUMNS,
+        ),
+        Command::Keys(KeysCommand::List { tenant, target }) => admin(
+            &target,
+            Method::GET,
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            None,
+            KEY_COLUMNS,
+        ),
+        Command::Keys(KeysCommand::Revoke { key_id, target }) => admin(
+            &target,
+            Method::POST,
+            &format!("/admin/v1/keys/{key_id}/revoke"),
+            None,
+            KEY_COLUMNS,
+        ),
+        Command::Keys(KeysCommand::Rotate {
+            key_id,
+            grace_seconds,
+            target,
+        }) => admin(
+            &target,
+            Method::POST,
+            &format!("/admin/v1/keys/{key_id}/rotate"),
+            Some(serde_json::json!({ "graceSeconds": grace_seconds })),
+            ISSUED_COLUMNS,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +294,21 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Columns of an issued key: the key itself is shown this once.
+const ISSUED_COLUMNS: &[&str] = &["keyId", "tenantId", "expiresAt", "key"];
+
+fn admin(
+    target: &AdminTarget,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    columns: &[&str],
+) -> anyhow::Result<()> {
+    let answer = admin_cli::call(target, method, path, body)?;
+    admin_cli::print(target, &answer, columns);
+    Ok(())
 }
 
 fn load(arg: &ConfigArg) -> anyhow::Result<Config> {

@@ -41,8 +41,8 @@
 //!
 //! Each replica caches lookups (the key record with its tenant, or "no such
 //! key") and stamps each entry with the instant its Redis read *started*.
-//! An entry older than the cache TTL (at most 1 s, enforced) is re-read
-//! before it is used. Because the stamp is taken before the read, any write
+//! An entry older than the cache TTL (default 900 ms, at most 1 s,
+//! enforced) is re-read before it is used. Because the stamp is taken before the read, any write
 //! that completed before an entry's read is seen by it, and any later write
 //! is seen by the first lookup after that entry's TTL: **a revoke, key
 //! change or tenant disable is honoured by every replica within the TTL

@@ -12,8 +12,11 @@ pub struct RedisSettings {
     /// Prefix of every Redis key and of the invalidation channel (default
     /// `livegate`).
     pub prefix: String,
-    /// How long a cached lookup is used before it is read again (default
-    /// and maximum 1 s: the bound on how late a revoke is honoured).
+    /// How long a cached lookup is used before it is read again: the bound
+    /// on how late a revoke or disable is honoured on a replica that missed
+    /// the invalidation. At most 1 s (larger values are capped); the
+    /// default, 900 ms, leaves room inside the promised 1 s for the refresh
+    /// read itself, so a client polling after a revoke sees it in < 1 s.
     pub cache_ttl: Duration,
     /// How long past its last successful read a cached key keeps being
     /// served while Redis is unreachable (default 5 min).
@@ -32,7 +35,7 @@ impl Default for RedisSettings {
             command_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_secs(1),
             prefix: "livegate".to_owned(),
-            cache_ttl: MAX_CACHE_TTL,
+            cache_ttl: Duration::from_millis(900),
             stale_limit: Duration::from_secs(300),
             invalidation: true,
         }

@@ -151,7 +151,11 @@ pub async fn dump(url: &str, prefix: &str) -> Vec<(String, String)> {
             .await
             .unwrap();
         for key in keys {
-            let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut c).await.unwrap();
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
             let value = match kind.as_str() {
                 "string" => redis::cmd("GET")
                     .arg(&key)
