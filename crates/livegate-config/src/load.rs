@@ -32,6 +32,7 @@ const SECRET_KEYS: &[&str] = &[
     "auth.pepper",
     "simulator.api_key",
     "admin.token",
+    "redis.url",
 ];
 
 /// Why a configuration could not be loaded; lists every problem found.
@@ -229,6 +230,15 @@ fn check_domain_leaves(tree: &mut Dict) -> Vec<String> {
     if let Some(Value::Dict(_, images)) = tree.get_mut("images") {
         check_formats("images", images, &mut p);
     }
+    if let Some(Value::Dict(_, redis)) = tree.get_mut("redis") {
+        check_leaf::<crate::FailMode>(
+            redis,
+            "fail_mode",
+            "redis",
+            "must be \"local\", \"open\" or \"closed\"",
+            &mut p,
+        );
+    }
     if let Some(Value::Dict(_, log)) = tree.get_mut("log") {
         check_leaf::<LogFormat>(log, "format", "log", "must be \"text\" or \"json\"", &mut p);
     }
@@ -360,6 +370,12 @@ impl Config {
             problems,
         );
         read_secret(
+            &mut self.redis.url,
+            &self.redis.url_file,
+            "redis.url",
+            problems,
+        );
+        read_secret(
             &mut self.admin.token,
             &self.admin.token_file,
             "admin.token",
@@ -391,6 +407,9 @@ impl Config {
         }
         if self.admin.token.is_some() || self.admin.token_file.is_some() {
             set.push("admin.token");
+        }
+        if self.redis.url.is_some() || self.redis.url_file.is_some() {
+            set.push("redis.url");
         }
         set
     }
@@ -447,6 +466,7 @@ impl Config {
             ("vendor.timeout_ms", self.vendor.timeout_ms),
             ("vendor.max_response_bytes", self.vendor.max_response_bytes),
             ("vendor.breaker_window_ms", self.vendor.breaker_window_ms),
+            ("redis.timeout_ms", self.redis.timeout_ms),
             ("vendor.breaker_open_ms", self.vendor.breaker_open_ms),
         ] {
             if v == 0 {

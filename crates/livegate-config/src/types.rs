@@ -14,6 +14,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub vendor: VendorConfig,
     pub auth: AuthConfig,
+    /// The shared store of tenants and keys (and, later, rate limits).
+    pub redis: RedisConfig,
     /// The operations listener (admin API).
     pub ops: OpsConfig,
     /// The admin API's token.
@@ -153,6 +155,42 @@ impl Default for VendorConfig {
             retry_budget_ratio: 0.1,
         }
     }
+}
+
+/// Redis: tenants and keys shared by every replica. Without a URL each
+/// replica keeps them in memory (the embedded default, or config tenants).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…`; a secret
+    /// (it may hold a password).
+    pub url: Option<Secret>,
+    pub url_file: Option<PathBuf>,
+    /// With Redis unreachable: `local` (keys verified before keep working,
+    /// default), `open`, or `closed` (`/readyz` fails too).
+    pub fail_mode: FailMode,
+    /// Bound on every Redis command.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_file: None,
+            fail_mode: FailMode::Local,
+            timeout_ms: 50,
+        }
+    }
+}
+
+/// What the gateway does while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Local,
+    Open,
+    Closed,
 }
 
 /// The operations listener: the admin API; never on the public listener.

@@ -72,6 +72,8 @@ pub struct Gateway {
     /// `embedded` (nothing configured: built-in simulator), `simulator`
     /// (explicitly enabled) or `vendor`.
     pub mode: &'static str,
+    /// `redis.fail_mode = "closed"`: an unreachable store fails readiness.
+    pub store_fail_closed: bool,
     pub health: Health,
     /// Where exchange records go.
     pub sink: Arc<dyn ExchangeSink>,
@@ -235,16 +237,18 @@ async fn livez() -> impl IntoResponse {
 }
 
 async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
+    // The vendor is deliberately not checked: a vendor outage must not take
+    // every replica out of service; its circuit is reported, never failing
+    // readiness. The key store is reported, and fails readiness only with
+    // `redis.fail_mode = "closed"`.
+    let store = gw.store.health().await;
     let (status, state) = if gw.health.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if gw.store_fail_closed && !store.ok {
+        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
     } else {
         (StatusCode::OK, "ready")
     };
-    // The vendor is deliberately not checked: a vendor outage must not take
-    // every replica out of service; its circuit is reported, never failing
-    // readiness. The key store is reported; the memory store cannot fail,
-    // and a shared store's fail mode decides later.
-    let store = gw.store.health().await;
     let body = serde_json::json!({
         "status": state,
         "mode": gw.mode,

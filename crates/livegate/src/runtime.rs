@@ -10,8 +10,8 @@ use livegate_admin::AdminApi;
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSettings};
-use livegate_auth::{Authenticator, KeyAdmin};
-use livegate_config::{Config, SimulatorConfig, TenantConfig};
+use livegate_auth::{AdminError, Authenticator, KeyAdmin, RedisSettings, RedisStore};
+use livegate_config::{Config, FailMode, SimulatorConfig, TenantConfig};
 use livegate_core::admission::Admission;
 use livegate_core::exchange::LogSink;
 use livegate_core::{Secret, SystemClock};
@@ -55,7 +55,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         // pepper otherwise): nothing persists, so a per-process one is fine.
         None => Pepper::new(random_bytes::<32>()).map_err(|e| anyhow!("pepper: {e}"))?,
     };
-    let (store, admin_store, dev_key) = key_store(config, &pepper);
+    let (store, admin_store, dev_key) = key_store(config, &pepper).await?;
 
     let (simulator, settings) = if embedded {
         let sim = spawn_simulator(&config.simulator).await?;
@@ -107,6 +107,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             usize::try_from(config.server.inflight_body_budget_bytes).unwrap_or(usize::MAX),
         ),
         mode: mode(config),
+        store_fail_closed: config.redis.fail_mode == FailMode::Closed,
         health: Health::default(),
         sink: Arc::new(LogSink),
         clock,
@@ -143,13 +144,28 @@ pub fn mode(config: &Config) -> &'static str {
     }
 }
 
-/// The one place the key store is chosen: today the in-memory store,
-/// loaded with the configured tenants — plus, on the embedded default
-/// without tenants, a development tenant whose key is returned to be shown.
-fn key_store(
+/// The one place the key store is chosen: Redis when `redis.url` is set
+/// (shared by every replica; the configured tenants are written into it if
+/// missing), else the in-memory store loaded with the configured tenants —
+/// plus, on the embedded default without tenants, a development tenant
+/// whose key is returned to be shown.
+async fn key_store(
     config: &Config,
     pepper: &Pepper,
-) -> (Arc<dyn KeyStore>, Arc<dyn KeyAdmin>, Option<Secret>) {
+) -> anyhow::Result<(Arc<dyn KeyStore>, Arc<dyn KeyAdmin>, Option<Secret>)> {
+    if let Some(url) = &config.redis.url {
+        let settings = RedisSettings {
+            command_timeout: Duration::from_millis(config.redis.timeout_ms),
+            ..RedisSettings::default()
+        };
+        let store =
+            Arc::new(RedisStore::new(url.expose(), settings).map_err(|e| anyhow!("redis: {e}"))?);
+        if let Err(e) = bootstrap(&*store, &config.tenants).await {
+            // Not fatal: the store serves what it has once Redis answers.
+            tracing::warn!(error = %e, "could not write the configured tenants to redis");
+        }
+        return Ok((store.clone(), store, None));
+    }
     let store = Arc::new(MemoryStore::new());
     load_tenants(&store, &config.tenants);
     let mut dev_key = None;
@@ -159,18 +175,47 @@ fn key_store(
             name: Some("development tenant (embedded default)".into()),
             ..Tenant::new("dev")
         });
-        store.put_key(KeyRecord {
-            kid: new.kid.clone(),
-            tenant_id: "dev".into(),
-            hash: new.hash(pepper),
-            expires_at: None,
-            revoked: false,
-            created_at: None,
-            rotated_from: None,
-        });
+        store.put_key(KeyRecord::new(new.kid.clone(), "dev", new.hash(pepper)));
         dev_key = Some(new.plaintext);
     }
-    (store.clone(), store, dev_key)
+    Ok((store.clone(), store, dev_key))
+}
+
+/// Writes the configured tenants and keys into a shared store: a tenant
+/// that exists already is left as it is (the admin API owns it at run
+/// time); keys are written as configured.
+async fn bootstrap(store: &dyn KeyAdmin, tenants: &[TenantConfig]) -> Result<(), AdminError> {
+    for t in tenants {
+        match store.create_tenant(tenant_of(t)).await {
+            Ok(_) | Err(AdminError::TenantExists) => {}
+            Err(e) => return Err(e),
+        }
+        for k in &t.keys {
+            store.add_key(key_of(t, k)).await?;
+        }
+    }
+    Ok(())
+}
+
+fn tenant_of(t: &TenantConfig) -> Tenant {
+    Tenant {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        disabled: t.disabled,
+        settings: TenantSettings {
+            images: t.images,
+            ..TenantSettings::default()
+        },
+        created_at: None,
+        updated_at: None,
+    }
+}
+
+fn key_of(t: &TenantConfig, k: &livegate_config::KeyConfig) -> KeyRecord {
+    let mut record = KeyRecord::new(k.id.clone(), t.id.clone(), k.hash);
+    record.expires_at = k.expires_at;
+    record.revoked = k.revoked;
+    record
 }
 
 /// The vendor service: `[breaker] -> [retry] -> client`. The breaker is
@@ -224,27 +269,9 @@ fn vendor_settings(
 
 fn load_tenants(store: &MemoryStore, tenants: &[TenantConfig]) {
     for t in tenants {
-        store.put_tenant(Tenant {
-            id: t.id.clone(),
-            name: t.name.clone(),
-            disabled: t.disabled,
-            settings: TenantSettings {
-                images: t.images,
-                ..TenantSettings::default()
-            },
-            created_at: None,
-            updated_at: None,
-        });
+        store.put_tenant(tenant_of(t));
         for k in &t.keys {
-            store.put_key(KeyRecord {
-                kid: k.id.clone(),
-                tenant_id: t.id.clone(),
-                hash: k.hash,
-                expires_at: k.expires_at,
-                revoked: k.revoked,
-                created_at: None,
-                rotated_from: None,
-            });
+            store.put_key(key_of(t, k));
         }
     }
 }

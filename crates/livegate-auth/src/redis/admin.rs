@@ -5,6 +5,7 @@
 use std::sync::LazyLock;
 
 use ::redis::Script;
+use futures_util::future::{try_join, try_join_all};
 use livegate_core::Timestamp;
 
 use super::layout::{kid_changed, tenant_changed};
@@ -165,13 +166,10 @@ impl Inner {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = ::redis::pipe();
-        for id in &ids {
-            pipe.cmd("GET").arg(self.layout.tenant(id));
-        }
-        let raws: Vec<Option<String>> = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
+        // One GET per tenant, concurrently (multiplexed): tenants live in
+        // different slots, so neither MGET nor a pipeline would do on a
+        // cluster.
+        let raws = try_join_all(ids.iter().map(|id| self.get(self.layout.tenant(id)))).await?;
         let mut all = Vec::with_capacity(raws.len());
         for raw in raws.into_iter().flatten() {
             all.push(parse::<Tenant>(&raw, "tenant")?);
@@ -211,14 +209,12 @@ impl Inner {
     }
 
     async fn keys(&self, tenant: &str) -> Result<Vec<KeyRecord>, AdminError> {
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("EXISTS")
-            .arg(self.layout.tenant(tenant))
-            .cmd("SMEMBERS")
-            .arg(self.layout.tenant_keys(tenant));
-        let (exists, kids): (i64, Vec<String>) = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
+        let mut exists = ::redis::cmd("EXISTS");
+        exists.arg(self.layout.tenant(tenant));
+        let mut smembers = ::redis::cmd("SMEMBERS");
+        smembers.arg(self.layout.tenant_keys(tenant));
+        let (exists, kids): (i64, Vec<String>) =
+            try_join(self.cmd(exists), self.cmd(smembers)).await?;
         if exists == 0 {
             return Err(AdminError::TenantNotFound);
         }

@@ -106,3 +106,60 @@ impl Cache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::hash::{Pepper, hash_key};
+    use crate::store::{KeyRecord, Tenant};
+
+    fn cached(kid: &str, tenant: &str, read_at: Instant) -> Cached {
+        let pepper = Pepper::new("0123456789abcdef").unwrap();
+        let key = KeyRecord::new(kid.parse().unwrap(), tenant, hash_key(&pepper, kid, "s"));
+        Cached {
+            entry: Some(KeyEntry {
+                key: Arc::new(key),
+                tenant: Arc::new(Tenant::new(tenant)),
+            }),
+            tenant: Some(tenant.to_owned()),
+            read_at,
+        }
+    }
+
+    #[test]
+    fn invalidation_drops_a_kid_or_a_tenants_kids() {
+        let c = Cache::new(Duration::from_secs(1), Duration::from_secs(300));
+        let now = Instant::now();
+        c.put("aaaaaaaaaaaa", cached("aaaaaaaaaaaa", "acme", now));
+        c.put("bbbbbbbbbbbb", cached("bbbbbbbbbbbb", "acme", now));
+        c.put("cccccccccccc", cached("cccccccccccc", "other", now));
+        c.invalidate("k:aaaaaaaaaaaa");
+        assert!(c.get("aaaaaaaaaaaa").is_none() && c.get("bbbbbbbbbbbb").is_some());
+        c.invalidate("t:acme");
+        assert!(c.get("bbbbbbbbbbbb").is_none() && c.get("cccccccccccc").is_some());
+        c.invalidate("garbage");
+        assert!(c.get("cccccccccccc").is_none());
+    }
+
+    #[test]
+    fn a_flood_of_unknown_kids_is_swept() {
+        let c = Cache::new(Duration::from_millis(1), Duration::from_secs(300));
+        let old = Instant::now();
+        c.put("aaaaaaaaaaaa", cached("aaaaaaaaaaaa", "acme", old));
+        std::thread::sleep(Duration::from_millis(5));
+        for i in 0..3 * FIRST_SWEEP {
+            let absent = Cached {
+                entry: None,
+                tenant: None,
+                read_at: old,
+            };
+            c.put(&format!("{i:012}"), absent);
+        }
+        let len = c.map.read().unwrap().len();
+        assert!(len < FIRST_SWEEP, "{len}");
+        // A verified key survives until the stale limit.
+        assert!(c.get("aaaaaaaaaaaa").is_some());
+    }
+}

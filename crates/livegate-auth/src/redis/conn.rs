@@ -10,22 +10,24 @@ pub(super) enum Backend {
     Single(ConnectionManager),
     /// Connected on first use, so a store can be built while the cluster
     /// is down (the cluster client has no lazy constructor).
-    Cluster {
-        client: ClusterClient,
-        conn: tokio::sync::Mutex<Option<ClusterConnection>>,
-    },
+    Cluster(Box<LazyCluster>),
+}
+
+pub(super) struct LazyCluster {
+    pub(super) client: ClusterClient,
+    pub(super) conn: tokio::sync::Mutex<Option<ClusterConnection>>,
 }
 
 impl Backend {
     pub(super) async fn connection(&self) -> RedisResult<Conn> {
         match self {
             Self::Single(c) => Ok(Conn::Single(c.clone())),
-            Self::Cluster { client, conn } => {
-                let mut conn = conn.lock().await;
+            Self::Cluster(lazy) => {
+                let mut conn = lazy.conn.lock().await;
                 if let Some(c) = &*conn {
                     return Ok(Conn::Cluster(c.clone()));
                 }
-                let c = client.get_async_connection().await?;
+                let c = lazy.client.get_async_connection().await?;
                 *conn = Some(c.clone());
                 Ok(Conn::Cluster(c))
             }

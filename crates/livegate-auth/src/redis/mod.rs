@@ -75,12 +75,14 @@
 //! or connection error is [`StoreError::Unavailable`](crate::StoreError).
 //! Errors and health details never contain the URL or its password.
 //!
-//! `rediss://` URLs use rustls (ring provider; system root certificates).
-//! Redis Cluster is not supported yet: the layout is ready for it, the
-//! connection is to a single server (or a proxy).
+//! [`RedisStore::new`] talks to one server (reconnecting
+//! `ConnectionManager`), [`RedisStore::new_cluster`] to a Redis Cluster
+//! (commands routed by slot; pub/sub is cluster-wide). `rediss://` URLs use
+//! rustls (ring provider; system root certificates).
 
 mod admin;
 mod cache;
+mod conn;
 mod layout;
 mod settings;
 mod store;

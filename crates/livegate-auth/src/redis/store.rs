@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClient;
 use ::redis::{Client, FromRedisValue, RedisError};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::cache::{Cache, Cached};
+use super::conn::{Backend, Conn, LazyCluster};
 use super::layout::Layout;
 use super::settings::{MAX_CACHE_TTL, RedisSettings};
 use crate::store::{BoxFuture, KeyEntry, KeyRecord, KeyStore, StoreError, StoreHealth, Tenant};
@@ -30,7 +32,7 @@ pub struct RedisStore {
 }
 
 pub(super) struct Inner {
-    conn: ConnectionManager,
+    backend: Backend,
     pub(super) layout: Layout,
     pub(super) cache: Cache,
     settings: RedisSettings,
@@ -69,8 +71,8 @@ impl RedisStore {
     /// Must be called within a Tokio runtime (it starts the invalidation
     /// subscriber). `cache_ttl` is capped at 1 s. The error never contains
     /// the URL.
-    pub fn new(url: &str, mut settings: RedisSettings) -> Result<Self, StoreError> {
-        settings.cache_ttl = settings.cache_ttl.min(MAX_CACHE_TTL);
+    pub fn new(url: &str, settings: RedisSettings) -> Result<Self, StoreError> {
+        in_runtime()?;
         let client = Client::open(url).map_err(|e| {
             StoreError::Unavailable(format!("invalid redis url ({})", describe(&e)))
         })?;
@@ -80,8 +82,41 @@ impl RedisStore {
             .set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+        Ok(Self::build(Backend::Single(conn), vec![client], settings))
+    }
+
+    /// A store on a Redis Cluster reached through any of `nodes` (URLs as
+    /// for [`RedisStore::new`]). Commands are routed by slot; invalidations
+    /// are published and received with classic cluster-wide pub/sub on one
+    /// node at a time (the next one after a disconnect). Connects lazily.
+    pub fn new_cluster(nodes: &[&str], settings: RedisSettings) -> Result<Self, StoreError> {
+        in_runtime()?;
+        let invalid = |e: &RedisError| {
+            StoreError::Unavailable(format!("invalid redis cluster url ({})", describe(e)))
+        };
+        let clients = nodes
+            .iter()
+            .map(|u| Client::open(*u).map_err(|e| invalid(&e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if clients.is_empty() {
+            return Err(StoreError::Unavailable("no redis cluster nodes".to_owned()));
+        }
+        let client = ClusterClient::builder(nodes.to_vec())
+            .connection_timeout(settings.connect_timeout)
+            .retries(1)
+            .build()
+            .map_err(|e| invalid(&e))?;
+        let backend = Backend::Cluster(Box::new(LazyCluster {
+            client,
+            conn: tokio::sync::Mutex::new(None),
+        }));
+        Ok(Self::build(backend, clients, settings))
+    }
+
+    fn build(backend: Backend, pubsub: Vec<Client>, mut settings: RedisSettings) -> Self {
+        settings.cache_ttl = settings.cache_ttl.min(MAX_CACHE_TTL);
         let inner = Arc::new(Inner {
-            conn,
+            backend,
             layout: Layout::new(&settings.prefix),
             cache: Cache::new(settings.cache_ttl, settings.stale_limit),
             settings,
@@ -90,8 +125,8 @@ impl RedisStore {
         let subscriber = inner
             .settings
             .invalidation
-            .then(|| tokio::spawn(subscribe(client, Arc::downgrade(&inner))));
-        Ok(Self { inner, subscriber })
+            .then(|| tokio::spawn(subscribe(pubsub, Arc::downgrade(&inner))));
+        Self { inner, subscriber }
     }
 
     /// Whether the invalidation subscriber is connected now.
@@ -122,11 +157,11 @@ impl Inner {
     /// command timeout.
     pub(super) async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let result =
-            tokio::time::timeout(self.settings.command_timeout, f(self.conn.clone())).await;
+        let work = async { f(self.backend.connection().await?).await };
+        let result = tokio::time::timeout(self.settings.command_timeout, work).await;
         let why = match result {
             Ok(Ok(v)) => {
                 self.record_success();
@@ -283,6 +318,14 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
         .map_err(|_| StoreError::Unavailable(format!("stored {what} is not valid")))
 }
 
+fn in_runtime() -> Result<(), StoreError> {
+    tokio::runtime::Handle::try_current()
+        .map(drop)
+        .map_err(|_| {
+            StoreError::Unavailable("redis store must be created within a tokio runtime".to_owned())
+        })
+}
+
 /// A short description of a Redis error: never the URL, never a password.
 fn describe(e: &RedisError) -> String {
     if e.is_timeout() {
@@ -313,9 +356,9 @@ impl KeyStore for RedisStore {
 /// changed; reconnects after a disconnect, dropping the whole cache on
 /// every (re)subscribe since messages may have been missed. Ends when the
 /// store is dropped.
-async fn subscribe(client: Client, store: Weak<Inner>) {
-    loop {
-        if let Err(e) = listen(&client, &store).await {
+async fn subscribe(clients: Vec<Client>, store: Weak<Inner>) {
+    for client in clients.iter().cycle() {
+        if let Err(e) = listen(client, &store).await {
             tracing::debug!(error = %describe(&e), "redis store: invalidation subscriber disconnected");
         }
         let Some(inner) = store.upgrade() else { return };

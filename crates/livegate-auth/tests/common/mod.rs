@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use livegate_auth::RedisSettings;
 
+pub mod contract;
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -176,5 +178,63 @@ pub async fn dump(url: &str, prefix: &str) -> Vec<(String, String)> {
         if cursor == 0 {
             return out;
         }
+    }
+}
+
+/// A three-master Redis Cluster of private servers (no replicas).
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_owned();
+        let nodes: Vec<Server> = (0..3)
+            .map(|i| {
+                // The bus port is chosen too: port + 10000 may not be free
+                // (or even exist) for an ephemeral port.
+                let bus = free_port().to_string();
+                let conf = format!("nodes-{i}.conf");
+                Server::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &conf,
+                    "--cluster-port",
+                    &bus,
+                    "--dir",
+                    &path,
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(out.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes.iter().all(|n| {
+            n.cli(&["cluster", "info"])
+                .is_some_and(|i| i.contains("cluster_state:ok"))
+        }) {
+            assert!(Instant::now() < deadline, "cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { nodes, _dir: dir }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Server::url).collect()
     }
 }
