@@ -184,6 +184,14 @@ fn production_settings_without_a_vendor_refuse_to_start() {
             ),
         ),
         ("auth.pepper", format!("[auth]\npepper = \"{PEPPER}\"\n")),
+        (
+            "admin.token",
+            "[admin]\ntoken = \"admin-token-0123456789abcdef\"\n".to_owned(),
+        ),
+        (
+            "redis.url",
+            "[redis]\nurl = \"redis://127.0.0.1:1/0\"\n".to_owned(),
+        ),
     ];
     for (setting, toml) in &cases {
         let path = dir.path().join("c.toml");
@@ -199,6 +207,7 @@ fn production_settings_without_a_vendor_refuse_to_start() {
                 assert!(out.contains(needle), "{cmd}: {needle} missing:\n{out}");
             }
             assert!(!out.contains(PEPPER), "{out}");
+            assert!(!out.contains("admin-token-0123456789abcdef"), "{out}");
         }
     }
 }

@@ -274,6 +274,9 @@ struct KeyView {
     created_at: Option<Timestamp>,
     expires_at: Option<Timestamp>,
     rotated_from: Option<String>,
+    /// When the key last authenticated a request, to within about a minute;
+    /// `null` when never (or not since this field existed).
+    last_used_at: Option<Timestamp>,
 }
 
 impl KeyView {
@@ -292,6 +295,7 @@ impl KeyView {
             created_at: k.created_at,
             expires_at: k.expires_at,
             rotated_from: k.rotated_from.as_ref().map(ToString::to_string),
+            last_used_at: k.last_used_at,
         }
     }
 }
@@ -641,6 +645,62 @@ mod tests {
         for public in ["/modules/liveness", "/livez", "/readyz"] {
             assert!(doc["paths"][public].is_object(), "{public}");
         }
+    }
+
+    async fn call(app: &Router, method: &str, path: &str, body: &str) -> serde_json::Value {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert!(
+            res.status().is_success(),
+            "{method} {path}: {}",
+            res.status()
+        );
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_key_view_shows_the_last_use() {
+        use livegate_auth::KeyStore;
+
+        let store = Arc::new(MemoryStore::new());
+        let app = router(AdminApi::new(
+            store.clone(),
+            Pepper::new("admin-test-pepper-0123").unwrap(),
+            Arc::new(SystemClock),
+            ImagePolicy::default(),
+            &Secret::new(TOKEN),
+        ));
+        call(&app, "POST", "/admin/v1/tenants", r#"{"id":"acme"}"#).await;
+        let issued = call(&app, "POST", "/admin/v1/tenants/acme/keys", "{}").await;
+        assert!(issued["lastUsedAt"].is_null(), "{issued}");
+        let kid = issued["keyId"].as_str().unwrap().to_owned();
+        let listed = call(&app, "GET", "/admin/v1/tenants/acme/keys", "").await;
+        assert!(
+            listed[0].as_object().unwrap()["lastUsedAt"].is_null(),
+            "present, and null when never used: {listed}"
+        );
+
+        let at = Timestamp(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        store.touch(&kid, at).await.unwrap();
+        let listed = call(&app, "GET", "/admin/v1/tenants/acme/keys", "").await;
+        assert_eq!(listed[0]["lastUsedAt"], "2027-01-15T08:00:00Z", "{listed}");
+        let revoked = call(&app, "POST", &format!("/admin/v1/keys/{kid}/revoke"), "").await;
+        assert_eq!(revoked["lastUsedAt"], "2027-01-15T08:00:00Z", "{revoked}");
+    }
+
+    /// The document's key schema has every field the key view has.
+    #[test]
+    fn the_key_schema_lists_the_last_use() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let last = &doc["components"]["schemas"]["Key"]["properties"]["lastUsedAt"];
+        assert_eq!(last["type"], serde_json::json!(["string", "null"]));
+        assert_eq!(last["format"], "date-time");
     }
 
     /// Every listed route exists in the router (no 404 or 405 from routing).

@@ -7,11 +7,13 @@
 //! secret whether a kid exists, is revoked, has expired or belongs to a
 //! disabled tenant.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use livegate_core::Clock;
+use livegate_core::{Clock, Timestamp};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
@@ -118,6 +120,39 @@ struct Inner {
     store: Arc<dyn KeyStore>,
     pepper: Pepper,
     clock: Arc<dyn Clock>,
+    touches: Mutex<Touches>,
+}
+
+/// A key's `last_used_at` is written at most this often (per replica).
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// When this authenticator last had each key touched, so it touches a key
+/// at most once per [`TOUCH_INTERVAL`] even while the record it reads
+/// (from a cache that does not see the write) still shows the old time.
+/// Only authenticated kids get in; swept of entries past the interval when
+/// it doubles.
+#[derive(Debug)]
+struct Touches {
+    at: HashMap<String, SystemTime>,
+    sweep_at: usize,
+}
+
+const FIRST_TOUCH_SWEEP: usize = 1024;
+
+/// Whether `then` is less than [`TOUCH_INTERVAL`] before `now` (a time
+/// ahead of `now`, from a clock that runs ahead elsewhere, counts as
+/// recent).
+fn recent(then: SystemTime, now: SystemTime) -> bool {
+    match now.duration_since(then) {
+        Ok(age) => age < TOUCH_INTERVAL,
+        Err(_) => true,
+    }
+}
+
+/// `t` to whole seconds: finer is noise for a once-a-minute value.
+fn whole_seconds(t: SystemTime) -> Timestamp {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Timestamp(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// Stand-ins hashed when there is no real key to check, so that path costs
@@ -133,6 +168,10 @@ impl Authenticator {
                 store,
                 pepper,
                 clock,
+                touches: Mutex::new(Touches {
+                    at: HashMap::new(),
+                    sweep_at: FIRST_TOUCH_SWEEP,
+                }),
             }),
         }
     }
@@ -180,6 +219,7 @@ impl Authenticator {
         if entry.tenant.disabled {
             return Err(AuthError::TenantDisabled);
         }
+        inner.touch(record);
         Ok(Principal {
             tenant: entry.tenant,
             key: entry.key,
@@ -188,6 +228,41 @@ impl Authenticator {
 }
 
 impl Inner {
+    /// Records the key's use, off the request path: when neither its record
+    /// nor this authenticator has it used within [`TOUCH_INTERVAL`], spawns
+    /// a [`KeyStore::touch`] (only inside a Tokio runtime) and returns at
+    /// once. A failed touch is logged at debug and otherwise ignored; it is
+    /// not retried before the interval has passed.
+    fn touch(&self, record: &KeyRecord) {
+        let now = self.clock.now();
+        if record.last_used_at.is_some_and(|t| recent(t.0, now)) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let kid = record.kid.as_str();
+        {
+            let mut touches = self.touches.lock().unwrap_or_else(PoisonError::into_inner);
+            if touches.at.get(kid).is_some_and(|t| recent(*t, now)) {
+                return;
+            }
+            touches.at.insert(kid.to_owned(), now);
+            if touches.at.len() >= touches.sweep_at {
+                touches.at.retain(|_, t| recent(*t, now));
+                touches.sweep_at = (touches.at.len() * 2).max(FIRST_TOUCH_SWEEP);
+            }
+        }
+        let store = Arc::clone(&self.store);
+        let kid = kid.to_owned();
+        let at = whole_seconds(now);
+        runtime.spawn(async move {
+            if let Err(e) = store.touch(&kid, at).await {
+                tracing::debug!(error = %e, "could not record a key's last use");
+            }
+        });
+    }
+
     /// Same HMAC and comparison as a real check; `black_box` stops the
     /// optimizer from dropping work whose result is unused.
     fn dummy_check(&self, presented: PresentedKey<'_>) {

@@ -224,6 +224,7 @@ mod tests {
             revoked: false,
             created_at: None,
             rotated_from: None,
+            last_used_at: None,
         });
         let authn = Authenticator::new(Arc::new(store), pepper, Arc::new(SystemClock));
         (authn, new.plaintext.expose().to_owned())

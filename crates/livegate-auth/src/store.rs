@@ -87,6 +87,11 @@ pub struct KeyRecord {
     /// The key this one replaced by rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_from: Option<KeyId>,
+    /// When the key last authenticated a request, to within about a
+    /// minute: informational, written off the request path by
+    /// [`KeyStore::touch`], never consulted for a decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<Timestamp>,
 }
 
 impl KeyRecord {
@@ -100,6 +105,7 @@ impl KeyRecord {
             revoked: false,
             created_at: None,
             rotated_from: None,
+            last_used_at: None,
         }
     }
 }
@@ -135,6 +141,16 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Whether the store can answer now.
     fn health(&self) -> BoxFuture<'_, StoreHealth>;
+
+    /// Records that the key `kid` authenticated a request at `at`: sets its
+    /// [`KeyRecord::last_used_at`], unless the stored value is already as
+    /// recent. Only that field changes, and nothing else is told: it is
+    /// informational, so a touch must not drop caches or publish
+    /// invalidations. An unknown kid is no error (it may have just gone).
+    ///
+    /// Called off the request path (the [`Authenticator`](crate::Authenticator)
+    /// spawns it, at most once a minute per key and replica).
+    fn touch(&self, kid: &str, at: Timestamp) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -347,6 +363,17 @@ impl KeyStore for MemoryStore {
             detail: None,
         }))
     }
+
+    fn touch(&self, kid: &str, at: Timestamp) -> BoxFuture<'_, Result<(), StoreError>> {
+        if let Some(k) = write!(self.keys).get_mut(kid) {
+            if k.last_used_at.is_none_or(|t| t < at) {
+                // A copy if the record is shared: a reader's record does not
+                // change under it.
+                Arc::make_mut(k).last_used_at = Some(at);
+            }
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 #[cfg(test)]
@@ -367,6 +394,7 @@ mod tests {
             revoked: false,
             created_at: None,
             rotated_from: None,
+            last_used_at: None,
         }
     }
 
@@ -440,6 +468,44 @@ mod tests {
     }
 
     #[test]
+    fn touch_records_the_latest_use_only() {
+        let at = |s: u64| Timestamp(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let store = MemoryStore::new();
+        store.put_tenant(Tenant::new("acme"));
+        store.put_key(record("aaaaaaaaaaaa", "acme"));
+        let before = lookup(&store, "aaaaaaaaaaaa").unwrap();
+        assert_eq!(before.key.last_used_at, None);
+
+        now_or_never(store.touch("aaaaaaaaaaaa", at(1_800_000_000))).unwrap();
+        let after = lookup(&store, "aaaaaaaaaaaa").unwrap();
+        assert_eq!(after.key.last_used_at, Some(at(1_800_000_000)));
+        // Only that field changed, and not under an earlier reader.
+        assert_eq!(
+            KeyRecord {
+                last_used_at: None,
+                ..(*after.key).clone()
+            },
+            *before.key
+        );
+        assert_eq!(before.key.last_used_at, None);
+
+        // An older or equal time never moves it back.
+        now_or_never(store.touch("aaaaaaaaaaaa", at(1_700_000_000))).unwrap();
+        now_or_never(store.touch("aaaaaaaaaaaa", at(1_800_000_000))).unwrap();
+        let same = lookup(&store, "aaaaaaaaaaaa").unwrap();
+        assert!(Arc::ptr_eq(&same.key, &after.key), "no write at all");
+        now_or_never(store.touch("aaaaaaaaaaaa", at(1_800_000_060))).unwrap();
+        assert_eq!(
+            lookup(&store, "aaaaaaaaaaaa").unwrap().key.last_used_at,
+            Some(at(1_800_000_060))
+        );
+
+        // An unknown kid is no error and creates nothing.
+        now_or_never(store.touch("bbbbbbbbbbbb", at(1_800_000_000))).unwrap();
+        assert!(lookup(&store, "bbbbbbbbbbbb").is_none());
+    }
+
+    #[test]
     fn record_serde_round_trip() {
         let mut r = record("aaaaaaaaaaaa", "acme");
         r.expires_at = Some(Timestamp(
@@ -458,7 +524,24 @@ mod tests {
             r.hash
         );
         let m: KeyRecord = serde_json::from_str(&minimal).unwrap();
-        assert_eq!((m.expires_at, m.revoked), (None, false));
+        assert_eq!(
+            (m.expires_at, m.revoked, m.last_used_at),
+            (None, false, None)
+        );
+        assert!(
+            !json.contains("last_used_at"),
+            "absent when never used: {json}"
+        );
+        let used = KeyRecord {
+            last_used_at: r.expires_at,
+            ..r.clone()
+        };
+        let used_json = serde_json::to_string(&used).unwrap();
+        assert!(
+            used_json.contains(r#""last_used_at":"2027-01-15T08:00:00Z""#),
+            "{used_json}"
+        );
+        assert_eq!(serde_json::from_str::<KeyRecord>(&used_json).unwrap(), used);
 
         let bad_kid = minimal.replace("aaaaaaaaaaaa", "AAAA");
         assert!(serde_json::from_str::<KeyRecord>(&bad_kid).is_err());

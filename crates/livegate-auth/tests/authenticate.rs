@@ -20,6 +20,36 @@ struct Fixture {
     clock: Arc<Mutex<SystemTime>>,
     auth: Authenticator,
     key: NewKey,
+    /// The store the authenticator reads: `store`, counting touches.
+    counting: Arc<Counting>,
+}
+
+/// The fixture's store behind a wrapper that records every touch and
+/// passes it on, or (`forward` off) drops it, like a replica whose cached
+/// record does not see the write.
+struct Counting {
+    store: Arc<MemoryStore>,
+    forward: bool,
+    touches: Mutex<Vec<(String, Timestamp)>>,
+}
+
+impl KeyStore for Counting {
+    fn lookup(&self, kid: &str) -> BoxFuture<'_, Result<Option<KeyEntry>, StoreError>> {
+        self.store.lookup(kid)
+    }
+
+    fn health(&self) -> BoxFuture<'_, StoreHealth> {
+        self.store.health()
+    }
+
+    fn touch(&self, kid: &str, at: Timestamp) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.touches.lock().unwrap().push((kid.to_owned(), at));
+        if self.forward {
+            self.store.touch(kid, at)
+        } else {
+            Box::pin(async { Ok(()) })
+        }
+    }
 }
 
 fn pepper() -> Pepper {
@@ -27,6 +57,11 @@ fn pepper() -> Pepper {
 }
 
 fn fixture() -> Fixture {
+    fixture_touching(true)
+}
+
+/// A fixture whose store does (`forward`) or does not record touches.
+fn fixture_touching(forward: bool) -> Fixture {
     let store = Arc::new(MemoryStore::new());
     store.put_tenant(Tenant {
         name: Some("Acme".into()),
@@ -41,11 +76,17 @@ fn fixture() -> Fixture {
         revoked: false,
         created_at: None,
         rotated_from: None,
+        last_used_at: None,
     });
     let clock = Arc::new(Mutex::new(SystemTime::UNIX_EPOCH + T0));
     let c = clock.clone();
+    let counting = Arc::new(Counting {
+        store: store.clone(),
+        forward,
+        touches: Mutex::new(Vec::new()),
+    });
     let auth = Authenticator::new(
-        store.clone(),
+        counting.clone(),
         pepper(),
         Arc::new(move || *c.lock().unwrap()),
     );
@@ -54,6 +95,7 @@ fn fixture() -> Fixture {
         clock,
         auth,
         key,
+        counting,
     }
 }
 
@@ -72,6 +114,36 @@ impl Fixture {
         let mut record = (*entry.key).clone();
         record.expires_at = Some(Timestamp(at));
         self.store.put_key(record);
+    }
+
+    /// Lets the spawned touches run (the test runtime has one thread, and a
+    /// memory store's touch is ready at once), then returns every touch so
+    /// far, as `(kid, seconds after T0)`.
+    async fn touches(&self) -> Vec<(String, u64)> {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        let t0 = SystemTime::UNIX_EPOCH + T0;
+        self.counting
+            .touches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(kid, at)| (kid.clone(), at.0.duration_since(t0).unwrap().as_secs()))
+            .collect()
+    }
+
+    fn advance_to(&self, since_t0: Duration) {
+        *self.clock.lock().unwrap() = SystemTime::UNIX_EPOCH + T0 + since_t0;
+    }
+
+    async fn stored_last_use(&self) -> Option<Timestamp> {
+        KeyStore::lookup(&*self.store, self.key.kid.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .last_used_at
     }
 }
 
@@ -234,6 +306,7 @@ async fn key_of_missing_tenant_is_unknown() {
         revoked: false,
         created_at: None,
         rotated_from: None,
+        last_used_at: None,
     });
     let err = f.refusal(orphan.plaintext.expose()).await;
     assert!(matches!(err, AuthError::Unknown), "{err:?}");
@@ -288,6 +361,10 @@ impl KeyStore for DownStore {
             }
         })
     }
+
+    fn touch(&self, _kid: &str, _at: Timestamp) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
+    }
 }
 
 #[tokio::test]
@@ -319,4 +396,148 @@ fn authenticator_is_cheap_clone_send_sync_and_its_future_is_send() {
     assert_send(&fut);
     let out = format!("{:?}", f.auth);
     assert!(!out.contains(PEPPER), "{out}");
+}
+
+#[tokio::test]
+async fn a_successful_authentication_touches_the_key_once_a_minute() {
+    let f = fixture();
+    let kid = f.key.kid.to_string();
+    let h = api_key(f.key.plaintext.expose());
+    let p = f.auth.authenticate(&h).await.unwrap();
+    // The principal is the record as read: the touch happens afterwards.
+    assert_eq!(p.key.last_used_at, None);
+    assert_eq!(f.touches().await, [(kid.clone(), 0)]);
+    assert_eq!(
+        f.stored_last_use().await,
+        Some(Timestamp(SystemTime::UNIX_EPOCH + T0))
+    );
+
+    // Within the minute: no second touch (the record says so, and so does
+    // the authenticator's own memory).
+    for secs in [0, 1, 30, 59] {
+        f.advance_to(Duration::from_secs(secs));
+        f.auth.authenticate(&h).await.unwrap();
+    }
+    f.advance_to(Duration::from_millis(59_999));
+    f.auth
+        .authenticate(&bearer(f.key.plaintext.expose()))
+        .await
+        .unwrap();
+    assert_eq!(f.touches().await.len(), 1);
+
+    // A minute on: touched again, at the clock's time.
+    f.advance_to(Duration::from_secs(60));
+    f.auth.authenticate(&h).await.unwrap();
+    f.auth.authenticate(&h).await.unwrap();
+    assert_eq!(f.touches().await, [(kid.clone(), 0), (kid.clone(), 60)]);
+    assert_eq!(
+        f.stored_last_use().await,
+        Some(Timestamp(
+            SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(60)
+        ))
+    );
+    f.advance_to(Duration::from_secs(200));
+    f.auth.authenticate(&h).await.unwrap();
+    assert_eq!(f.touches().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_stale_record_does_not_make_the_authenticator_touch_more_often() {
+    // The store never shows the write (a cache that does not see it): the
+    // authenticator still touches at most once a minute.
+    let f = fixture_touching(false);
+    let kid = f.key.kid.to_string();
+    let h = api_key(f.key.plaintext.expose());
+    f.auth.authenticate(&h).await.unwrap();
+    assert_eq!(f.touches().await, [(kid.clone(), 0)]);
+    for secs in [1, 10, 59] {
+        f.advance_to(Duration::from_secs(secs));
+        f.auth.authenticate(&h).await.unwrap();
+    }
+    assert_eq!(f.stored_last_use().await, None);
+    assert_eq!(f.touches().await.len(), 1);
+    f.advance_to(Duration::from_secs(61));
+    f.auth.authenticate(&h).await.unwrap();
+    f.auth.authenticate(&h).await.unwrap();
+    assert_eq!(f.touches().await, [(kid.clone(), 0), (kid, 61)]);
+
+    // Its clones share that memory; another authenticator has its own.
+    f.auth.clone().authenticate(&h).await.unwrap();
+    assert_eq!(f.touches().await.len(), 2);
+    let c = f.clock.clone();
+    let other = Authenticator::new(
+        f.counting.clone(),
+        pepper(),
+        Arc::new(move || *c.lock().unwrap()),
+    );
+    other.authenticate(&h).await.unwrap();
+    assert_eq!(f.touches().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_recent_last_use_in_the_record_means_no_touch() {
+    let f = fixture();
+    let entry = KeyStore::lookup(&*f.store, f.key.kid.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut record = (*entry.key).clone();
+    // Written 30 s ago by another replica.
+    record.last_used_at = Some(Timestamp(
+        SystemTime::UNIX_EPOCH + T0 - Duration::from_secs(30),
+    ));
+    f.store.put_key(record);
+    let h = api_key(f.key.plaintext.expose());
+    f.auth.authenticate(&h).await.unwrap();
+    assert!(f.touches().await.is_empty());
+    f.advance_to(Duration::from_secs(30));
+    f.auth.authenticate(&h).await.unwrap();
+    assert_eq!(f.touches().await, [(f.key.kid.to_string(), 30)]);
+}
+
+#[tokio::test]
+async fn a_failed_authentication_never_touches() {
+    let f = fixture();
+    let key = f.key.plaintext.expose();
+    let stranger = generate();
+    let refusals = [
+        f.refusal(&wrong_secret(key)).await,
+        f.refusal(stranger.plaintext.expose()).await,
+        f.refusal(&key[..50]).await,
+    ];
+    assert!(
+        matches!(
+            refusals,
+            [AuthError::Unknown, AuthError::Unknown, AuthError::Malformed]
+        ),
+        "{refusals:?}"
+    );
+
+    // Right secret, but refused: not a use either.
+    f.store.set_disabled("acme", true);
+    assert!(matches!(f.refusal(key).await, AuthError::TenantDisabled));
+    f.store.set_disabled("acme", false);
+    f.set_expiry(SystemTime::UNIX_EPOCH + T0).await;
+    assert!(matches!(f.refusal(key).await, AuthError::Expired));
+    f.set_expiry(SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(3600))
+        .await;
+    f.store.revoke(f.key.kid.as_str());
+    assert!(matches!(f.refusal(key).await, AuthError::Revoked));
+
+    assert!(f.touches().await.is_empty());
+    assert_eq!(f.stored_last_use().await, None);
+}
+
+#[test]
+fn outside_a_runtime_authentication_works_and_touches_nothing() {
+    let f = fixture();
+    let h = api_key(f.key.plaintext.expose());
+    // Polled by hand, without Tokio: the memory store answers at once.
+    let mut fut = std::pin::pin!(f.auth.authenticate(&h));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let std::task::Poll::Ready(result) = fut.as_mut().poll(&mut cx) else {
+        panic!("not ready");
+    };
+    assert_eq!(result.unwrap().kid(), &f.key.kid);
+    assert!(f.counting.touches.lock().unwrap().is_empty());
 }

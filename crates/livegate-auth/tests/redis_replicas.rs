@@ -4,8 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::StreamExt;
 use livegate_auth::{
     KeyAdmin, KeyRecord, KeyStore, Pepper, RedisSettings, RedisStore, StoreError, Tenant, generate,
 };
@@ -215,4 +217,131 @@ async fn a_store_built_while_redis_is_down_starts_working_when_it_comes_up() {
     }
     assert!(store.lookup("aaaaaaaaaaaa").await.unwrap().is_none());
     wait_subscribed(&store).await;
+}
+
+#[tokio::test]
+async fn a_touch_neither_publishes_nor_drops_another_replicas_cache() {
+    let t = common::target();
+    let a = RedisStore::new(&t.url, t.settings()).unwrap();
+    let b = RedisStore::new(&t.url, t.settings()).unwrap();
+    wait_subscribed(&b).await;
+    a.create_tenant(Tenant::new("acme")).await.unwrap();
+    let k = new_key("acme");
+    let kid = k.kid.as_str();
+    a.add_key(k.clone()).await.unwrap();
+    // Let b handle the add's invalidation before its cache is warmed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let client = redis::Client::open(t.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let record_key = format!("{}:{{t:acme}}:key:{kid}", t.prefix);
+    let raw = |mut c: redis::aio::MultiplexedConnection| {
+        let key = record_key.clone();
+        async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<String>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let before = raw(conn.clone()).await;
+    let channel = format!("{}:invalidate", t.prefix);
+    let mut listener = client.get_async_pubsub().await.unwrap();
+    listener.subscribe(&channel).await.unwrap();
+
+    // Sub-second parts are dropped: the stored time is whole seconds.
+    let at =
+        |secs: u64| Timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(secs * 1000 + 500));
+    let text =
+        |secs: u64| Timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).to_string();
+
+    // b keeps serving its cached record after a's touch (it may take a
+    // few attempts on a loaded machine to stay inside b's cache TTL).
+    let mut last = 0;
+    let mut shown = false;
+    for attempt in 0..5 {
+        last = 1_800_000_000 + 60 * attempt;
+        let warmed = Instant::now();
+        let cached = b.lookup(kid).await.unwrap().unwrap();
+        a.touch(kid, at(last)).await.unwrap();
+        // Time for an invalidation, were one published, to reach b.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let again = b.lookup(kid).await.unwrap().unwrap();
+        if warmed.elapsed() < Duration::from_millis(800) {
+            assert!(
+                Arc::ptr_eq(&cached.key, &again.key),
+                "b's entry was dropped"
+            );
+            shown = true;
+            break;
+        }
+    }
+    assert!(shown, "never inside the cache ttl");
+
+    // Only that field changed, the rest of the text byte for byte.
+    let after = raw(conn.clone()).await;
+    let expected = format!(
+        r#"{},"last_used_at":"{}"}}"#,
+        &before[..before.len() - 1],
+        text(last)
+    );
+    assert_eq!(after, expected);
+    // An older time changes nothing.
+    a.touch(kid, at(last - 60)).await.unwrap();
+    a.touch(kid, at(last)).await.unwrap();
+    assert_eq!(raw(conn.clone()).await, expected);
+
+    // Nothing was published: the listener's first message is ours.
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg("k:000000000000")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut messages = listener.on_message();
+    let first = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.get_payload::<String>().unwrap(), "k:000000000000");
+    drop(messages);
+
+    // Every replica reads it at its next refresh.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let seen = b.lookup(kid).await.unwrap().unwrap();
+    let touched = KeyRecord {
+        last_used_at: Some(Timestamp(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(last),
+        )),
+        ..k.clone()
+    };
+    assert_eq!(*seen.key, touched);
+
+    // A record edited by hand (other spacing, or a null) is still updated,
+    // and still readable.
+    let pretty = serde_json::to_string_pretty(&touched).unwrap();
+    let null = format!(r#"{},"last_used_at":null}}"#, &before[..before.len() - 1]);
+    for (i, edited) in [pretty, null].into_iter().enumerate() {
+        let _: () = redis::cmd("SET")
+            .arg(&record_key)
+            .arg(&edited)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let secs = last + 600 * (i as u64 + 1);
+        a.touch(kid, at(secs)).await.unwrap();
+        let stored: KeyRecord = serde_json::from_str(&raw(conn.clone()).await).unwrap();
+        let expected = KeyRecord {
+            last_used_at: Some(Timestamp(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            )),
+            ..k.clone()
+        };
+        assert_eq!(stored, expected, "{edited}");
+    }
+
+    // A kid that is not there: no error, nothing written.
+    a.touch("zzzzzzzzzzzz", at(last)).await.unwrap();
+    assert!(b.lookup("zzzzzzzzzzzz").await.unwrap().is_none());
 }

@@ -162,8 +162,9 @@ impl Default for VendorConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` or `rediss://…`; a secret
-    /// (it may hold a password).
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…`; several,
+    /// comma-separated, are the nodes of a Redis Cluster. A secret (it may
+    /// hold a password).
     pub url: Option<Secret>,
     pub url_file: Option<PathBuf>,
     /// With Redis unreachable: `local` (keys verified before keep working,

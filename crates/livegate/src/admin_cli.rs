@@ -144,4 +144,11 @@ pub const TENANT_COLUMNS: &[&str] = &[
     "burst",
     "monthlyQuota",
 ];
-pub const KEY_COLUMNS: &[&str] = &["keyId", "tenantId", "state", "expiresAt", "rotatedFrom"];
+pub const KEY_COLUMNS: &[&str] = &[
+    "keyId",
+    "tenantId",
+    "state",
+    "expiresAt",
+    "lastUsedAt",
+    "rotatedFrom",
+];

@@ -127,13 +127,20 @@ where
         )
         .service(Forward::new(vendor));
 
-    Router::new()
+    let routes = Router::new()
         .route("/modules/liveness", post_service(liveness))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .with_state(gw.clone());
+    around_every_route(routes)
+}
+
+/// What every route of either listener gets: the request id, a span, JSON
+/// 404/405 answers and a panic catcher.
+fn around_every_route(routes: Router) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(gw.clone())
         .layer(
             ServiceBuilder::new()
                 // Only plain-token ids from clients are kept, then every
@@ -152,7 +159,8 @@ where
                         .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
                 )
                 // The liveness route catches its own panics (with its
-                // record); this answers for the probes, in the same shape.
+                // record); this answers for the probes and the admin API,
+                // in the same shape.
                 .layer(CatchPanicLayer::custom(|_| {
                     tracing::error!("request handler panicked");
                     error_response::<Body>(ErrorKind::Internal, "")
@@ -167,24 +175,7 @@ pub fn ops_router(admin: Option<livegate_admin::AdminApi>) -> Router {
         Some(api) => livegate_admin::router(api),
         None => Router::new(),
     };
-    routes
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(
-            ServiceBuilder::new()
-                .map_request(drop_untrusted_id)
-                .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-                )
-                .layer(CatchPanicLayer::custom(|_| {
-                    tracing::error!("admin handler panicked");
-                    error_response::<Body>(ErrorKind::Internal, "")
-                })),
-        )
+    around_every_route(routes)
 }
 
 /// The tenant's image policy: the deployment's with the tenant's changes.

@@ -69,7 +69,8 @@ fn contended() -> AdminError {
 }
 
 impl Inner {
-    async fn script(
+    /// Runs a Lua script (all `keys` in one slot) under the command timeout.
+    pub(super) async fn script(
         &self,
         script: &Script,
         keys: &[String],

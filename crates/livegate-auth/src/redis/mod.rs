@@ -63,6 +63,16 @@
 //! costs one request per 100 ms a command timeout instead of every request;
 //! reconnection is automatic.
 //!
+//! # Last use
+//!
+//! [`KeyStore::touch`](crate::KeyStore::touch) sets a key record's
+//! `last_used_at` with one Lua script on that record alone (only if the stored
+//! time is older; the rest of the record's text is kept as it is). It
+//! publishes no invalidation and drops no cache entry: the field is
+//! informational, so replicas pick it up at their next refresh, and the
+//! authenticator's once-a-minute limit keeps the writes from churning caches.
+//! Like every write, it makes a concurrent admin compare-and-set retry.
+//!
 //! # Round trips per lookup
 //!
 //! - cache hit younger than the TTL: none;

@@ -2,13 +2,14 @@
 //! invalidation subscriber.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
-use ::redis::{Client, FromRedisValue, RedisError};
+use ::redis::{Client, FromRedisValue, RedisError, Script};
 use futures_util::StreamExt;
+use livegate_core::Timestamp;
 use tokio::task::JoinHandle;
 
 use super::cache::{Cache, Cached};
@@ -23,6 +24,47 @@ use crate::store::{BoxFuture, KeyEntry, KeyRecord, KeyStore, StoreError, StoreHe
 const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(100);
 /// Pause before the subscriber reconnects.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(200);
+
+/// Sets a key record's `last_used_at`, unless the stored one is as recent.
+/// KEYS: key record. ARGV: kid, tenant, the time (RFC 3339, whole seconds,
+/// UTC: `YYYY-MM-DDTHH:MM:SSZ`, so its first 19 bytes order as the time
+/// does, as do those of any stored value this crate wrote).
+/// 1 written, 2 already as recent, 0 no such record (or not this kid's).
+///
+/// The rest of the record is kept byte for byte (the field is replaced or
+/// appended in the text), so nothing serde wrote is re-encoded by Lua's
+/// cjson; only a record whose field cannot be found as serde writes it
+/// (edited by hand) is re-encoded. Publishes nothing.
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local ok, rec = pcall(cjson.decode, cur)
+if not ok or type(rec) ~= 'table' or rec.kid ~= ARGV[1] or rec.tenant_id ~= ARGV[2] then
+  return 0
+end
+local prev = rec.last_used_at
+if type(prev) == 'string' and string.sub(prev, 1, 19) >= string.sub(ARGV[3], 1, 19) then
+  return 2
+end
+local field = '"last_used_at":"' .. ARGV[3] .. '"'
+local new
+if prev == nil then
+  local close = string.find(cur, '}%s*$')
+  if close then new = string.sub(cur, 1, close - 1) .. ',' .. field .. '}' end
+elseif type(prev) == 'string' then
+  local s, e = string.find(cur, '"last_used_at":"' .. prev .. '"', 1, true)
+  if s then new = string.sub(cur, 1, s - 1) .. field .. string.sub(cur, e + 1) end
+end
+if not new then
+  rec.last_used_at = ARGV[3]
+  new = cjson.encode(rec)
+end
+redis.call('SET', KEYS[1], new)
+return 1"#,
+    )
+});
 
 /// Tenants and keys in Redis, shared by every replica, with a per-replica
 /// cache; see the [module docs](super).
@@ -269,6 +311,47 @@ impl Inner {
         }
     }
 
+    /// Sets the key's `last_used_at` (see [`TOUCH`]): the tenant from the
+    /// cache when known (as it is right after an authentication), else from
+    /// the index. Neither drops a cache entry nor publishes: the field is
+    /// informational, and every replica reads it at its next refresh.
+    async fn touch(&self, kid: &str, at: Timestamp) -> Result<(), StoreError> {
+        if self.backing_off(Instant::now()) {
+            return Err(StoreError::Unavailable(
+                "redis store is backing off after a failure".to_owned(),
+            ));
+        }
+        // Whole seconds, so the script can compare the text.
+        let secs = at.0.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let at = Timestamp(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
+        let cached_tenant = self.cache.get(kid).and_then(|c| c.tenant);
+        let from_cache = cached_tenant.is_some();
+        let tenant = match cached_tenant {
+            Some(t) => t,
+            None => match self.kid_tenant(kid).await? {
+                Some(t) => t,
+                None => return Ok(()),
+            },
+        };
+        let args = |tenant: &str| [kid.to_owned(), tenant.to_owned(), at.clone()];
+        let keys = [self.layout.key(&tenant, kid)];
+        if self.script(&TOUCH, &keys, &args(&tenant)).await? == 0 && from_cache {
+            // The kid may have been re-added under another tenant.
+            if let Some(tenant) = self.kid_tenant(kid).await? {
+                let keys = [self.layout.key(&tenant, kid)];
+                self.script(&TOUCH, &keys, &args(&tenant)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kid's tenant, from the index.
+    async fn kid_tenant(&self, kid: &str) -> Result<Option<String>, StoreError> {
+        let mut get = ::redis::cmd("GET");
+        get.arg(self.layout.kid_index(kid));
+        self.cmd(get).await
+    }
+
     /// While Redis cannot answer: a key verified within the stale limit is
     /// still served; anything else (including a kid verified absent, which
     /// may exist by now) is an error.
@@ -349,6 +432,11 @@ impl KeyStore for RedisStore {
 
     fn health(&self) -> BoxFuture<'_, StoreHealth> {
         Box::pin(self.inner.health())
+    }
+
+    fn touch(&self, kid: &str, at: Timestamp) -> BoxFuture<'_, Result<(), StoreError>> {
+        let kid = kid.to_owned();
+        Box::pin(async move { self.inner.touch(&kid, at).await })
     }
 }
 

@@ -102,6 +102,32 @@ pub async fn contract<S: KeyStore + KeyAdmin>(s: &S) -> Vec<String> {
     assert_eq!(*e.tenant, updated);
     assert!(lookup(s, "zzzzzzzzzzzz").await.is_none());
 
+    // Touch: sets only the last use, only forwards, read back from the
+    // store itself (a cached lookup need not see it: nothing invalidates).
+    let listed = |keys: Vec<KeyRecord>, kid: &KeyRecord| {
+        keys.into_iter().find(|k| k.kid == kid.kid).unwrap()
+    };
+    s.touch(k1.kid.as_str(), at(1_800_000_300)).await.unwrap();
+    let touched = KeyRecord {
+        last_used_at: Some(at(1_800_000_300)),
+        ..k1.clone()
+    };
+    assert_eq!(listed(s.keys("acme").await.unwrap(), &k1), touched);
+    assert_eq!(listed(s.keys("acme").await.unwrap(), &k2), k2);
+    s.touch(k1.kid.as_str(), at(1_800_000_200)).await.unwrap();
+    s.touch(k1.kid.as_str(), at(1_800_000_300)).await.unwrap();
+    assert_eq!(listed(s.keys("acme").await.unwrap(), &k1), touched);
+    s.touch(k1.kid.as_str(), at(1_800_000_360)).await.unwrap();
+    let touched = KeyRecord {
+        last_used_at: Some(at(1_800_000_360)),
+        ..k1.clone()
+    };
+    assert_eq!(listed(s.keys("acme").await.unwrap(), &k1), touched);
+    // An unknown kid is no error, and creates nothing.
+    s.touch("zzzzzzzzzzzz", at(1_800_000_360)).await.unwrap();
+    assert!(lookup(s, "zzzzzzzzzzzz").await.is_none());
+    assert_eq!(s.keys("acme").await.unwrap().len(), 3);
+
     // Disable and enable: seen by the next lookup.
     let disabled = s
         .set_tenant_disabled("acme", true, at(1_800_000_100))
@@ -119,8 +145,15 @@ pub async fn contract<S: KeyStore + KeyAdmin>(s: &S) -> Vec<String> {
         Err(AdminError::TenantNotFound)
     ));
 
-    // Revoke: idempotent, seen by the next lookup.
-    assert!(s.revoke_key(k1.kid.as_str()).await.unwrap().revoked);
+    // Revoke: idempotent, seen by the next lookup; keeps the last use.
+    let revoked = s.revoke_key(k1.kid.as_str()).await.unwrap();
+    assert_eq!(
+        revoked,
+        KeyRecord {
+            revoked: true,
+            ..touched
+        }
+    );
     assert!(s.revoke_key(k1.kid.as_str()).await.unwrap().revoked);
     assert!(lookup(s, k1.kid.as_str()).await.unwrap().key.revoked);
     assert!(matches!(
