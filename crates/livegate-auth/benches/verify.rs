@@ -29,10 +29,12 @@
 //! criterion's report it prints the mean per verification of each case measured in this
 //! run (from the estimates criterion just wrote).
 
+#[path = "../../../bench/criterion_estimates.rs"]
+mod estimates;
+
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -266,32 +268,14 @@ fn main() {
     print_table(started);
 }
 
-/// Where criterion keeps its estimates: `CRITERION_HOME`, else
-/// `<target>/criterion` (this executable is `<target>/<profile>/deps/…`).
-fn criterion_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return Some(PathBuf::from(home));
-    }
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-}
-
-/// Mean time in ns, if criterion wrote it during this run.
-fn mean_ns(dir: &Path, since: SystemTime) -> Option<f64> {
-    let file = dir.join("new").join("estimates.json");
-    if std::fs::metadata(&file).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
-    v["mean"]["point_estimate"].as_f64()
-}
-
 fn print_table(since: SystemTime) {
-    let Some(root) = criterion_dir() else { return };
+    let Some(root) = estimates::criterion_dir() else {
+        return;
+    };
     let group = root.join(GROUP);
     let rows: Vec<(&str, &str, f64)> = CASES
         .iter()
-        .filter_map(|&(id, what)| Some((id, what, mean_ns(&group.join(id), since)?)))
+        .filter_map(|&(id, what)| Some((id, what, estimates::mean_ns(&group.join(id), since)?)))
         .collect();
     if rows.is_empty() {
         return;

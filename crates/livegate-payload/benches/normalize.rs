@@ -15,8 +15,10 @@
 //! times measured in the same run (from the estimates criterion just wrote), so the
 //! figures do not depend on how fast or busy the machine was.
 
+#[path = "../../../bench/criterion_estimates.rs"]
+mod estimates;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -117,36 +119,18 @@ fn main() {
     print_ratios(started);
 }
 
-/// Where criterion keeps its estimates: `CRITERION_HOME`, else
-/// `<target>/criterion` (this executable is `<target>/<profile>/deps/…`).
-fn criterion_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return Some(PathBuf::from(home));
-    }
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-}
-
-/// Mean time in ns, if criterion wrote it during this run.
-fn mean_ns(dir: &Path, since: SystemTime) -> Option<f64> {
-    let file = dir.join("new").join("estimates.json");
-    if std::fs::metadata(&file).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
-    v["mean"]["point_estimate"].as_f64()
-}
-
 fn print_ratios(since: SystemTime) {
-    let Some(root) = criterion_dir() else { return };
+    let Some(root) = estimates::criterion_dir() else {
+        return;
+    };
     let mut rows = Vec::new();
     for (size, _) in SIZES {
         for shape in SHAPES {
             let group = root.join(format!("normalize_{size}"));
             let (Some(prep), Some(whole), Some(copy)) = (
-                mean_ns(&group.join("prepare").join(shape), since),
-                mean_ns(&group.join("whole").join(shape), since),
-                mean_ns(&group.join("memcpy").join(shape), since),
+                estimates::mean_ns(&group.join("prepare").join(shape), since),
+                estimates::mean_ns(&group.join("whole").join(shape), since),
+                estimates::mean_ns(&group.join("memcpy").join(shape), since),
             ) else {
                 continue;
             };
