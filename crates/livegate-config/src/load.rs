@@ -467,6 +467,9 @@ impl Config {
             ("vendor.max_response_bytes", self.vendor.max_response_bytes),
             ("vendor.breaker_window_ms", self.vendor.breaker_window_ms),
             ("redis.timeout_ms", self.redis.timeout_ms),
+            ("ratelimit.timeout_ms", self.ratelimit.timeout_ms),
+            ("ratelimit.replicas", u64::from(self.ratelimit.replicas)),
+            ("ratelimit.default_burst", u64::from(self.ratelimit.default_burst)),
             ("vendor.breaker_open_ms", self.vendor.breaker_open_ms),
         ] {
             if v == 0 {
@@ -488,6 +491,13 @@ impl Config {
                         .into(),
                 );
             }
+        }
+        if self
+            .ratelimit
+            .default_rate_per_second
+            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 100_000.0))
+        {
+            p.push("ratelimit.default_rate_per_second must be above 0 and at most 100000".into());
         }
         if !(0.0..=1.0).contains(&v.breaker_failure_ratio) {
             p.push("vendor.breaker_failure_ratio must be between 0.0 and 1.0".into());
@@ -552,6 +562,15 @@ impl Config {
                 ));
             } else if !tenant_ids.insert(t.id.as_str()) {
                 p.push(format!("{at}.id {:?} is used twice", t.id));
+            }
+            if t.rate_per_second.is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 100_000.0)) {
+                p.push(format!("{at}.rate_per_second must be above 0 and at most 100000"));
+            }
+            if t.burst.is_some_and(|b| b == 0 || b > 100_000) {
+                p.push(format!("{at}.burst must be between 1 and 100000"));
+            }
+            if t.monthly_quota == Some(0) {
+                p.push(format!("{at}.monthly_quota must be at least 1"));
             }
             for problem in self.images.with(&t.images).problems() {
                 p.push(policy_problem(&format!("{at}.images"), problem));

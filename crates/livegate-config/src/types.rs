@@ -16,6 +16,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The shared store of tenants and keys (and, later, rate limits).
     pub redis: RedisConfig,
+    /// Rate limits: defaults and how the limiter runs.
+    pub ratelimit: RateLimitConfig,
     /// The operations listener (admin API).
     pub ops: OpsConfig,
     /// The admin API's token.
@@ -194,6 +196,33 @@ pub enum FailMode {
     Closed,
 }
 
+/// Rate limiting: the per-tenant settings are on the tenants; these are the
+/// defaults for tenants without them, and how the limiter runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Rate for a tenant that sets none; unset: such tenants are not limited.
+    pub default_rate_per_second: Option<f64>,
+    /// Burst for a tenant that sets none (with a rate).
+    pub default_burst: u32,
+    /// Replicas sharing the limits: with Redis unreachable and
+    /// `fail_mode = "local"`, each replica allows 1/replicas of the rate.
+    pub replicas: u32,
+    /// Bound on the limiter's Redis round trip.
+    pub timeout_ms: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            default_rate_per_second: None,
+            default_burst: 10,
+            replicas: 1,
+            timeout_ms: 25,
+        }
+    }
+}
+
 /// The operations listener: the admin API; never on the public listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -311,6 +340,15 @@ pub struct TenantConfig {
     /// Changes to `[images]` for this tenant; unset fields inherit.
     #[serde(default)]
     pub images: ImageOverrides,
+    /// Requests per second (GCRA rate); unset: `[ratelimit]`'s default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<f64>,
+    /// Requests that may come at once above the rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Requests per calendar month (UTC); unset: no quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_quota: Option<u64>,
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
 }

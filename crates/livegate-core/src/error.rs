@@ -97,6 +97,10 @@ error_kinds! {
     BodyTooLarge => (PAYLOAD_TOO_LARGE, 41301, "request body is too large"),
     /// Content-Type is not JSON, multipart/form-data or a raw image/jpeg, image/png or image/webp.
     UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, 41501, "unsupported content type: send application/json, multipart/form-data or a raw image"),
+    /// The tenant is over its rate (requests per second with a burst); retry after `Retry-After`.
+    RateLimited => (TOO_MANY_REQUESTS, 42901, "rate limit exceeded"),
+    /// The tenant's monthly quota is spent; `Retry-After` points at the next month (UTC).
+    QuotaExceeded => (TOO_MANY_REQUESTS, 42902, "monthly quota exceeded"),
     /// `faceImage` is not valid base64 even after normalization.
     InvalidBase64 => (UNPROCESSABLE_ENTITY, 42201, "faceImage is not valid base64"),
     /// The decoded bytes are not an image of a known format.
@@ -123,6 +127,8 @@ error_kinds! {
     Overloaded => (SERVICE_UNAVAILABLE, 50302, "gateway is overloaded, retry later"),
     /// The vendor is failing and its circuit is open: no call is made until `Retry-After`.
     VendorCircuitOpen => (SERVICE_UNAVAILABLE, 50303, "liveness vendor is unavailable, retry later"),
+    /// The shared rate limiter cannot be reached and `redis.fail_mode` is `closed`.
+    LimiterUnavailable => (SERVICE_UNAVAILABLE, 50304, "rate limiter is unavailable, retry later"),
     /// The vendor did not answer within the configured timeout.
     VendorTimeout => (GATEWAY_TIMEOUT, 50401, "liveness vendor timed out"),
 }
@@ -226,6 +232,7 @@ mod tests {
                     | ErrorKind::StoreUnavailable
                     | ErrorKind::Overloaded
                     | ErrorKind::VendorCircuitOpen
+                    | ErrorKind::LimiterUnavailable
             );
             assert_eq!(s >= 500, vendor_side, "{k:?}");
         }

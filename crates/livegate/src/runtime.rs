@@ -204,7 +204,9 @@ fn tenant_of(t: &TenantConfig) -> Tenant {
         disabled: t.disabled,
         settings: TenantSettings {
             images: t.images,
-            ..TenantSettings::default()
+            rate_per_second: t.rate_per_second,
+            burst: t.burst,
+            monthly_quota: t.monthly_quota,
         },
         created_at: None,
         updated_at: None,
