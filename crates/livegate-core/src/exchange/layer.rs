@@ -121,12 +121,14 @@ where
             StateProj::Panicked => Err(Box::new("panicked in call") as Box<_>),
             StateProj::Done => panic!("ResponseFuture polled after completion"),
         };
-        let res = match polled {
+        let mut res = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(res))) => this.guard.answered(res),
             Ok(Poll::Ready(Err(e))) => this.guard.failed(&e),
             Err(_) => this.guard.panicked(),
         };
+        let extra = this.guard.exchange.take_response_headers();
+        res.headers_mut().extend(extra);
         // After a panic the inner future's state is unknown: it is dropped
         // here and never polled again.
         this.state.set(State::Done);

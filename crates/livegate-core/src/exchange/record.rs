@@ -126,6 +126,9 @@ struct Shared {
 }
 
 struct Draft {
+    /// Headers every response of this request carries, whoever answers it
+    /// (e.g. the rate-limit state).
+    response_headers: http::HeaderMap,
     request_id: String,
     started_at: SystemTime,
     principal: Option<PrincipalFacts>,
@@ -139,6 +142,7 @@ impl Exchange {
             inner: Arc::new(Shared {
                 started: Instant::now(),
                 draft: Mutex::new(Draft {
+                    response_headers: http::HeaderMap::new(),
                     request_id: request_id.to_owned(),
                     started_at,
                     principal: None,
@@ -167,6 +171,17 @@ impl Exchange {
 
     pub fn set_upstream(&self, facts: UpstreamFacts) {
         self.draft().upstream = Some(facts);
+    }
+
+    /// A header the response will carry whether the vendor answered or the
+    /// gateway refused (set by a layer that knows it before the outcome,
+    /// such as the rate limiter).
+    pub fn add_response_header(&self, name: http::HeaderName, value: http::HeaderValue) {
+        self.draft().response_headers.insert(name, value);
+    }
+
+    pub(crate) fn take_response_headers(&self) -> http::HeaderMap {
+        std::mem::take(&mut self.draft().response_headers)
     }
 
     pub(crate) fn complete(
