@@ -301,8 +301,10 @@ async fn check_consistent(url: &str, store: &RedisStore) -> BTreeMap<String, Key
     // An index entry whose record never got written (the write after it
     // was cut off) points at nothing, and a lookup says so: no error, no
     // half record.
+    let mut dangling = 0;
     for (kid, tenant) in &s.index {
         if !s.records.contains_key(&(tenant.clone(), kid.clone())) {
+            dangling += 1;
             let found = store
                 .lookup(kid)
                 .await
@@ -310,6 +312,10 @@ async fn check_consistent(url: &str, store: &RedisStore) -> BTreeMap<String, Key
             assert!(found.is_none(), "dangling index entry {kid} resolved");
         }
     }
+    eprintln!(
+        "{} key records, {dangling} dangling index entries",
+        records.len()
+    );
     // A rotation is all or nothing: the new key's predecessor is there,
     // with its shortened expiry.
     for k in records.values() {
@@ -399,6 +405,7 @@ async fn crash_after(kill_at: usize, seed: u64) {
     // is there entirely or not at all.
     let stored = read_stored(&url).await;
     let mut claimed = BTreeSet::new();
+    let mut landed = 0;
     for o in &outcomes {
         let (op, maybe) = o.maybe.as_ref().unwrap();
         let kids: BTreeSet<&String> = o.done.kids().chain(maybe.kids()).collect();
@@ -416,8 +423,10 @@ async fn crash_after(kill_at: usize, seed: u64) {
             o.task,
             o.done,
         );
+        landed += usize::from(actual != o.done);
         claimed.extend(actual.keys.into_keys());
     }
+    eprintln!("of the {} writes cut off, {landed} landed", outcomes.len());
     let unclaimed: Vec<&String> = records.keys().filter(|k| !claimed.contains(*k)).collect();
     assert!(unclaimed.is_empty(), "records nobody wrote: {unclaimed:?}");
 
@@ -450,4 +459,75 @@ async fn redis_killed_after_20_writes_leaves_nothing_half_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_after_50_writes_leaves_nothing_half_written() {
     crash_after(50, 50).await;
+}
+
+/// The cut made exactly where it hurts: a Redis user that may write the kid
+/// index but only read the tenants' records, so an issue and a rotation
+/// each fail between their two writes (as they would if Redis died there),
+/// and a revoke fails at its only write.
+#[tokio::test]
+async fn a_write_cut_between_index_and_record_leaves_only_a_dangling_index() {
+    let server = common::Server::start(&[]);
+    server
+        .cli(&[
+            "ACL",
+            "SETUSER",
+            "halfway",
+            "on",
+            ">halfway-pw",
+            "resetkeys",
+            "~crash:kid:*",
+            "%R~crash:*",
+            "&*",
+            "+@all",
+        ])
+        .unwrap();
+    let url = server.url();
+    let admin = RedisStore::new(&url, settings()).unwrap();
+    admin.create_tenant(Tenant::new("t0")).await.unwrap();
+    let (old, _) = new_key("t0");
+    admin.add_key(old.clone()).await.unwrap();
+
+    let halfway_url = format!("redis://halfway:halfway-pw@127.0.0.1:{}/0", server.port);
+    let halfway = RedisStore::new(&halfway_url, settings()).unwrap();
+    let (k, _) = new_key("t0");
+    let r = halfway.add_key(k.clone()).await;
+    assert!(matches!(r, Err(AdminError::Store(_))), "{r:?}");
+    let (mut next, _) = new_key("t0");
+    next.rotated_from = Some(old.kid.clone());
+    let r = halfway
+        .rotate_key(old.kid.as_str(), next.clone(), at(2_000_000_000))
+        .await;
+    assert!(matches!(r, Err(AdminError::Store(_))), "{r:?}");
+    let r = halfway.revoke_key(old.kid.as_str()).await;
+    assert!(matches!(r, Err(AdminError::Store(_))), "{r:?}");
+
+    // The first writes landed, the second ones did not: two index entries
+    // point at nothing, and the old key is as it was.
+    let stored = read_stored(&url).await;
+    let indexed: BTreeSet<&str> = stored.index.keys().map(String::as_str).collect();
+    let all = BTreeSet::from([old.kid.as_str(), k.kid.as_str(), next.kid.as_str()]);
+    assert_eq!(indexed, all);
+    let records = check_consistent(&url, &admin).await;
+    assert_eq!(
+        records,
+        BTreeMap::from([(old.kid.as_str().to_owned(), old.clone())])
+    );
+    assert!(admin.lookup(k.kid.as_str()).await.unwrap().is_none());
+    assert!(admin.lookup(next.kid.as_str()).await.unwrap().is_none());
+
+    // Retried with a store that can write, both complete.
+    admin.add_key(k.clone()).await.unwrap();
+    admin
+        .rotate_key(old.kid.as_str(), next.clone(), at(2_000_000_000))
+        .await
+        .unwrap();
+    let records = check_consistent(&url, &admin).await;
+    assert_eq!(records.len(), 3);
+    assert_eq!(
+        records[old.kid.as_str()].expires_at,
+        Some(at(2_000_000_000))
+    );
+    assert_eq!(*admin.lookup(k.kid.as_str()).await.unwrap().unwrap().key, k);
+    assert!(admin.lookup(next.kid.as_str()).await.unwrap().is_some());
 }
