@@ -37,6 +37,7 @@ use livegate_auth::key::KeyId;
 use livegate_auth::{AdminError, KeyAdmin, KeyRecord, Pepper, Tenant, TenantUpdate, generate};
 use livegate_core::{Clock, ErrorKind, Secret, Timestamp, error_response, request_id};
 use livegate_payload::{FormatSet, ImageOverrides, ImagePolicy};
+use livegate_ratelimit::{Limiter, Usage, limit_of};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -47,6 +48,9 @@ const MAX_RATE: f64 = 100_000.0;
 const MAX_BURST: u32 = 100_000;
 const MAX_QUOTA: u64 = 1_000_000_000_000;
 
+/// The deployment's `(rate, burst)` for tenants that set none.
+pub type DefaultRate = Option<(f64, u32)>;
+
 /// What the admin API needs.
 pub struct AdminApi {
     pub store: Arc<dyn KeyAdmin>,
@@ -55,6 +59,8 @@ pub struct AdminApi {
     pub clock: Arc<dyn Clock>,
     /// The deployment's image policy, which tenants' overrides apply to.
     pub images: ImagePolicy,
+    /// Tenants' usage: the gateway's limiter and the default rate.
+    pub limiter: Option<(Arc<dyn Limiter>, DefaultRate)>,
     token_digest: [u8; 32],
 }
 
@@ -71,8 +77,19 @@ impl AdminApi {
             pepper,
             clock,
             images,
+            limiter: None,
             token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         }
+    }
+
+    /// Usage comes from the gateway's limiter, for tenants it limits.
+    pub fn with_limiter(
+        mut self,
+        limiter: Arc<dyn Limiter>,
+        default_rate: Option<(f64, u32)>,
+    ) -> Self {
+        self.limiter = Some((limiter, default_rate));
+        self
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -113,6 +130,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/v1/tenants/{id}/keys"),
     ("POST", "/admin/v1/keys/{keyId}/revoke"),
     ("POST", "/admin/v1/keys/{keyId}/rotate"),
+    ("GET", "/admin/v1/tenants/{id}/usage"),
     ("GET", "/admin/v1/openapi.json"),
 ];
 
@@ -131,6 +149,7 @@ pub fn router(api: AdminApi) -> Router {
             "/admin/v1/tenants/{id}/keys",
             post(issue_key).get(list_keys),
         )
+        .route("/admin/v1/tenants/{id}/usage", get(usage))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
         .route("/admin/v1/keys/{key_id}/rotate", post(rotate_key))
         .with_state(Arc::new(api))
@@ -524,6 +543,51 @@ async fn issue_key(
     }
     .await;
     answer(&headers, StatusCode::CREATED, result)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageView {
+    tenant_id: String,
+    /// Whether a rate or a quota applies to the tenant at all.
+    limited: bool,
+    rate_per_second: Option<f64>,
+    burst: Option<u32>,
+    #[serde(flatten)]
+    usage: Option<Usage>,
+    /// The limiter's mode in force: `redis`, `local`, `open`, `closed` or `memory`.
+    limiter_mode: &'static str,
+}
+
+async fn usage(State(api): Api, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        api.authorize(&headers)?;
+        let tenant = api.store.tenant(&id).await?;
+        let Some((limiter, default_rate)) = &api.limiter else {
+            return Err(Refusal(ErrorKind::LimiterUnavailable));
+        };
+        let s = &tenant.settings;
+        let limit = limit_of(s.rate_per_second, s.burst, s.monthly_quota, *default_rate);
+        let usage = match limit {
+            Some(limit) => Some(
+                limiter
+                    .usage(&tenant.id, limit)
+                    .await
+                    .map_err(|_| Refusal(ErrorKind::LimiterUnavailable))?,
+            ),
+            None => None,
+        };
+        Ok(UsageView {
+            tenant_id: tenant.id,
+            limited: limit.is_some(),
+            rate_per_second: limit.map(|l| l.rate_per_second),
+            burst: limit.map(|l| l.burst),
+            usage,
+            limiter_mode: limiter.health().mode,
+        })
+    }
+    .await;
+    answer(&headers, StatusCode::OK, result)
 }
 
 async fn list_keys(State(api): Api, Path(id): Path<String>, headers: HeaderMap) -> Response {

@@ -469,7 +469,10 @@ impl Config {
             ("redis.timeout_ms", self.redis.timeout_ms),
             ("ratelimit.timeout_ms", self.ratelimit.timeout_ms),
             ("ratelimit.replicas", u64::from(self.ratelimit.replicas)),
-            ("ratelimit.default_burst", u64::from(self.ratelimit.default_burst)),
+            (
+                "ratelimit.default_burst",
+                u64::from(self.ratelimit.default_burst),
+            ),
             ("vendor.breaker_open_ms", self.vendor.breaker_open_ms),
         ] {
             if v == 0 {
@@ -563,8 +566,12 @@ impl Config {
             } else if !tenant_ids.insert(t.id.as_str()) {
                 p.push(format!("{at}.id {:?} is used twice", t.id));
             }
-            if t.rate_per_second.is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 100_000.0)) {
-                p.push(format!("{at}.rate_per_second must be above 0 and at most 100000"));
+            if t.rate_per_second
+                .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 100_000.0))
+            {
+                p.push(format!(
+                    "{at}.rate_per_second must be above 0 and at most 100000"
+                ));
             }
             if t.burst.is_some_and(|b| b == 0 || b > 100_000) {
                 p.push(format!("{at}.burst must be between 1 and 100000"));

@@ -8,6 +8,7 @@ use livegate_auth::AuthError;
 use livegate_core::admission::Overloaded;
 use livegate_core::{ErrorKind, ToErrorKind};
 use livegate_payload::{BodyError, ImageError, NormalizeError, PayloadError, PolicyError};
+use livegate_ratelimit::Refused;
 use livegate_upstream::UpstreamError;
 
 /// Why the gateway answered a liveness request itself.
@@ -23,6 +24,8 @@ pub enum GatewayError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Overloaded(#[from] Overloaded),
+    #[error(transparent)]
+    RateLimit(#[from] Refused),
 }
 
 /// When a client refused for load may retry.
@@ -36,6 +39,9 @@ impl ToErrorKind for GatewayError {
             GatewayError::Payload(e) => payload(e),
             GatewayError::Upstream(e) => upstream(e),
             GatewayError::Overloaded(_) => ErrorKind::Overloaded,
+            GatewayError::RateLimit(Refused::Rate { .. }) => ErrorKind::RateLimited,
+            GatewayError::RateLimit(Refused::Quota { .. }) => ErrorKind::QuotaExceeded,
+            GatewayError::RateLimit(Refused::Unavailable) => ErrorKind::LimiterUnavailable,
         }
     }
 

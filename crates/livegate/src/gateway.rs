@@ -7,17 +7,21 @@
 //!    that every request, 401s and panics included, gets one.
 //! 2. [`AuthLayer`] — the tenant key, before any of the body is read, so an
 //!    unauthenticated client cannot make the gateway buffer a 10 MB upload.
-//! 3. [`AdmissionLayer`] — caps liveness requests in flight and the body
+//! 3. [`RateLimitLayer`] — the tenant's rate and monthly quota (429 with
+//!    `Retry-After`), still before the body is read, so a limited tenant's
+//!    upload is never buffered; sets the `RateLimit-*` headers every later
+//!    answer carries.
+//! 4. [`AdmissionLayer`] — caps liveness requests in flight and the body
 //!    bytes they hold: a request that does not fit gets 503 with
 //!    `Retry-After` before any of its body is read. After auth, so an
 //!    unauthenticated flood cannot take the slots of real tenants.
-//! 4. [`PayloadLayer`] — reads the body (bounded by the limit and the read
+//! 5. [`PayloadLayer`] — reads the body (bounded by the limit and the read
 //!    timeout; a declared length over the limit is refused unread), checks
 //!    and normalizes the image with the tenant's policy: every refusal
 //!    happens before the vendor, who bills per call, is contacted.
-//! 5. [`Forward`] around the vendor service — the vendor's answer becomes
+//! 6. [`Forward`] around the vendor service — the vendor's answer becomes
 //!    the client's response. Layers around the vendor client itself
-//!    (circuit breaker, upstream span, `traceparent`) go between 4 and the
+//!    (circuit breaker, upstream span, `traceparent`) go between 5 and the
 //!    client, in [`router_with`]'s `vendor` argument.
 //!
 //! Around every route: the request id (kept from a client only when it is a
@@ -39,6 +43,7 @@ use livegate_core::admission::{Admission, AdmissionLayer};
 use livegate_core::exchange::{ExchangeLayer, ExchangeSink};
 use livegate_core::{Clock, ErrorKind, error_response, request_id};
 use livegate_payload::{ImagePolicy, PayloadLayer};
+use livegate_ratelimit::{Limit, Limiter, RateLimitLayer, limit_of};
 use livegate_upstream::{
     BreakerHandle, CircuitBreaker, ConnectRetry, UpstreamError, VendorClient, VendorResponse,
 };
@@ -69,6 +74,11 @@ pub struct Gateway {
     pub blocking_above: usize,
     /// Concurrent liveness requests and in-flight body bytes.
     pub admission: Arc<Admission>,
+    /// Tenants' rates and quotas.
+    pub limiter: Arc<dyn Limiter>,
+    /// The limit of a tenant that sets none: `(rate, burst)`; `None`: such
+    /// tenants are not rate-limited.
+    pub default_rate: Option<(f64, u32)>,
     /// `embedded` (nothing configured: built-in simulator), `simulator`
     /// (explicitly enabled) or `vendor`.
     pub mode: &'static str,
@@ -116,9 +126,13 @@ where
     V::Future: Send + 'static,
 {
     let images = gw.images;
+    let default_rate = gw.default_rate;
     let liveness = ServiceBuilder::new()
         .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
         .layer(AuthLayer::new(gw.authenticator.clone()))
+        .layer(RateLimitLayer::new(gw.limiter.clone(), move |ext| {
+            tenant_limit(default_rate, ext)
+        }))
         .layer(AdmissionLayer::new(gw.admission.clone()))
         .layer(
             PayloadLayer::new(gw.body_limit, gw.body_read_timeout)
@@ -178,6 +192,15 @@ pub fn ops_router(admin: Option<livegate_admin::AdminApi>) -> Router {
     around_every_route(routes)
 }
 
+/// The tenant's rate and quota: its own settings, else the deployment's
+/// default rate; `None` when neither limits it.
+fn tenant_limit(default_rate: Option<(f64, u32)>, ext: &Extensions) -> Option<(String, Limit)> {
+    let p = ext.get::<Principal>()?;
+    let s = &p.tenant.settings;
+    let limit = limit_of(s.rate_per_second, s.burst, s.monthly_quota, default_rate)?;
+    Some((p.tenant.id.clone(), limit))
+}
+
 /// The tenant's image policy: the deployment's with the tenant's changes.
 fn tenant_policy(default: &ImagePolicy, ext: &Extensions) -> ImagePolicy {
     ext.get::<Principal>()
@@ -233,9 +256,10 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
     // readiness. The key store is reported, and fails readiness only with
     // `redis.fail_mode = "closed"`.
     let store = gw.store.health().await;
+    let limiter = gw.limiter.health();
     let (status, state) = if gw.health.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else if gw.store_fail_closed && !store.ok {
+    } else if gw.store_fail_closed && (!store.ok || !limiter.ok) {
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
     } else {
         (StatusCode::OK, "ready")
@@ -244,6 +268,7 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
         "status": state,
         "mode": gw.mode,
         "keyStore": store,
+        "rateLimiter": limiter,
         "vendorCircuit": gw.breaker.state().as_str(),
     });
     let mut res = Response::new(Body::from(body.to_string()));

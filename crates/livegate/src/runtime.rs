@@ -15,6 +15,10 @@ use livegate_config::{Config, FailMode, SimulatorConfig, TenantConfig};
 use livegate_core::admission::Admission;
 use livegate_core::exchange::LogSink;
 use livegate_core::{Secret, SystemClock};
+use livegate_ratelimit::{
+    FailMode as LimitFailMode, FallbackLimiter, Limiter, LocalLimiter, RedisLimiter,
+    RedisLimiterSettings,
+};
 use livegate_stub::{Faults, StubConfig, StubHandle};
 use livegate_upstream::{
     BreakerHandle, BreakerSettings, CircuitBreakerLayer, ConnectRetryLayer, RetrySettings,
@@ -25,6 +29,11 @@ use tower::ServiceBuilder;
 
 use crate::gateway::{Gateway, Health, VendorStack};
 use crate::tls::{ReloadingTls, TlsFiles};
+
+/// The embedded default's development tenant is limited like a real one,
+/// so a newcomer sees the `RateLimit-*` headers and a 429.
+pub const DEV_RATE_PER_SECOND: f64 = 5.0;
+pub const DEV_BURST: u32 = 10;
 
 /// The running parts, plus what must live as long as they do.
 pub struct Runtime {
@@ -93,6 +102,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             )
         });
     let authenticator = Authenticator::new(store.clone(), pepper, clock.clone());
+    let limiter = limiter(config)?;
+    let default_rate = config
+        .ratelimit
+        .default_rate_per_second
+        .map(|r| (r, config.ratelimit.default_burst));
+    let admin = admin.map(|a| a.with_limiter(limiter.clone(), default_rate));
     let gateway = Gateway {
         authenticator,
         store,
@@ -106,6 +121,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             config.server.max_inflight_requests,
             usize::try_from(config.server.inflight_body_budget_bytes).unwrap_or(usize::MAX),
         ),
+        limiter,
+        default_rate,
         mode: mode(config),
         store_fail_closed: config.redis.fail_mode == FailMode::Closed,
         health: Health::default(),
@@ -173,6 +190,11 @@ async fn key_store(
         let new = key::generate();
         store.put_tenant(Tenant {
             name: Some("development tenant (embedded default)".into()),
+            settings: TenantSettings {
+                rate_per_second: Some(DEV_RATE_PER_SECOND),
+                burst: Some(DEV_BURST),
+                ..TenantSettings::default()
+            },
             ..Tenant::new("dev")
         });
         store.put_key(KeyRecord::new(new.kid.clone(), "dev", new.hash(pepper)));
@@ -218,6 +240,36 @@ fn key_of(t: &TenantConfig, k: &livegate_config::KeyConfig) -> KeyRecord {
     record.expires_at = k.expires_at;
     record.revoked = k.revoked;
     record
+}
+
+/// The rate limiter: exact GCRA and monthly quotas shared through Redis
+/// (with a per-replica fallback by `redis.fail_mode`) when Redis is
+/// configured, else in this process.
+fn limiter(config: &Config) -> anyhow::Result<Arc<dyn Limiter>> {
+    let Some(url) = &config.redis.url else {
+        return Ok(Arc::new(LocalLimiter::new()));
+    };
+    let settings = RedisLimiterSettings {
+        command_timeout: Duration::from_millis(config.ratelimit.timeout_ms),
+        ..RedisLimiterSettings::default()
+    };
+    let nodes: Vec<&str> = url.expose().split(',').map(str::trim).collect();
+    let redis = if nodes.len() > 1 {
+        RedisLimiter::new_cluster(&nodes, settings)
+    } else {
+        RedisLimiter::new(url.expose(), settings)
+    }
+    .map_err(|e| anyhow!("rate limiter: {e}"))?;
+    let mode = match config.redis.fail_mode {
+        FailMode::Local => LimitFailMode::Local,
+        FailMode::Open => LimitFailMode::Open,
+        FailMode::Closed => LimitFailMode::Closed,
+    };
+    Ok(Arc::new(FallbackLimiter::new(
+        redis,
+        mode,
+        config.ratelimit.replicas,
+    )))
 }
 
 /// The vendor service: `[breaker] -> [retry] -> client`. The breaker is

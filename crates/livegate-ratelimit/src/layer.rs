@@ -1,0 +1,183 @@
+//! The rate-limit layer: a tenant's rate and monthly quota, checked after
+//! authentication and **before the body is read**, so a limited tenant's
+//! 10 MiB upload is never buffered.
+//!
+//! Every liveness response of a limited tenant — the vendor's answer, a
+//! gateway error after auth, a 429 — carries `RateLimit-Limit` (the burst),
+//! `RateLimit-Remaining` (requests that could be made right now) and
+//! `RateLimit-Reset` (seconds until the burst is full again); a 429 also
+//! carries `Retry-After`. The headers go through the request's exchange
+//! record, so they are added whoever answers.
+//!
+//! Refusals are the inner service's error type (`From<Refused>`), rendered
+//! in the one place every error is.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use http::Request;
+//! use livegate_ratelimit::layer::{RateLimitLayer, Refused};
+//! use livegate_ratelimit::{Limit, LocalLimiter};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let limit = Limit { rate_per_second: 1.0, burst: 1, monthly_quota: None };
+//! let svc = ServiceBuilder::new()
+//!     .layer(RateLimitLayer::new(Arc::new(LocalLimiter::new()), move |_| {
+//!         Some(("acme".to_owned(), limit))
+//!     }))
+//!     .service(service_fn(|_req: Request<()>| async { Ok::<_, Refused>("admitted") }));
+//! assert!(svc.clone().oneshot(Request::new(())).await.is_ok());
+//! assert!(matches!(svc.oneshot(Request::new(())).await, Err(Refused::Rate { .. })));
+//! # });
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Extensions, HeaderName, HeaderValue, Request};
+use livegate_core::exchange::Exchange;
+use tower::{Layer, Service};
+
+use crate::{Decision, Limit, Limiter};
+
+type LimitOf = dyn Fn(&Extensions) -> Option<(String, Limit)> + Send + Sync;
+
+/// Why a request was not let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("tenant is over its rate")]
+    Rate { retry_after: Duration },
+    #[error("tenant's monthly quota is spent")]
+    Quota { retry_after: Duration },
+    #[error("the shared rate limiter is unreachable and the fail mode is closed")]
+    Unavailable,
+}
+
+/// Applies [`RateLimit`]; see the [module docs](self).
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    limiter: Arc<dyn Limiter>,
+    limit_of: Arc<LimitOf>,
+}
+
+impl RateLimitLayer {
+    /// `limit_of` says, from what earlier layers put in the extensions
+    /// (the tenant), whose limit applies; `None`: not limited.
+    pub fn new(
+        limiter: Arc<dyn Limiter>,
+        limit_of: impl Fn(&Extensions) -> Option<(String, Limit)> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            limiter,
+            limit_of: Arc::new(limit_of),
+        }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            limiter: self.limiter.clone(),
+            limit_of: self.limit_of.clone(),
+        }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    limiter: Arc<dyn Limiter>,
+    limit_of: Arc<LimitOf>,
+}
+
+/// Response future of [`RateLimit`].
+pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+impl<S, B> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: From<Refused> + Send,
+    S::Response: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The clone is not ready yet; keep the one that is (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some((tenant, limit)) = (self.limit_of)(req.extensions()) else {
+            return Box::pin(inner.call(req));
+        };
+        let limiter = self.limiter.clone();
+        Box::pin(async move {
+            let decision = limiter.check(&tenant, limit).await;
+            if let Some(x) = Exchange::of(&req) {
+                for (name, value) in headers(&decision) {
+                    x.add_response_header(name, value);
+                }
+            }
+            match decision {
+                Decision::Allowed { .. } => inner.call(req).await,
+                Decision::RateLimited { retry_after, .. } => {
+                    Err(Refused::Rate { retry_after }.into())
+                }
+                Decision::QuotaExceeded { retry_after, .. } => {
+                    Err(Refused::Quota { retry_after }.into())
+                }
+                Decision::Unavailable => Err(Refused::Unavailable.into()),
+            }
+        })
+    }
+}
+
+/// `RateLimit-Limit`, `-Remaining` and `-Reset` for a decision (none when
+/// the limiter could not decide).
+fn headers(d: &Decision) -> Vec<(HeaderName, HeaderValue)> {
+    let (limit, remaining, reset) = match *d {
+        Decision::Allowed {
+            limit,
+            remaining,
+            reset,
+            ..
+        } => (limit, remaining, reset),
+        Decision::RateLimited { limit, retry_after }
+        | Decision::QuotaExceeded { limit, retry_after } => (limit, 0, retry_after),
+        Decision::Unavailable => return Vec::new(),
+    };
+    vec![
+        (
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(limit),
+        ),
+        (
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(remaining),
+        ),
+        (
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(whole_seconds(reset)),
+        ),
+    ]
+}
+
+/// Rounded up, so a client that waits that long is never early.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
