@@ -195,6 +195,20 @@ async fn tenants_and_keys_at_run_time() {
     a.call("POST", "/admin/v1/tenants/acme/enable", "").await;
     assert_eq!(a.use_key(&key3).await, (200, None));
 
+    // Usage: the month's count of a limited tenant (the development tenant
+    // is limited; acme sets a rate).
+    let r = a.call("GET", "/admin/v1/tenants/acme/usage", "").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let u = r.json();
+    assert_eq!(
+        (u["limited"].as_bool(), u["burst"].as_u64()),
+        (Some(true), Some(20))
+    );
+    assert!(u["used"].as_u64().unwrap() >= 8, "{u}");
+    assert_eq!(u["limiterMode"], "local");
+    let r = a.call("GET", "/admin/v1/tenants/nobody/usage", "").await;
+    refused(&r, 404, 40402);
+
     // Neither an issued key nor the admin token (beyond its banner) is in
     // anything the process printed.
     let mut gw = a.gw;

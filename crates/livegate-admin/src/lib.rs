@@ -555,7 +555,7 @@ struct UsageView {
     burst: Option<u32>,
     #[serde(flatten)]
     usage: Option<Usage>,
-    /// The limiter's mode in force: `redis`, `local`, `open`, `closed` or `memory`.
+    /// The limiter's mode in force: `redis`, `local`, `open` or `closed`.
     limiter_mode: &'static str,
 }
 

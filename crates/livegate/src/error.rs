@@ -52,6 +52,10 @@ impl ToErrorKind for GatewayError {
             GatewayError::Upstream(UpstreamError::CircuitOpen { retry_after }) => {
                 Some(*retry_after)
             }
+            GatewayError::RateLimit(
+                Refused::Rate { retry_after } | Refused::Quota { retry_after },
+            ) => Some(*retry_after),
+            GatewayError::RateLimit(Refused::Unavailable) => Some(OVERLOADED_RETRY),
             _ => None,
         }
     }

@@ -1,0 +1,176 @@
+//! Rate limits and quotas against real processes: the embedded default
+//! limits its development tenant in process; three gateway replicas sharing
+//! one private `redis-server` admit exactly what GCRA allows and exactly the
+//! monthly quota, whichever replica a request reaches.
+
+mod common;
+#[path = "../crates/livegate-auth/tests/common/mod.rs"]
+mod redis_common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use livegate_stub::StubConfig;
+
+const VENDOR_KEY: &str = "vendor-key-ratelimit-1234";
+
+fn header(r: &Resp, name: &str) -> Option<String> {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_limits_its_development_tenant() {
+    let gw = Proc::serve(None, &[]);
+    let key = gw
+        .output()
+        .split_whitespace()
+        .find(|w| w.starts_with("lvg_") && w.len() == livegate_auth::key::KEY_LEN)
+        .unwrap()
+        .to_owned();
+    let url = gw.url("/modules/liveness");
+    let r = post_raw_jpeg(&url, &key).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "ratelimit-limit").as_deref(), Some("10"));
+    assert!(header(&r, "ratelimit-remaining").is_some());
+    assert!(header(&r, "ratelimit-reset").is_some());
+    // A gateway error after auth carries them too.
+    let r = post_json(&url, Some(&key), face_json("not base64!")).await;
+    assert_eq!(r.error_code(), 42201);
+    assert!(
+        header(&r, "ratelimit-remaining").is_some(),
+        "{:?}",
+        r.headers
+    );
+    // Past the burst of 10: 429 with Retry-After, and the body never read.
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = post_raw_jpeg(&url, &key).await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the development tenant is limited");
+    assert_eq!(r.error_code(), 42901);
+    assert_eq!(header(&r, "ratelimit-remaining").as_deref(), Some("0"));
+    assert!(header(&r, "retry-after").is_some_and(|v| v.parse::<u64>().unwrap() >= 1));
+    // An unauthenticated request is not limited (and carries no headers).
+    let r = post_raw_jpeg(&url, "lvg_nope").await;
+    assert_eq!(r.status, 401);
+    assert!(header(&r, "ratelimit-limit").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_exact_limits_through_redis() {
+    let redis = redis_common::Server::start(&[]);
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
+    let rate_key = make_key();
+    let quota_key = make_key();
+    const RATE: f64 = 10.0;
+    const BURST: u64 = 5;
+    const QUOTA: u64 = 25;
+    let tenants = format!(
+        "[[tenants]]\nid = \"rated\"\nrate_per_second = {RATE}\nburst = {BURST}\n\
+         [[tenants.keys]]\nid = \"{}\"\nhash = \"{}\"\n\
+         [[tenants]]\nid = \"quoted\"\nmonthly_quota = {QUOTA}\n\
+         [[tenants.keys]]\nid = \"{}\"\nhash = \"{}\"\n",
+        rate_key.kid, rate_key.hash, quota_key.kid, quota_key.hash
+    );
+    let cfg = format!(
+        "{}\n[redis]\nurl = \"{}\"\n[ratelimit]\nreplicas = 3\ntimeout_ms = 500\n",
+        config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenants),
+        redis.url()
+    );
+    let gws: Vec<Proc> = (0..3).map(|_| Proc::serve(Some(&cfg), &[])).collect();
+    let urls: Arc<Vec<String>> = Arc::new(gws.iter().map(|g| g.url("/modules/liveness")).collect());
+    let jpeg = Arc::new(testdata("face-320x240.jpg"));
+
+    // Six clients hammer the three replicas for ~3 s.
+    let admitted = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let (urls, admitted, first, key, jpeg) = (
+                urls.clone(),
+                admitted.clone(),
+                first.clone(),
+                rate_key.plaintext.clone(),
+                jpeg.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = i;
+                let mut last_ok = None;
+                while Instant::now() < deadline {
+                    let r = send(
+                        &urls[n % 3],
+                        "POST",
+                        &[("x-api-key", key.as_str()), ("content-type", "image/jpeg")],
+                        jpeg.to_vec(),
+                    )
+                    .await;
+                    n += 1;
+                    match r.status.as_u16() {
+                        200 => {
+                            let now = Instant::now();
+                            first.lock().unwrap().get_or_insert(now);
+                            last_ok = Some(now);
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        429 => assert_eq!(r.error_code(), 42901),
+                        other => panic!("status {other}: {:?}", r.body),
+                    }
+                }
+                last_ok
+            })
+        })
+        .collect();
+    let mut last = None;
+    for c in clients {
+        last = last.max(c.await.unwrap());
+    }
+    let span = last.unwrap() - first.lock().unwrap().unwrap();
+    let admitted = admitted.load(Ordering::SeqCst);
+    let expected = BURST as f64 + RATE * span.as_secs_f64();
+    println!(
+        "rate: {admitted} admitted over {span:?} across 3 replicas, GCRA allows {expected:.1}"
+    );
+    // ±1, plus 20 ms of the clients' own timing of first and last admission.
+    assert!(
+        (admitted as f64 - expected).abs() <= 1.0 + RATE * 0.02,
+        "admitted {admitted}, expected {expected:.1}"
+    );
+
+    // The quota: exactly Q across the three, then 42902.
+    let mut ok = 0;
+    let mut refused_after = None;
+    for i in 0..(QUOTA + 5) {
+        let r = send(
+            &urls[(i % 3) as usize],
+            "POST",
+            &[
+                ("x-api-key", quota_key.plaintext.as_str()),
+                ("content-type", "image/jpeg"),
+            ],
+            jpeg.to_vec(),
+        )
+        .await;
+        match r.status.as_u16() {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(r.error_code(), 42902);
+                refused_after.get_or_insert(ok);
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(ok, QUOTA);
+    assert_eq!(refused_after, Some(QUOTA));
+}
