@@ -174,3 +174,93 @@ async fn three_replicas_share_exact_limits_through_redis() {
     assert_eq!(ok, QUOTA);
     assert_eq!(refused_after, Some(QUOTA));
 }
+
+/// Status of a raw upload and how long it took.
+async fn timed(url: &str, key: &str, jpeg: &[u8]) -> (u16, Duration) {
+    let t = Instant::now();
+    let r = send(
+        url,
+        "POST",
+        &[("x-api-key", key), ("content-type", "image/jpeg")],
+        jpeg.to_vec(),
+    )
+    .await;
+    (r.status.as_u16(), t.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_or_dead_redis_costs_a_bounded_wait_and_never_a_5xx() {
+    // Written to disk, so the restart after the kill keeps the tenant.
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_str().unwrap().to_owned();
+    let mut redis =
+        redis_common::Server::start(&["--appendonly", "yes", "--dir", dir_path.as_str()]);
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
+    let key = make_key();
+    let tenants = format!(
+        "[[tenants]]\nid = \"rated\"\nrate_per_second = 10.0\nburst = 6\n\
+         [[tenants.keys]]\nid = \"{}\"\nhash = \"{}\"\n",
+        key.kid, key.hash
+    );
+    let cfg = format!(
+        "{}\n[redis]\nurl = \"{}\"\n[ratelimit]\nreplicas = 3\n",
+        config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenants),
+        redis.url()
+    );
+    let gw = Proc::serve(Some(&cfg), &[]);
+    let url = gw.url("/modules/liveness");
+    let readyz = gw.url("/readyz");
+    let jpeg = testdata("face-320x240.jpg");
+    assert_eq!(timed(&url, &key.plaintext, &jpeg).await.0, 200);
+    let r = send(&readyz, "GET", &[], Vec::new()).await;
+    assert_eq!(r.json()["rateLimiter"]["mode"], "redis");
+
+    // Frozen (accepts connections, never answers), then dead: the limiter
+    // falls back to this replica's share (burst 6 / 3 replicas = 2), each
+    // request waits at most the Redis timeouts plus a small constant, and
+    // none gets a 5xx.
+    for outage in ["frozen", "dead"] {
+        tokio::time::sleep(Duration::from_millis(1200)).await; // a full burst again
+        if outage == "frozen" {
+            redis.signal("-STOP");
+        } else {
+            redis.kill();
+        }
+        let mut ok = 0;
+        for _ in 0..8 {
+            let (status, took) = timed(&url, &key.plaintext, &jpeg).await;
+            assert!(status == 200 || status == 429, "{outage}: status {status}");
+            // 25 ms limiter + 50 ms key store timeouts, plus the request itself.
+            assert!(
+                took < Duration::from_millis(1000),
+                "{outage}: took {took:?}"
+            );
+            ok += u32::from(status == 200);
+        }
+        assert!(ok <= 3, "{outage}: {ok} admitted beyond the local share");
+        let r = send(&readyz, "GET", &[], Vec::new()).await;
+        assert_eq!(r.status, 200, "fail_mode local keeps the replica ready");
+        assert_eq!(r.json()["rateLimiter"]["mode"], "local", "{outage}");
+        if outage == "frozen" {
+            redis.signal("-CONT");
+        } else {
+            redis.restart();
+        }
+        // Exact limiting resumes by itself.
+        let back = Instant::now();
+        loop {
+            let _ = timed(&url, &key.plaintext, &jpeg).await;
+            let r = send(&readyz, "GET", &[], Vec::new()).await;
+            if r.json()["rateLimiter"]["mode"] == "redis" {
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(10),
+                "{outage}: never back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

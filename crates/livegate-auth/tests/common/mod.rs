@@ -79,7 +79,18 @@ impl Server {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Sends a signal (`-STOP`, `-CONT`) to the server process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
     pub fn kill(&mut self) {
+        // A frozen server must be able to die.
+        self.signal("-CONT");
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
