@@ -28,10 +28,8 @@
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClient;
-use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
+use ::redis::{Client, RedisError, Script};
+use livegate_redis::{Backend, Conn, describe};
 
 use crate::clock::{Clock, SystemClock};
 use crate::gcra::Params;
@@ -110,13 +108,9 @@ impl RedisLimiter {
         in_runtime()?;
         let client = Client::open(url)
             .map_err(|e| LimitError::Config(format!("invalid redis url ({})", describe(&e))))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let backend = Backend::single(client, settings.connect_timeout)
             .map_err(|e| LimitError::Config(describe(&e)))?;
-        Ok(Self::build(Backend::Single(conn), settings))
+        Ok(Self::build(backend, settings))
     }
 
     /// A limiter on a Redis Cluster reached through any of `nodes` (URLs as
@@ -126,17 +120,9 @@ impl RedisLimiter {
         if nodes.is_empty() {
             return Err(LimitError::Config("no redis cluster nodes".to_owned()));
         }
-        let client = ClusterClient::builder(nodes.to_vec())
-            .connection_timeout(settings.connect_timeout)
-            .retries(1)
-            .build()
-            .map_err(|e| {
-                LimitError::Config(format!("invalid redis cluster url ({})", describe(&e)))
-            })?;
-        let backend = Backend::Cluster(Box::new(LazyCluster {
-            client,
-            conn: tokio::sync::Mutex::new(None),
-        }));
+        let backend = Backend::cluster(nodes, settings.connect_timeout).map_err(|e| {
+            LimitError::Config(format!("invalid redis cluster url ({})", describe(&e)))
+        })?;
         Ok(Self::build(backend, settings))
     }
 
@@ -225,20 +211,17 @@ impl RedisLimiter {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let work = async { f(self.backend.connection().await?).await };
-        let why = match tokio::time::timeout(self.settings.command_timeout, work).await {
-            Ok(Ok(v)) => {
+        match self.backend.run(self.settings.command_timeout, f).await {
+            Ok(v) => {
                 *self.last_error() = None;
-                return Ok(v);
+                Ok(v)
             }
-            Ok(Err(e)) => describe(&e),
-            Err(_) => format!(
-                "redis timed out after {} ms",
-                self.settings.command_timeout.as_millis()
-            ),
-        };
-        *self.last_error() = Some(why.clone());
-        Err(LimitError::Unavailable(why))
+            Err(failure) => {
+                let why = failure.describe("redis");
+                *self.last_error() = Some(why.clone());
+                Err(LimitError::Unavailable(why))
+            }
+        }
     }
 
     fn last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
@@ -282,84 +265,4 @@ fn in_runtime() -> Result<(), LimitError> {
         .map_err(|_| {
             LimitError::Config("redis limiter must be created within a tokio runtime".to_owned())
         })
-}
-
-/// A short description of a Redis error: never the URL, never a password.
-pub(crate) fn describe(e: &RedisError) -> String {
-    if e.is_timeout() {
-        "redis timed out".to_owned()
-    } else if e.is_connection_refusal() {
-        "redis refused the connection".to_owned()
-    } else if e.is_connection_dropped() || e.is_io_error() {
-        "redis connection lost".to_owned()
-    } else if let Some(code) = e.code() {
-        format!("redis error {code}")
-    } else {
-        format!("redis error ({:?})", e.kind())
-    }
-}
-
-/// Where commands go. Both kinds reconnect by themselves.
-enum Backend {
-    Single(ConnectionManager),
-    /// Connected on first use, so a limiter can be built while the cluster
-    /// is down (the cluster client has no lazy constructor).
-    Cluster(Box<LazyCluster>),
-}
-
-struct LazyCluster {
-    client: ClusterClient,
-    conn: tokio::sync::Mutex<Option<ClusterConnection>>,
-}
-
-impl Backend {
-    async fn connection(&self) -> RedisResult<Conn> {
-        match self {
-            Self::Single(c) => Ok(Conn::Single(c.clone())),
-            Self::Cluster(lazy) => {
-                let mut conn = lazy.conn.lock().await;
-                if let Some(c) = &*conn {
-                    return Ok(Conn::Cluster(c.clone()));
-                }
-                let c = lazy.client.get_async_connection().await?;
-                *conn = Some(c.clone());
-                Ok(Conn::Cluster(c))
-            }
-        }
-    }
-}
-
-/// A cheap clone of a connection, for one call.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
 }

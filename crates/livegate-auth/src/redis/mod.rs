@@ -92,7 +92,6 @@
 
 mod admin;
 mod cache;
-mod conn;
 mod layout;
 mod settings;
 mod store;

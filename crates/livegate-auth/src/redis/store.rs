@@ -5,15 +5,13 @@ use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClient;
 use ::redis::{Client, FromRedisValue, RedisError, Script};
 use futures_util::StreamExt;
 use livegate_core::Timestamp;
+use livegate_redis::{Backend, Conn, describe};
 use tokio::task::JoinHandle;
 
 use super::cache::{Cache, Cached};
-use super::conn::{Backend, Conn, LazyCluster};
 use super::layout::Layout;
 use super::settings::{MAX_CACHE_TTL, RedisSettings};
 use crate::store::{BoxFuture, KeyEntry, KeyRecord, KeyStore, StoreError, StoreHealth, Tenant};
@@ -118,13 +116,9 @@ impl RedisStore {
         let client = Client::open(url).map_err(|e| {
             StoreError::Unavailable(format!("invalid redis url ({})", describe(&e)))
         })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+        let backend = Backend::single(client.clone(), settings.connect_timeout)
             .map_err(|e| StoreError::Unavailable(describe(&e)))?;
-        Ok(Self::build(Backend::Single(conn), vec![client], settings))
+        Ok(Self::build(backend, vec![client], settings))
     }
 
     /// A store on a Redis Cluster reached through any of `nodes` (URLs as
@@ -143,15 +137,7 @@ impl RedisStore {
         if clients.is_empty() {
             return Err(StoreError::Unavailable("no redis cluster nodes".to_owned()));
         }
-        let client = ClusterClient::builder(nodes.to_vec())
-            .connection_timeout(settings.connect_timeout)
-            .retries(1)
-            .build()
-            .map_err(|e| invalid(&e))?;
-        let backend = Backend::Cluster(Box::new(LazyCluster {
-            client,
-            conn: tokio::sync::Mutex::new(None),
-        }));
+        let backend = Backend::cluster(nodes, settings.connect_timeout).map_err(|e| invalid(&e))?;
         Ok(Self::build(backend, clients, settings))
     }
 
@@ -202,21 +188,17 @@ impl Inner {
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let work = async { f(self.backend.connection().await?).await };
-        let result = tokio::time::timeout(self.settings.command_timeout, work).await;
-        let why = match result {
-            Ok(Ok(v)) => {
+        match self.backend.run(self.settings.command_timeout, f).await {
+            Ok(v) => {
                 self.record_success();
-                return Ok(v);
+                Ok(v)
             }
-            Ok(Err(e)) => describe(&e),
-            Err(_) => format!(
-                "redis command timed out after {} ms",
-                self.settings.command_timeout.as_millis()
-            ),
-        };
-        self.record_failure(&why);
-        Err(StoreError::Unavailable(why))
+            Err(failure) => {
+                let why = failure.describe("redis command");
+                self.record_failure(&why);
+                Err(StoreError::Unavailable(why))
+            }
+        }
     }
 
     pub(super) async fn cmd<T: FromRedisValue>(&self, cmd: ::redis::Cmd) -> Result<T, StoreError> {
@@ -407,21 +389,6 @@ fn in_runtime() -> Result<(), StoreError> {
         .map_err(|_| {
             StoreError::Unavailable("redis store must be created within a tokio runtime".to_owned())
         })
-}
-
-/// A short description of a Redis error: never the URL, never a password.
-fn describe(e: &RedisError) -> String {
-    if e.is_timeout() {
-        "redis timed out".to_owned()
-    } else if e.is_connection_refusal() {
-        "redis refused the connection".to_owned()
-    } else if e.is_connection_dropped() || e.is_io_error() {
-        "redis connection lost".to_owned()
-    } else if let Some(code) = e.code() {
-        format!("redis error {code}")
-    } else {
-        format!("redis error ({:?})", e.kind())
-    }
 }
 
 impl KeyStore for RedisStore {
