@@ -75,15 +75,8 @@ tmp=$(mktemp -d /tmp/livegate-bench.XXXXXX)
 pids=()      # servers: the simulator and the current gateways
 wrk_pid=     # the wrk run in progress
 worktrees=() # git worktrees to remove
-stop() { # pid...: SIGTERM, then SIGKILL after 5 s; reaps them
-  local p
-  for p; do kill "$p" 2>/dev/null || true; done
-  for p; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-}
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 cleanup() {
   local rc=$? p
   trap - EXIT INT TERM
@@ -138,14 +131,6 @@ if [[ -n $BASELINE ]]; then
 fi
 
 # --- servers ----------------------------------------------------------------
-rand_hex() { od -An -tx1 -N "$1" /dev/urandom | tr -d ' \n'; }
-wait_addr() { # file, marker
-  for _ in $(seq 200); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep -o "$2.*" "$1" | head -1 | sed "s/$2//"; return; fi
-    sleep 0.05
-  done
-  echo "did not start: $1" >&2; cat "$1" >&2; exit 1
-}
 
 vendor_key=$(rand_hex 16)
 LIVEGATE_SIMULATOR__API_KEY=$vendor_key LIVEGATE_LOG__LEVEL=warn \
@@ -182,7 +167,11 @@ start_gateways() {
   for who in "${whos[@]}"; do
     bin_var=bin_$who
     if [[ $who == gateway ]]; then bin_var=bin_candidate; fi
-    LIVEGATE_SERVER__LISTEN=127.0.0.1:0 "${!bin_var}" serve --config "$tmp/gateway-$who.toml" >"$tmp/gw-$who.out" 2>&1 &
+    # Builds with an operations listener get theirs on a free port too
+    # (older ones would refuse the unknown variable).
+    ops=()
+    if grep -aq "ops listening on" "${!bin_var}"; then ops=(LIVEGATE_OPS__LISTEN=127.0.0.1:0); fi
+    env "${ops[@]}" LIVEGATE_SERVER__LISTEN=127.0.0.1:0 "${!bin_var}" serve --config "$tmp/gateway-$who.toml" >"$tmp/gw-$who.out" 2>&1 &
     gw_pid[$who]=$!
     pids+=("${gw_pid[$who]}")
     gw_addr[$who]=$(wait_addr "$tmp/gw-$who.out" "livegate listening on ")
@@ -192,46 +181,8 @@ start_gateways() {
 # --- payloads and wrk -------------------------------------------------------
 python3 bench/gateway.py payloads "$IMAGE" "$SIZE_KB" "$tmp"
 
-cat >"$tmp/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["content-type"] = "application/json"
-wrk.headers["x-api-key"] = os.getenv("BENCH_KEY")
-local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
-wrk.body = f:read("*a")
-f:close()
--- response() runs in each thread's own Lua state and done() in the main one,
--- so the counter is a global read back through the thread handles.
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-bad = 0
-function response(status, headers, body)
-  if status ~= 200 then bad = bad + 1 end
-end
-function done(summary, latency, requests)
-  local nbad, e = 0, summary.errors
-  for _, t in ipairs(threads) do nbad = nbad + t:get("bad") end
-  io.write(string.format("RESULT %.1f %.3f %.3f %d %d %d\n", summary.requests / (summary.duration / 1e6),
-    latency.mean / 1000, latency:percentile(99) / 1000, summary.requests, nbad,
-    e.connect + e.read + e.write + e.timeout))
-end
-LUA
+write_post_lua "$tmp/post.lua"
 
-cpu_ticks() { # pid -> utime+stime of the whole process, in clock ticks
-  local stat f
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || die "process $1 is gone (see $tmp/*.out)"
-  read -r -a f <<<"${stat##*) }" # fields from 3 on: utime is field 14, stime 15
-  echo $((f[11] + f[12]))
-}
-
-machine_busy() { # busy clock ticks of all CPUs (user nice system irq softirq steal)
-  local u n sy i w irq sirq st
-  read -r _ u n sy i w irq sirq st _ </proc/stat
-  echo $((u + n + sy + irq + sirq + st))
-}
-children_us() { # CPU time of this shell's reaped children, in µs
-  times >"$tmp/times"
-  awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1e6 }' "$tmp/times"
-}
 
 # run CASE WHO ROUND: one wrk run; appends a line to $tmp/results.
 run() {
