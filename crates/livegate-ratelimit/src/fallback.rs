@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::clock::SystemClock;
+use crate::absorb::Absorber;
+use crate::clock::{Clock, SystemClock};
+use crate::gcra::Params;
 use crate::local::LocalLimiter;
 use crate::redis::RedisLimiter;
 use crate::{BoxFuture, Decision, Limit, LimitError, Limiter, LimiterHealth, Usage};
@@ -47,12 +49,27 @@ impl FailMode {
 /// outage are not written back to Redis's monthly count, and the local
 /// quota is `quota / replicas` of what this process counted itself, so a
 /// long outage makes the quota approximate.
+///
+/// While Redis is healthy, a local tier absorbs floods: a per-tenant GCRA
+/// with the tenant's whole limit that counts only the requests Redis
+/// admitted on this replica. When it has no room left, the tenant is over
+/// its shared limit too and the request is refused
+/// ([`Decision::RateLimited`]) without asking Redis; otherwise Redis
+/// decides as usual, so the shared limit stays exact. To cover the time a
+/// request takes to reach Redis, the local tier refuses only when it would
+/// still refuse a recent round trip later. Quota refusals are left to
+/// Redis. Tenants' entries are kept for the life of the process.
 pub struct FallbackLimiter {
     redis: RedisLimiter,
     local: LocalLimiter,
     mode: FailMode,
     errors: AtomicU64,
     failure: Mutex<Option<Failure>>,
+    tier: Absorber,
+    tier_clock: SystemClock,
+    /// A decaying peak of Redis round trips, µs.
+    rtt_peak_us: AtomicU64,
+    absorbed: AtomicU64,
 }
 
 struct Failure {
@@ -77,7 +94,30 @@ impl FallbackLimiter {
             mode,
             errors: AtomicU64::new(0),
             failure: Mutex::new(None),
+            tier: Absorber::default(),
+            tier_clock: SystemClock::new(),
+            rtt_peak_us: AtomicU64::new(0),
+            absorbed: AtomicU64::new(0),
         }
+    }
+
+    /// Requests the local tier refused without asking Redis, since start.
+    pub fn absorbed(&self) -> u64 {
+        self.absorbed.load(Ordering::Relaxed)
+    }
+
+    fn tier_now(&self) -> u64 {
+        u64::try_from(self.tier_clock.monotonic().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Remembers a round trip: the peak decays by 1/8 per call.
+    fn round_trip(&self, rtt: Duration) {
+        let rtt = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .rtt_peak_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |peak| {
+                Some(rtt.max(peak - peak / 8))
+            });
     }
 
     /// Redis failures and timeouts since start.
@@ -160,10 +200,30 @@ impl Limiter for FallbackLimiter {
     fn check<'a>(&'a self, tenant: &'a str, limit: Limit) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
             let started = Instant::now();
+            let now = self.tier_now();
+            let params = Params::new(limit, 1);
+            // The local tier, only while Redis is in force.
+            let healthy = self.failure().is_none();
+            if healthy {
+                let slack = self.rtt_peak_us.load(Ordering::Relaxed);
+                if let Some(retry_after) = self.tier.peek(tenant, now, params, slack) {
+                    self.absorbed.fetch_add(1, Ordering::Relaxed);
+                    return Decision::RateLimited {
+                        limit: params.burst,
+                        retry_after,
+                    };
+                }
+            }
             if self.should_ask(started) {
                 match self.redis.try_check(tenant, limit).await {
                     Ok(decision) => {
+                        self.round_trip(started.elapsed());
                         self.succeeded(started);
+                        if matches!(decision, Decision::Allowed { .. }) {
+                            // Stamped when the call started: no later than
+                            // Redis's decision.
+                            self.tier.commit(tenant, now, params);
+                        }
                         return decision;
                     }
                     Err(e) => self.failed(&e),

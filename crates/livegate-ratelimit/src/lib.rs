@@ -9,7 +9,9 @@
 //! - [`RedisLimiter`]: exact across replicas, one Lua script per request
 //!   (GCRA on Redis server time plus the monthly count, atomically);
 //! - [`FallbackLimiter`]: Redis first, then the deployment's [`FailMode`]
-//!   while Redis fails, back to Redis by itself.
+//!   while Redis fails, back to Redis by itself. A local tier in front
+//!   refuses, without a round trip, tenants this replica alone already saw
+//!   admitted over their limit (see [`FallbackLimiter::absorbed`]).
 //!
 //! Does not own the tower layer, the response headers, the tenants'
 //! settings or metrics export: the gateway reads [`Decision`],
@@ -37,6 +39,7 @@
 //! Counted per tenant and calendar month (UTC); only admitted requests
 //! count. A request over the quota is refused before the rate is charged.
 
+mod absorb;
 mod clock;
 mod fallback;
 mod gcra;

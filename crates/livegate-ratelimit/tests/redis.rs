@@ -468,3 +468,75 @@ fn cluster_ok(port: u16) -> bool {
     let n = s.read(&mut buf).unwrap_or(0);
     String::from_utf8_lossy(&buf[..n]).contains("cluster_state:ok")
 }
+
+/// `calls=` of `cmdstat_evalsha` in `INFO commandstats` (0 when none).
+fn evalsha_calls(redis: &RedisServer) -> u64 {
+    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    s.write_all(b"INFO commandstats\r\n").unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A bulk reply: `$<len>\r\n<len bytes>\r\n`.
+    loop {
+        let n = s.read(&mut buf).expect("read INFO");
+        assert!(n > 0, "INFO reply cut short");
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((head, body)) = text.split_once("\r\n") {
+            let len: usize = head.trim_start_matches('$').parse().expect("bulk length");
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&reply);
+    text.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap().parse().expect("calls")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tier_absorbs_a_flood_and_stays_exact() {
+    let _serial = SERIAL.lock().await;
+    let redis = RedisServer::start();
+    let limiter = FallbackLimiter::new(
+        RedisLimiter::new(&redis.url(), settings(Duration::from_secs(1))).unwrap(),
+        FailMode::Local,
+        2,
+    );
+    until_redis(&limiter, "warm", limit(1000.0, 1000, None)).await;
+    let calls_before = evalsha_calls(&redis);
+
+    let lim = limit(10.0, 5, None);
+    let (mut requests, mut admitted) = (0u64, 0u64);
+    let started = Instant::now();
+    let mut last = started;
+    while started.elapsed() < Duration::from_secs(1) {
+        last = Instant::now();
+        if allowed(&limiter.check("flood", lim).await) {
+            admitted += 1;
+        }
+        requests += 1;
+        if requests % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let calls = evalsha_calls(&redis) - calls_before;
+    let want = 5.0 + 10.0 * (last - started).as_secs_f64();
+    assert!(
+        (admitted as f64 - want).abs() <= 1.0 + 1e-9,
+        "admitted {admitted}, want {want:.2} ± 1"
+    );
+    assert!(limiter.absorbed() > 0, "nothing absorbed");
+    assert!(
+        calls < requests,
+        "{calls} EVALSHA calls for {requests} requests"
+    );
+    assert_eq!(limiter.health().mode, "redis");
+    eprintln!(
+        "flood: {requests} requests, {admitted} admitted, {} absorbed, {calls} EVALSHA",
+        limiter.absorbed()
+    );
+}
