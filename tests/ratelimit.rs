@@ -36,7 +36,8 @@ async fn the_embedded_default_limits_its_development_tenant() {
     let r = post_raw_jpeg(&url, &key).await;
     assert_eq!(r.status, 200);
     assert_eq!(header(&r, "ratelimit-limit").as_deref(), Some("10"));
-    assert!(header(&r, "ratelimit-remaining").is_some());
+    // The first request of a fresh process leaves the rest of the burst.
+    assert_eq!(header(&r, "ratelimit-remaining").as_deref(), Some("9"));
     assert!(header(&r, "ratelimit-reset").is_some());
     // A gateway error after auth carries them too.
     let r = post_json(&url, Some(&key), face_json("not base64!")).await;
@@ -63,6 +64,39 @@ async fn the_embedded_default_limits_its_development_tenant() {
     let r = post_raw_jpeg(&url, "lvg_nope").await;
     assert_eq!(r.status, 401);
     assert!(header(&r, "ratelimit-limit").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_cap_refuses_past_its_burst_with_its_own_code() {
+    // The development tenant allows a burst of 10; the global cap allows 2,
+    // so the third request is refused by the cap, not by the tenant's limit.
+    let gw = Proc::serve(
+        None,
+        &[
+            ("LIVEGATE_RATELIMIT__GLOBAL_RATE_PER_SECOND", "0.01"),
+            ("LIVEGATE_RATELIMIT__GLOBAL_BURST", "2"),
+        ],
+    );
+    let key = gw
+        .output()
+        .split_whitespace()
+        .find(|w| w.starts_with("lvg_") && w.len() == livegate_auth::key::KEY_LEN)
+        .unwrap()
+        .to_owned();
+    let url = gw.url("/modules/liveness");
+    for _ in 0..2 {
+        assert_eq!(post_raw_jpeg(&url, &key).await.status, 200);
+    }
+    let r = post_raw_jpeg(&url, &key).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.error_code(), 42903);
+    assert!(header(&r, "retry-after").is_some_and(|v| v.parse::<u64>().unwrap() >= 1));
+    // The tenant's own budget was not what refused it.
+    assert!(
+        header(&r, "ratelimit-remaining").is_some_and(|v| v != "0"),
+        "{:?}",
+        r.headers
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,4 +297,195 @@ async fn a_frozen_or_dead_redis_costs_a_bounded_wait_and_never_a_5xx() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A three-master Redis Cluster of private `redis-server`s, killed on drop
+/// (each node's [`redis_common::Server`] kills its process).
+struct Cluster {
+    nodes: Vec<redis_common::Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<redis_common::Server> = (0..3)
+            .map(|i| {
+                // Below 55536 so the cluster bus port (port + 10000) exists.
+                let port = loop {
+                    let p = redis_common::free_port();
+                    if p < 55_536 {
+                        break p;
+                    }
+                };
+                let conf = dir.path().join(format!("nodes-{i}.conf"));
+                let (conf, d) = (conf.display().to_string(), dir.path().display().to_string());
+                redis_common::Server::start_on(
+                    port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf.as_str(),
+                        "--dir",
+                        d.as_str(),
+                    ],
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli");
+        assert!(created.success(), "redis-cli --cluster create");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !nodes.iter().all(|n| {
+            n.cli(&["cluster", "info"])
+                .is_some_and(|i| i.contains("cluster_state:ok"))
+        }) {
+            assert!(Instant::now() < deadline, "cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { nodes, _dir: dir }
+    }
+
+    /// The nodes as `[redis] url` takes a cluster: comma-separated.
+    fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}/0", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_exact_limits_through_a_redis_cluster() {
+    let cluster = Cluster::start();
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
+    let rate_key = make_key();
+    let quota_key = make_key();
+    const RATE: f64 = 10.0;
+    const BURST: u64 = 5;
+    const QUOTA: u64 = 25;
+    let tenants = format!(
+        "[[tenants]]\nid = \"rated\"\nrate_per_second = {RATE}\nburst = {BURST}\n\
+         [[tenants.keys]]\nid = \"{}\"\nhash = \"{}\"\n\
+         [[tenants]]\nid = \"quoted\"\nmonthly_quota = {QUOTA}\n\
+         [[tenants.keys]]\nid = \"{}\"\nhash = \"{}\"\n",
+        rate_key.kid, rate_key.hash, quota_key.kid, quota_key.hash
+    );
+    let cfg = format!(
+        "{}\n[redis]\nurl = \"{}\"\n[ratelimit]\nreplicas = 3\ntimeout_ms = 500\n",
+        config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenants),
+        cluster.url()
+    );
+    let gws: Vec<Proc> = (0..3).map(|_| Proc::serve(Some(&cfg), &[])).collect();
+    let urls: Arc<Vec<String>> = Arc::new(gws.iter().map(|g| g.url("/modules/liveness")).collect());
+    let jpeg = Arc::new(testdata("face-320x240.jpg"));
+
+    // Both tenants live in the cluster, and the limiter uses it.
+    let r = send(&gws[0].url("/readyz"), "GET", &[], Vec::new()).await;
+    assert_eq!(r.json()["rateLimiter"]["mode"], "redis", "{:?}", r.body);
+
+    // Six clients hammer the three replicas for ~3 s.
+    let admitted = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let (urls, admitted, first, key, jpeg) = (
+                urls.clone(),
+                admitted.clone(),
+                first.clone(),
+                rate_key.plaintext.clone(),
+                jpeg.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = i;
+                let mut last_ok = None;
+                while Instant::now() < deadline {
+                    let r = send(
+                        &urls[n % 3],
+                        "POST",
+                        &[("x-api-key", key.as_str()), ("content-type", "image/jpeg")],
+                        jpeg.to_vec(),
+                    )
+                    .await;
+                    n += 1;
+                    match r.status.as_u16() {
+                        200 => {
+                            let now = Instant::now();
+                            first.lock().unwrap().get_or_insert(now);
+                            last_ok = Some(now);
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        429 => assert_eq!(r.error_code(), 42901),
+                        other => panic!("status {other}: {:?}", r.body),
+                    }
+                }
+                last_ok
+            })
+        })
+        .collect();
+    let mut last = None;
+    for c in clients {
+        last = last.max(c.await.unwrap());
+    }
+    let span = last.unwrap() - first.lock().unwrap().unwrap();
+    let admitted = admitted.load(Ordering::SeqCst);
+    let expected = BURST as f64 + RATE * span.as_secs_f64();
+    println!(
+        "cluster rate: {admitted} admitted over {span:?} across 3 replicas, GCRA allows {expected:.1}"
+    );
+    // ±1, plus 20 ms of the clients' own timing of first and last admission.
+    assert!(
+        (admitted as f64 - expected).abs() <= 1.0 + RATE * 0.02,
+        "admitted {admitted}, expected {expected:.1}"
+    );
+
+    // The quota: exactly Q across the three, then 42902.
+    let mut ok = 0;
+    let mut refused_after = None;
+    for i in 0..(QUOTA + 5) {
+        let r = send(
+            &urls[(i % 3) as usize],
+            "POST",
+            &[
+                ("x-api-key", quota_key.plaintext.as_str()),
+                ("content-type", "image/jpeg"),
+            ],
+            jpeg.to_vec(),
+        )
+        .await;
+        match r.status.as_u16() {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(r.error_code(), 42902);
+                refused_after.get_or_insert(ok);
+            }
+            other => panic!("status {other}: {:?}", r.body),
+        }
+    }
+    println!("cluster quota: {ok} admitted of {QUOTA}, refused after {refused_after:?}");
+    assert_eq!(ok, QUOTA);
+    assert_eq!(refused_after, Some(QUOTA));
+    // The rate state really was spread over the cluster's nodes.
+    let holding = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["dbsize"]).is_some_and(|r| r.trim() != "0"))
+        .count();
+    println!("cluster: keys on {holding} of 3 nodes");
+    drop(gws);
 }

@@ -502,6 +502,13 @@ impl Config {
         {
             p.push("ratelimit.default_rate_per_second must be above 0 and at most 100000".into());
         }
+        if self
+            .ratelimit
+            .global_rate_per_second
+            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 1_000_000.0))
+        {
+            p.push("ratelimit.global_rate_per_second must be above 0 and at most 1000000".into());
+        }
         if !(0.0..=1.0).contains(&v.breaker_failure_ratio) {
             p.push("vendor.breaker_failure_ratio must be between 0.0 and 1.0".into());
         }

@@ -205,6 +205,10 @@ pub struct RateLimitConfig {
     pub default_rate_per_second: Option<f64>,
     /// Burst for a tenant that sets none (with a rate).
     pub default_burst: u32,
+    /// A cap over all tenants together (protecting the vendor account);
+    /// unset: none.
+    pub global_rate_per_second: Option<f64>,
+    pub global_burst: u32,
     /// Replicas sharing the limits: with Redis unreachable and
     /// `fail_mode = "local"`, each replica allows 1/replicas of the rate.
     pub replicas: u32,
@@ -217,6 +221,8 @@ impl Default for RateLimitConfig {
         Self {
             default_rate_per_second: None,
             default_burst: 10,
+            global_rate_per_second: None,
+            global_burst: 50,
             replicas: 1,
             timeout_ms: 25,
         }

@@ -101,6 +101,8 @@ error_kinds! {
     RateLimited => (TOO_MANY_REQUESTS, 42901, "rate limit exceeded"),
     /// The tenant's monthly quota is spent; `Retry-After` points at the next month (UTC).
     QuotaExceeded => (TOO_MANY_REQUESTS, 42902, "monthly quota exceeded"),
+    /// The gateway-wide cap protecting the vendor account is reached (all tenants together); retry after `Retry-After`.
+    GlobalRateLimited => (TOO_MANY_REQUESTS, 42903, "gateway-wide rate limit exceeded, retry later"),
     /// `faceImage` is not valid base64 even after normalization.
     InvalidBase64 => (UNPROCESSABLE_ENTITY, 42201, "faceImage is not valid base64"),
     /// The decoded bytes are not an image of a known format.

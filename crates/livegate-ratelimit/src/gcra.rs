@@ -60,7 +60,10 @@ pub(crate) fn step(tat: u64, now: u64, p: Params) -> Step {
             retry_after: Duration::from_micros(allow_at - now),
         };
     }
-    let remaining = (now - allow_at) / p.interval_us;
+    // Not `now - allow_at`: `allow_at` saturates at 0 while `now` is still
+    // within one window of the clock's origin (a monotonic clock that starts
+    // with the process), which would understate what remains.
+    let remaining = (now + p.window_us() - new_tat) / p.interval_us;
     Step::Allowed {
         new_tat,
         remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
@@ -111,6 +114,25 @@ mod tests {
             step(tat, now + 50_000, p),
             Step::Allowed { remaining: 0, .. }
         ));
+    }
+
+    #[test]
+    fn a_full_burst_remains_right_after_the_clock_origin() {
+        // 5/s, burst 10: a 2 s window; the first request 100 ms after the
+        // monotonic clock starts leaves 9, not `now / interval`.
+        let p = params(5.0, 10);
+        let mut tat = 0;
+        for want in (0..10).rev() {
+            let Step::Allowed {
+                new_tat, remaining, ..
+            } = step(tat, 100_000, p)
+            else {
+                panic!("refused within the burst")
+            };
+            assert_eq!(remaining, want);
+            tat = new_tat;
+        }
+        assert!(matches!(step(tat, 100_000, p), Step::Refused { .. }));
     }
 
     #[test]

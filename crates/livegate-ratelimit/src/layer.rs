@@ -9,6 +9,10 @@
 //! carries `Retry-After`. The headers go through the request's exchange
 //! record, so they are added whoever answers.
 //!
+//! An optional gateway-wide cap (all tenants together, protecting the
+//! vendor account) is checked after the tenant's limit; its refusal is
+//! [`Refused::Global`].
+//!
 //! Refusals are the inner service's error type (`From<Refused>`), rendered
 //! in the one place every error is.
 //!
@@ -54,6 +58,8 @@ pub enum Refused {
     Rate { retry_after: Duration },
     #[error("tenant's monthly quota is spent")]
     Quota { retry_after: Duration },
+    #[error("the gateway-wide cap protecting the vendor account is reached")]
+    Global { retry_after: Duration },
     #[error("the shared rate limiter is unreachable and the fail mode is closed")]
     Unavailable,
 }
@@ -63,7 +69,11 @@ pub enum Refused {
 pub struct RateLimitLayer {
     limiter: Arc<dyn Limiter>,
     limit_of: Arc<LimitOf>,
+    global: Option<Limit>,
 }
+
+/// The limiter key of the gateway-wide cap; `:` is never in a tenant id.
+pub const GLOBAL: &str = ":global";
 
 impl RateLimitLayer {
     /// `limit_of` says, from what earlier layers put in the extensions
@@ -75,7 +85,17 @@ impl RateLimitLayer {
         Self {
             limiter,
             limit_of: Arc::new(limit_of),
+            global: None,
         }
+    }
+
+    /// A cap over every tenant together (protecting the vendor account),
+    /// checked after the tenant's own limit: a request it refuses has used
+    /// its tenant's rate, which is the cheaper error for a cap meant to be
+    /// hit rarely.
+    pub fn global(mut self, limit: Option<Limit>) -> Self {
+        self.global = limit;
+        self
     }
 }
 
@@ -87,6 +107,7 @@ impl<S> Layer<S> for RateLimitLayer {
             inner,
             limiter: self.limiter.clone(),
             limit_of: self.limit_of.clone(),
+            global: self.global,
         }
     }
 }
@@ -97,6 +118,7 @@ pub struct RateLimit<S> {
     inner: S,
     limiter: Arc<dyn Limiter>,
     limit_of: Arc<LimitOf>,
+    global: Option<Limit>,
 }
 
 /// Response future of [`RateLimit`].
@@ -126,6 +148,7 @@ where
             return Box::pin(inner.call(req));
         };
         let limiter = self.limiter.clone();
+        let global = self.global;
         Box::pin(async move {
             let decision = limiter.check(&tenant, limit).await;
             if let Some(x) = Exchange::of(&req) {
@@ -134,7 +157,19 @@ where
                 }
             }
             match decision {
-                Decision::Allowed { .. } => inner.call(req).await,
+                Decision::Allowed { .. } => {
+                    if let Some(cap) = global {
+                        match limiter.check(GLOBAL, cap).await {
+                            Decision::RateLimited { retry_after, .. }
+                            | Decision::QuotaExceeded { retry_after, .. } => {
+                                return Err(Refused::Global { retry_after }.into());
+                            }
+                            Decision::Unavailable => return Err(Refused::Unavailable.into()),
+                            Decision::Allowed { .. } => {}
+                        }
+                    }
+                    inner.call(req).await
+                }
                 Decision::RateLimited { retry_after, .. } => {
                     Err(Refused::Rate { retry_after }.into())
                 }
@@ -180,4 +215,62 @@ fn headers(d: &Decision) -> Vec<(HeaderName, HeaderValue)> {
 /// Rounded up, so a client that waits that long is never early.
 fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::LocalLimiter;
+
+    fn svc(
+        global: Option<Limit>,
+    ) -> impl Service<Request<()>, Response = &'static str, Error = Refused> + Clone {
+        let per_tenant = Limit {
+            rate_per_second: 0.001,
+            burst: 100,
+            monthly_quota: Some(3),
+        };
+        RateLimitLayer::new(Arc::new(LocalLimiter::new()), move |ext| {
+            ext.get::<&'static str>()
+                .map(|t| ((*t).to_owned(), per_tenant))
+        })
+        .global(global)
+        .layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Refused>("admitted")
+        }))
+    }
+
+    fn req(tenant: Option<&'static str>) -> Request<()> {
+        let mut r = Request::new(());
+        if let Some(t) = tenant {
+            r.extensions_mut().insert(t);
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn the_quota_and_the_global_cap_refuse_with_their_own_reasons() {
+        // Quota 3: the 4th is refused as the quota; untenanted requests pass.
+        let s = svc(None);
+        for _ in 0..3 {
+            assert!(s.clone().oneshot(req(Some("acme"))).await.is_ok());
+        }
+        let err = s.clone().oneshot(req(Some("acme"))).await.unwrap_err();
+        assert!(matches!(err, Refused::Quota { .. }), "{err}");
+        assert!(s.clone().oneshot(req(None)).await.is_ok());
+
+        // A cap of 2 over every tenant: the third request, whoever sends it.
+        let cap = Limit {
+            rate_per_second: 0.001,
+            burst: 2,
+            monthly_quota: None,
+        };
+        let s = svc(Some(cap));
+        assert!(s.clone().oneshot(req(Some("a"))).await.is_ok());
+        assert!(s.clone().oneshot(req(Some("b"))).await.is_ok());
+        let err = s.clone().oneshot(req(Some("c"))).await.unwrap_err();
+        assert!(matches!(err, Refused::Global { retry_after } if retry_after > Duration::ZERO));
+    }
 }

@@ -41,6 +41,7 @@ impl ToErrorKind for GatewayError {
             GatewayError::Overloaded(_) => ErrorKind::Overloaded,
             GatewayError::RateLimit(Refused::Rate { .. }) => ErrorKind::RateLimited,
             GatewayError::RateLimit(Refused::Quota { .. }) => ErrorKind::QuotaExceeded,
+            GatewayError::RateLimit(Refused::Global { .. }) => ErrorKind::GlobalRateLimited,
             GatewayError::RateLimit(Refused::Unavailable) => ErrorKind::LimiterUnavailable,
         }
     }
@@ -53,7 +54,9 @@ impl ToErrorKind for GatewayError {
                 Some(*retry_after)
             }
             GatewayError::RateLimit(
-                Refused::Rate { retry_after } | Refused::Quota { retry_after },
+                Refused::Rate { retry_after }
+                | Refused::Quota { retry_after }
+                | Refused::Global { retry_after },
             ) => Some(*retry_after),
             GatewayError::RateLimit(Refused::Unavailable) => Some(OVERLOADED_RETRY),
             _ => None,

@@ -79,6 +79,8 @@ pub struct Gateway {
     /// The limit of a tenant that sets none: `(rate, burst)`; `None`: such
     /// tenants are not rate-limited.
     pub default_rate: Option<(f64, u32)>,
+    /// The gateway-wide cap over all tenants, if any.
+    pub global_limit: Option<Limit>,
     /// `embedded` (nothing configured: built-in simulator), `simulator`
     /// (explicitly enabled) or `vendor`.
     pub mode: &'static str,
@@ -130,9 +132,12 @@ where
     let liveness = ServiceBuilder::new()
         .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
         .layer(AuthLayer::new(gw.authenticator.clone()))
-        .layer(RateLimitLayer::new(gw.limiter.clone(), move |ext| {
-            tenant_limit(default_rate, ext)
-        }))
+        .layer(
+            RateLimitLayer::new(gw.limiter.clone(), move |ext| {
+                tenant_limit(default_rate, ext)
+            })
+            .global(gw.global_limit),
+        )
         .layer(AdmissionLayer::new(gw.admission.clone()))
         .layer(
             PayloadLayer::new(gw.body_limit, gw.body_read_timeout)

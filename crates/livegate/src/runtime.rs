@@ -16,7 +16,7 @@ use livegate_core::admission::Admission;
 use livegate_core::exchange::LogSink;
 use livegate_core::{Secret, SystemClock};
 use livegate_ratelimit::{
-    FailMode as LimitFailMode, FallbackLimiter, Limiter, LocalLimiter, RedisLimiter,
+    FailMode as LimitFailMode, FallbackLimiter, Limit, Limiter, LocalLimiter, RedisLimiter,
     RedisLimiterSettings,
 };
 use livegate_stub::{Faults, StubConfig, StubHandle};
@@ -123,6 +123,14 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         ),
         limiter,
         default_rate,
+        global_limit: config
+            .ratelimit
+            .global_rate_per_second
+            .map(|rate_per_second| Limit {
+                rate_per_second,
+                burst: config.ratelimit.global_burst,
+                monthly_quota: None,
+            }),
         mode: mode(config),
         store_fail_closed: config.redis.fail_mode == FailMode::Closed,
         health: Health::default(),
@@ -175,8 +183,13 @@ async fn key_store(
             command_timeout: Duration::from_millis(config.redis.timeout_ms),
             ..RedisSettings::default()
         };
-        let store =
-            Arc::new(RedisStore::new(url.expose(), settings).map_err(|e| anyhow!("redis: {e}"))?);
+        let nodes: Vec<&str> = url.expose().split(',').map(str::trim).collect();
+        let store = if nodes.len() > 1 {
+            RedisStore::new_cluster(&nodes, settings)
+        } else {
+            RedisStore::new(url.expose(), settings)
+        };
+        let store = Arc::new(store.map_err(|e| anyhow!("redis: {e}"))?);
         if let Err(e) = bootstrap(&*store, &config.tenants).await {
             // Not fatal: the store serves what it has once Redis answers.
             tracing::warn!(error = %e, "could not write the configured tenants to redis");
