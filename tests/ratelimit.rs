@@ -26,12 +26,7 @@ fn header(r: &Resp, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_default_limits_its_development_tenant() {
     let gw = Proc::serve(None, &[]);
-    let key = gw
-        .output()
-        .split_whitespace()
-        .find(|w| w.starts_with("lvg_") && w.len() == livegate_auth::key::KEY_LEN)
-        .unwrap()
-        .to_owned();
+    let key = gw.dev_key();
     let url = gw.url("/modules/liveness");
     let r = post_raw_jpeg(&url, &key).await;
     assert_eq!(r.status, 200);
@@ -77,12 +72,7 @@ async fn the_global_cap_refuses_past_its_burst_with_its_own_code() {
             ("LIVEGATE_RATELIMIT__GLOBAL_BURST", "2"),
         ],
     );
-    let key = gw
-        .output()
-        .split_whitespace()
-        .find(|w| w.starts_with("lvg_") && w.len() == livegate_auth::key::KEY_LEN)
-        .unwrap()
-        .to_owned();
+    let key = gw.dev_key();
     let url = gw.url("/modules/liveness");
     for _ in 0..2 {
         assert_eq!(post_raw_jpeg(&url, &key).await.status, 200);

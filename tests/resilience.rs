@@ -229,11 +229,7 @@ async fn embedded_default_answers_with_the_printed_dev_key() {
     let gw = Proc::serve(None, &[]);
     let out = gw.output();
     assert!(out.contains("EMBEDDED DEFAULT"), "{out}");
-    let dev_key = out
-        .split_whitespace()
-        .find(|w| w.starts_with("lvg_") && w.len() == livegate_auth::key::KEY_LEN)
-        .expect("a development key is printed")
-        .to_owned();
+    let dev_key = gw.dev_key();
     let url = gw.url("/modules/liveness");
     let jpeg = testdata("face-320x240.jpg");
     let r = send(

@@ -157,6 +157,15 @@ impl Proc {
         self.output.lock().unwrap().clone()
     }
 
+    /// The development key the embedded default prints once at start-up.
+    pub fn dev_key(&self) -> String {
+        self.output()
+            .split_whitespace()
+            .find(|w| w.starts_with("lvg_") && w.len() == key::KEY_LEN)
+            .expect("a development key is printed")
+            .to_owned()
+    }
+
     /// SIGTERM, then wait for exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
