@@ -39,9 +39,11 @@ run() { # label, then schemathesis arguments
   local label=$1
   shift
   echo "== schemathesis: $label"
-  "$venv/bin/schemathesis" run "$repo/crates/livegate-admin/openapi.json" \
+  # From the scratch directory: schemathesis keeps a cache (.schemathesis/)
+  # in the working directory, which would name this checkout's path.
+  (cd "$tmp" && "$venv/bin/schemathesis" run "$repo/crates/livegate-admin/openapi.json" \
     --checks "$checks" -n "$EXAMPLES" --seed 1 --no-shrink --workers 1 \
-    --phases examples,coverage,fuzzing --request-timeout 10 "$@"
+    --phases examples,coverage,fuzzing --request-timeout 10 "$@")
 }
 run "admin API, admin token" --url "http://$ops" -H "Authorization: Bearer $token" --include-path-regex '^/admin/'
 run "admin API, wrong token" --url "http://$ops" -H "Authorization: Bearer wrong-token-0123456789" --include-path-regex '^/admin/'
