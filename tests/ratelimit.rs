@@ -228,9 +228,7 @@ async fn timed(url: &str, key: &str, jpeg: &[u8]) -> (u16, Duration) {
 async fn a_frozen_or_dead_redis_costs_a_bounded_wait_and_never_a_5xx() {
     // Written to disk, so the restart after the kill keeps the tenant.
     let dir = tempfile::tempdir().unwrap();
-    let dir_path = dir.path().to_str().unwrap().to_owned();
-    let mut redis =
-        redis_common::Server::start(&["--appendonly", "yes", "--dir", dir_path.as_str()]);
+    let mut redis = redis_common::Server::start_persistent(dir.path());
     let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
         .await
         .unwrap();
@@ -301,78 +299,11 @@ async fn a_frozen_or_dead_redis_costs_a_bounded_wait_and_never_a_5xx() {
     }
 }
 
-/// A three-master Redis Cluster of private `redis-server`s, killed on drop
-/// (each node's [`redis_common::Server`] kills its process).
-struct Cluster {
-    nodes: Vec<redis_common::Server>,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let nodes: Vec<redis_common::Server> = (0..3)
-            .map(|i| {
-                // Below 55536 so the cluster bus port (port + 10000) exists.
-                let port = loop {
-                    let p = redis_common::free_port();
-                    if p < 55_536 {
-                        break p;
-                    }
-                };
-                let conf = dir.path().join(format!("nodes-{i}.conf"));
-                let (conf, d) = (conf.display().to_string(), dir.path().display().to_string());
-                redis_common::Server::start_on(
-                    port,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        conf.as_str(),
-                        "--dir",
-                        d.as_str(),
-                    ],
-                )
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let created = std::process::Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("redis-cli");
-        assert!(created.success(), "redis-cli --cluster create");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !nodes.iter().all(|n| {
-            n.cli(&["cluster", "info"])
-                .is_some_and(|i| i.contains("cluster_state:ok"))
-        }) {
-            assert!(Instant::now() < deadline, "cluster never became ok");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { nodes, _dir: dir }
-    }
-
-    /// The nodes as `[redis] url` takes a cluster: comma-separated.
-    fn url(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| format!("redis://127.0.0.1:{}/0", n.port))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_exact_limits_through_a_redis_cluster() {
-    let cluster = Cluster::start();
-    three_replicas_share_exact_limits(&cluster.url(), "cluster").await;
+    let cluster = redis_common::Cluster::start();
+    // `[redis] url` takes a cluster's nodes comma-separated.
+    three_replicas_share_exact_limits(&cluster.urls().join(","), "cluster").await;
     // The rate state really was spread over the cluster's nodes.
     let holding = cluster
         .nodes

@@ -59,11 +59,9 @@ async fn refused_within(gw: &Proc, key: &str, code: i64, since: Instant) -> Dura
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_tenants_and_keys_through_redis() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir_path = dir.path().to_str().unwrap().to_owned();
     // Written to disk, so a restart keeps the data: the outage is the point.
-    let mut redis =
-        redis_common::Server::start(&["--appendonly", "yes", "--dir", dir_path.as_str()]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = redis_common::Server::start_persistent(dir.path());
     let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
         .await
         .unwrap();

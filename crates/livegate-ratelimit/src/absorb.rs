@@ -59,19 +59,8 @@ impl Absorber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Limit;
+    use crate::gcra::tests::params;
     use proptest::prelude::*;
-
-    fn params(rate: f64, burst: u32) -> Params {
-        Params::new(
-            Limit {
-                rate_per_second: rate,
-                burst,
-                monthly_quota: None,
-            },
-            1,
-        )
-    }
 
     #[test]
     fn refuses_only_after_burst_and_commits_nothing_on_peek() {

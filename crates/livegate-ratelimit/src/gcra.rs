@@ -72,11 +72,11 @@ pub(crate) fn step(tat: u64, now: u64, p: Params) -> Step {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn params(rate: f64, burst: u32) -> Params {
+    pub(crate) fn params(rate: f64, burst: u32) -> Params {
         Params::new(
             Limit {
                 rate_per_second: rate,

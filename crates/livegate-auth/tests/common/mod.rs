@@ -29,6 +29,13 @@ impl Server {
         Self::start_on(free_port(), extra)
     }
 
+    /// With an append-only file in `dir`, so [`Server::restart`] after a
+    /// kill keeps the data.
+    pub fn start_persistent(dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().expect("a UTF-8 temporary path");
+        Self::start(&["--appendonly", "yes", "--dir", dir])
+    }
+
     pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let mut s = Self {
             port,
