@@ -172,6 +172,8 @@ fn refused(request_id: String, kind: ErrorKind) -> ExchangeRecord {
             Outcome::Rejected
         },
         total: Duration::ZERO,
+        trace_id: None,
+        reserved: false,
     }
 }
 

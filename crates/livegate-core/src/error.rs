@@ -131,6 +131,8 @@ error_kinds! {
     VendorCircuitOpen => (SERVICE_UNAVAILABLE, 50303, "liveness vendor is unavailable, retry later"),
     /// The shared rate limiter cannot be reached and `redis.fail_mode` is `closed`.
     LimiterUnavailable => (SERVICE_UNAVAILABLE, 50304, "rate limiter is unavailable, retry later"),
+    /// The audit sink cannot take another record within its wait; refused before the vendor is called.
+    AuditUnavailable => (SERVICE_UNAVAILABLE, 50305, "audit trail is unavailable, retry later"),
     /// The vendor did not answer within the configured timeout.
     VendorTimeout => (GATEWAY_TIMEOUT, 50401, "liveness vendor timed out"),
 }
@@ -235,6 +237,7 @@ mod tests {
                     | ErrorKind::Overloaded
                     | ErrorKind::VendorCircuitOpen
                     | ErrorKind::LimiterUnavailable
+                    | ErrorKind::AuditUnavailable
             );
             assert_eq!(s >= 500, vendor_side, "{k:?}");
         }

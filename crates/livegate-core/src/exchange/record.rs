@@ -111,6 +111,13 @@ pub struct ExchangeRecord {
     pub outcome: Outcome,
     /// From the first layer of the route to the end.
     pub total: Duration,
+    /// The W3C trace id (32 lowercase hex) of the request's trace, when
+    /// tracing is on.
+    pub trace_id: Option<String>,
+    /// Whether a sink reserved a place for this record when the request
+    /// entered (the audit trail does, so that no record it admitted can be
+    /// lost); a sink that reserves releases the place when it has written.
+    pub reserved: bool,
 }
 
 /// A handle on the record of one request under construction: cheap to
@@ -134,6 +141,8 @@ struct Draft {
     principal: Option<PrincipalFacts>,
     image: Option<ImageFacts>,
     upstream: Option<UpstreamFacts>,
+    trace_id: Option<String>,
+    reserved: bool,
 }
 
 impl Exchange {
@@ -148,6 +157,8 @@ impl Exchange {
                     principal: None,
                     image: None,
                     upstream: None,
+                    trace_id: None,
+                    reserved: false,
                 }),
             }),
         }
@@ -171,6 +182,16 @@ impl Exchange {
 
     pub fn set_upstream(&self, facts: UpstreamFacts) {
         self.draft().upstream = Some(facts);
+    }
+
+    pub fn set_trace_id(&self, trace_id: String) {
+        self.draft().trace_id = Some(trace_id);
+    }
+
+    /// Marks the record as having a place reserved in a sink (see
+    /// [`ExchangeRecord::reserved`]).
+    pub fn set_reserved(&self) {
+        self.draft().reserved = true;
     }
 
     /// A header the response will carry whether the vendor answered or the
@@ -204,6 +225,8 @@ impl Exchange {
             status,
             outcome,
             total,
+            trace_id: d.trace_id.take(),
+            reserved: d.reserved,
         }
     }
 
