@@ -33,6 +33,11 @@ macro_rules! error_kinds {
                 match self { $(ErrorKind::$name => $code,)* }
             }
 
+            /// [`Self::code`] as text, e.g. for a metrics label.
+            pub fn code_str(self) -> &'static str {
+                match self { $(ErrorKind::$name => stringify!($code),)* }
+            }
+
             /// The fixed `message` in the body.
             pub fn message(self) -> &'static str {
                 match self { $(ErrorKind::$name => $msg,)* }

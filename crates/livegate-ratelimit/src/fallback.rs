@@ -249,12 +249,14 @@ impl Limiter for FallbackLimiter {
                 ok: true,
                 mode: "redis",
                 detail: None,
+                errors: self.errors(),
             },
             Some(f) => LimiterHealth {
                 backend: "redis",
                 ok: false,
                 mode: self.mode.as_str(),
                 detail: Some(f.why.clone()),
+                errors: self.errors(),
             },
         }
     }

@@ -133,6 +133,8 @@ pub struct LimiterHealth {
     pub mode: &'static str,
     /// Why it is not ok (never a URL or a password).
     pub detail: Option<String>,
+    /// Redis errors since start (timeouts, refused connections, …).
+    pub errors: u64,
 }
 
 /// Why a limiter could not answer.

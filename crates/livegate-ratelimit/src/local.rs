@@ -137,6 +137,7 @@ impl Limiter for LocalLimiter {
             ok: true,
             mode: "local",
             detail: None,
+            errors: 0,
         }
     }
 }

@@ -255,6 +255,8 @@ impl Limiter for RedisLimiter {
             ok: detail.is_none(),
             mode: if detail.is_none() { "redis" } else { "closed" },
             detail,
+            // Counted by the fallback limiter that wraps this one.
+            errors: 0,
         }
     }
 }

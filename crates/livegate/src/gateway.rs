@@ -42,6 +42,7 @@ use livegate_auth::{AuthLayer, Authenticator, KeyStore, Principal};
 use livegate_core::admission::{Admission, AdmissionLayer};
 use livegate_core::exchange::{ExchangeLayer, ExchangeSink};
 use livegate_core::{Clock, ErrorKind, error_response, request_id};
+use livegate_metrics::Metrics;
 use livegate_payload::{ImagePolicy, PayloadLayer};
 use livegate_ratelimit::{Limit, Limiter, RateLimitLayer, limit_of};
 use livegate_upstream::{
@@ -87,8 +88,10 @@ pub struct Gateway {
     /// `redis.fail_mode = "closed"`: an unreachable store fails readiness.
     pub store_fail_closed: bool,
     pub health: Health,
-    /// Where exchange records go.
+    /// Where exchange records go (the log line, the metrics, the audit trail).
     pub sink: Arc<dyn ExchangeSink>,
+    /// The Prometheus metrics (also one of the sinks).
+    pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -187,14 +190,40 @@ fn around_every_route(routes: Router) -> Router {
         )
 }
 
-/// The operations listener's router: the admin API when there is one, and
-/// JSON 404/405 for everything else. Never merged into the public router.
-pub fn ops_router(admin: Option<livegate_admin::AdminApi>) -> Router {
-    let routes = match admin {
-        Some(api) => livegate_admin::router(api),
-        None => Router::new(),
-    };
+/// The operations listener's router: `/metrics`, the admin API when there
+/// is one, and JSON 404/405 for everything else. Never merged into the
+/// public router.
+pub fn ops_router(gw: &Gateway, admin: Option<livegate_admin::AdminApi>) -> Router {
+    let mut routes = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(gw.clone());
+    if let Some(api) = admin {
+        routes = routes.merge(livegate_admin::router(api));
+    }
     around_every_route(routes)
+}
+
+/// Prometheus text: the records' counters, and the parts' state read now.
+async fn metrics(State(gw): State<Gateway>) -> Response<Body> {
+    let (in_flight, body_bytes) = gw.admission.in_flight();
+    let limiter = gw.limiter.health();
+    let state = livegate_metrics::State {
+        in_flight_requests: in_flight as u64,
+        in_flight_body_bytes: body_bytes as u64,
+        admission_refusals: gw.admission.refused(),
+        circuit: gw.breaker.state().as_str(),
+        limiter_backend: limiter.backend,
+        limiter_mode: limiter.mode,
+        limiter_redis_errors: limiter.errors,
+        key_store_ok: gw.store.health().await.ok,
+        audit: None,
+    };
+    let mut res = Response::new(Body::from(gw.metrics.encode(state)));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(livegate_metrics::CONTENT_TYPE),
+    );
+    res
 }
 
 /// The tenant's rate and quota: its own settings, else the deployment's
@@ -218,6 +247,7 @@ fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
     let path = match req.uri().path() {
         p @ ("/modules/liveness" | "/livez" | "/readyz") => p,
         p if p.starts_with("/admin/") => "admin",
+        "/metrics" => "/metrics",
         _ => "other",
     };
     tracing::info_span!(

@@ -364,7 +364,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
 
         let edge = server::Edge::from_config(&config.server);
         let ops = server::Serve {
-            app: gateway::ops_router(rt.admin.take()),
+            app: gateway::ops_router(&rt.gateway, rt.admin.take()),
             // The ops listener has no readiness of its own.
             health: gateway::Health::default(),
             edge: edge.clone(),

@@ -13,8 +13,9 @@ use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSetti
 use livegate_auth::{AdminError, Authenticator, KeyAdmin, RedisSettings, RedisStore};
 use livegate_config::{Config, FailMode, SimulatorConfig, TenantConfig};
 use livegate_core::admission::Admission;
-use livegate_core::exchange::LogSink;
+use livegate_core::exchange::{ExchangeSink, LogSink};
 use livegate_core::{Secret, SystemClock};
+use livegate_metrics::Metrics;
 use livegate_ratelimit::{
     FailMode as LimitFailMode, FallbackLimiter, Limit, Limiter, LocalLimiter, RedisLimiter,
     RedisLimiterSettings,
@@ -108,6 +109,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         .default_rate_per_second
         .map(|r| (r, config.ratelimit.default_burst));
     let admin = admin.map(|a| a.with_limiter(limiter.clone(), default_rate));
+    let metrics = Arc::new(Metrics::new());
     let gateway = Gateway {
         authenticator,
         store,
@@ -134,7 +136,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         mode: mode(config),
         store_fail_closed: config.redis.fail_mode == FailMode::Closed,
         health: Health::default(),
-        sink: Arc::new(LogSink),
+        sink: Arc::new(vec![
+            Arc::new(LogSink) as Arc<dyn ExchangeSink>,
+            metrics.clone(),
+        ]),
+        metrics,
         clock,
     };
     let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {

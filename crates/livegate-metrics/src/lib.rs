@@ -1,0 +1,592 @@
+//! Prometheus metrics for livegate, served as Prometheus text (0.0.4) on the
+//! operations listener's `/metrics`.
+//!
+//! Two sources, one registry:
+//! - [`Metrics`] is an [`ExchangeSink`]: every liveness request's record
+//!   feeds the request counters, the latency histograms, the rate-limit
+//!   refusals and the **histogram of liveness scores by tenant**. Nothing is
+//!   re-derived from headers or bodies.
+//! - The state of the gateway's parts (requests and body bytes in flight,
+//!   the vendor circuit, the limiter's Redis, the audit queue) is read at
+//!   scrape time by the caller and handed to [`Metrics::encode`] as a
+//!   [`State`], so those parts keep their own counters and this crate
+//!   depends on none of them.
+//!
+//! Label values come from the key store (tenant ids, validated
+//! `[a-z0-9_-]{1,64}`) or from fixed vocabularies (outcome, error code,
+//! HTTP status): never from client input, so a client cannot grow the
+//! series count. Requests refused before a tenant is known carry
+//! `tenant=""`.
+//!
+//! Does not own: serving `/metrics` (the binary), OTLP export of metrics.
+//!
+//! # Example
+//!
+//! ```
+//! use livegate_metrics::{Metrics, State};
+//!
+//! let metrics = Metrics::new();
+//! // Feed it records as an exchange sink; at each scrape:
+//! let text = metrics.encode(State {
+//!     circuit: "closed",
+//!     ..State::default()
+//! });
+//! assert!(text.contains("livegate_vendor_circuit_state{state=\"closed\"} 1"));
+//! ```
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use livegate_core::ErrorKind;
+use livegate_core::exchange::{ExchangeRecord, ExchangeSink};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The `Content-Type` of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Latency buckets, seconds: 5 ms to 30 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
+];
+
+/// The vendor's liveness score is 0–100: buckets of 5.
+fn score_buckets() -> impl Iterator<Item = f64> {
+    (1..=20).map(|i| f64::from(i) * 5.0)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: String,
+    outcome: &'static str,
+    status: u16,
+    /// The gateway's errorCode when it answered itself; empty otherwise.
+    error_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantOutcome {
+    tenant: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    tenant: String,
+    /// `ok` (2xx), `client_error` (the vendor's 4xx, e.g. 1016/1017),
+    /// `server_error`, `timeout`, `unreachable`, `bad_response`.
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    tenant: String,
+    /// `rate`, `quota` or `global`.
+    reason: &'static str,
+}
+
+/// The gateway's metrics: see the [crate docs](crate).
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<TenantOutcome, Histogram>,
+    upstream: Family<UpstreamLabels, Counter>,
+    upstream_duration: Family<TenantLabel, Histogram>,
+    scores: Family<TenantLabel, Histogram>,
+    refusals: Family<RefusalLabels, Counter>,
+    image_bytes: Family<TenantLabel, Counter>,
+    /// The parts' state of the scrape being encoded.
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The state of the gateway's parts, read at each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Liveness requests in flight, and the body bytes they hold.
+    pub in_flight_requests: u64,
+    pub in_flight_body_bytes: u64,
+    /// Requests refused by admission control (503 50302) since start.
+    pub admission_refusals: u64,
+    /// The vendor circuit: `closed`, `half_open` or `open`.
+    pub circuit: &'static str,
+    /// The rate limiter: its backend (`memory`, `redis`), the mode in force
+    /// (`redis`, `local`, `open`, `closed`), Redis errors since start.
+    pub limiter_backend: &'static str,
+    pub limiter_mode: &'static str,
+    pub limiter_redis_errors: u64,
+    /// Whether the key store answers.
+    pub key_store_ok: bool,
+    /// The audit trail, when it is on.
+    pub audit: Option<AuditState>,
+}
+
+/// The audit trail's counters (see `livegate-audit`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditState {
+    /// Places for records (reserved at entry, freed when written).
+    pub capacity: u64,
+    /// Records waiting to be written.
+    pub queued: u64,
+    pub written: u64,
+    /// Requests that waited for a place, and those refused (503 50305).
+    pub waits: u64,
+    pub refusals: u64,
+    /// Records that found no place (requests refused by the audit layer
+    /// itself while the sink was stuck): counted, never silent.
+    pub unwritten: u64,
+    pub write_errors: u64,
+    /// Whether the sink is failing now.
+    pub failing: bool,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let mut registry = Registry::with_prefix("livegate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Liveness requests by tenant, outcome, HTTP status and the gateway's errorCode",
+            requests.clone(),
+        );
+        let duration = Family::<TenantOutcome, Histogram>::new_with_constructor(latency);
+        registry.register_with_unit(
+            "request_duration",
+            "Liveness request duration, from the first layer to the response",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let upstream = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Vendor calls by tenant and result",
+            upstream.clone(),
+        );
+        let upstream_duration = Family::<TenantLabel, Histogram>::new_with_constructor(latency);
+        registry.register_with_unit(
+            "upstream_duration",
+            "Vendor call duration",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let scores = Family::<TenantLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(score_buckets())
+        });
+        registry.register(
+            "liveness_score",
+            "Liveness scores the vendor returned (0-100), by tenant",
+            scores.clone(),
+        );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "ratelimit_refusals",
+            "Requests refused by a rate limit or quota (429), by tenant and reason",
+            refusals.clone(),
+        );
+        let image_bytes = Family::<TenantLabel, Counter>::default();
+        registry.register_with_unit(
+            "image",
+            "Decoded image bytes accepted, by tenant",
+            Unit::Bytes,
+            image_bytes.clone(),
+        );
+        registry.register_collector(Box::new(PartsCollector(state.clone())));
+        Self {
+            registry,
+            requests,
+            duration,
+            upstream,
+            upstream_duration,
+            scores,
+            refusals,
+            image_bytes,
+            state,
+        }
+    }
+
+    /// The Prometheus text exposition (0.0.4) of every metric, with
+    /// `state` as the parts' state.
+    pub fn encode(&self, state: State) -> String {
+        // Two scrapes at once may each encode the other's state: both are
+        // current, so either is right.
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn latency() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+impl ExchangeSink for Metrics {
+    fn emit(&self, r: ExchangeRecord) {
+        let tenant = r.principal.map(|p| p.tenant).unwrap_or_default();
+        let outcome = r.outcome.as_str();
+        self.requests
+            .get_or_create(&RequestLabels {
+                tenant: tenant.clone(),
+                outcome,
+                status: r.status.unwrap_or(0),
+                error_code: r.error.map_or("", error_code),
+            })
+            .inc();
+        let t = TenantLabel { tenant };
+        if let Some(reason) = r.error.and_then(refusal_reason) {
+            self.refusals
+                .get_or_create(&RefusalLabels {
+                    tenant: t.tenant.clone(),
+                    reason,
+                })
+                .inc();
+        }
+        if let Some(image) = &r.image {
+            self.image_bytes.get_or_create(&t).inc_by(image.size as u64);
+        }
+        if let Some(up) = &r.upstream {
+            self.upstream
+                .get_or_create(&UpstreamLabels {
+                    tenant: t.tenant.clone(),
+                    result: upstream_result(up.status, r.error),
+                })
+                .inc();
+            self.upstream_duration
+                .get_or_create(&t)
+                .observe(up.latency.as_secs_f64());
+            if let Some(score) = up.score {
+                self.scores.get_or_create(&t).observe(score);
+            }
+        }
+        self.duration
+            .get_or_create(&TenantOutcome {
+                tenant: t.tenant,
+                outcome,
+            })
+            .observe(r.total.as_secs_f64());
+    }
+}
+
+/// The errorCode as a label value, from a fixed table (no allocation).
+fn error_code(kind: ErrorKind) -> &'static str {
+    kind.code_str()
+}
+
+fn refusal_reason(kind: ErrorKind) -> Option<&'static str> {
+    match kind {
+        ErrorKind::RateLimited => Some("rate"),
+        ErrorKind::QuotaExceeded => Some("quota"),
+        ErrorKind::GlobalRateLimited => Some("global"),
+        _ => None,
+    }
+}
+
+fn upstream_result(status: Option<u16>, error: Option<ErrorKind>) -> &'static str {
+    match (status, error) {
+        (Some(s), _) if s < 300 => "ok",
+        (Some(s), _) if s < 500 => "client_error",
+        (Some(_), _) => "server_error",
+        (None, Some(ErrorKind::VendorTimeout)) => "timeout",
+        (None, Some(ErrorKind::VendorBadResponse)) => "bad_response",
+        (None, _) => "unreachable",
+    }
+}
+
+/// Encodes the parts' state at scrape time.
+struct PartsCollector(Arc<Mutex<State>>);
+
+impl std::fmt::Debug for PartsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartsCollector")
+    }
+}
+
+impl Collector for PartsCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        gauge(
+            &mut enc,
+            "requests_in_flight",
+            "Liveness requests in flight",
+            None,
+            s.in_flight_requests,
+        )?;
+        gauge(
+            &mut enc,
+            "in_flight_body",
+            "Request body bytes held by liveness requests in flight",
+            Some(&Unit::Bytes),
+            s.in_flight_body_bytes,
+        )?;
+        counter(
+            &mut enc,
+            "admission_refusals",
+            "Requests refused by admission control (503 50302)",
+            s.admission_refusals,
+        )?;
+        labelled_gauges(
+            &mut enc,
+            "vendor_circuit_state",
+            "The vendor circuit breaker: 1 for the state it is in",
+            "state",
+            &["closed", "half_open", "open"],
+            s.circuit,
+        )?;
+        labelled_gauges(
+            &mut enc,
+            "ratelimit_mode",
+            "The rate limiter's mode in force: 1 for the current one (redis: exact; local, open, closed: Redis is failing)",
+            "mode",
+            &["redis", "local", "open", "closed"],
+            s.limiter_mode,
+        )?;
+        counter(
+            &mut enc,
+            "redis_errors",
+            "Redis errors of the rate limiter (timeouts, refused connections)",
+            s.limiter_redis_errors,
+        )?;
+        gauge(
+            &mut enc,
+            "key_store_up",
+            "Whether the key store answers (1) or not (0)",
+            None,
+            u64::from(s.key_store_ok),
+        )?;
+        if let Some(a) = &s.audit {
+            gauge(
+                &mut enc,
+                "audit_capacity",
+                "Audit records that can be reserved or queued at once",
+                None,
+                a.capacity,
+            )?;
+            gauge(
+                &mut enc,
+                "audit_queue_depth",
+                "Audit records waiting to be written",
+                None,
+                a.queued,
+            )?;
+            counter(
+                &mut enc,
+                "audit_records",
+                "Audit records written",
+                a.written,
+            )?;
+            counter(
+                &mut enc,
+                "audit_waits",
+                "Requests that waited for a place in the audit trail",
+                a.waits,
+            )?;
+            counter(
+                &mut enc,
+                "audit_refusals",
+                "Requests refused because the audit sink was stuck (503 50305)",
+                a.refusals,
+            )?;
+            counter(
+                &mut enc,
+                "audit_unwritten",
+                "Records of refused requests that found no place while the sink was stuck",
+                a.unwritten,
+            )?;
+            counter(
+                &mut enc,
+                "audit_write_errors",
+                "Failed audit writes (each retried until it succeeds)",
+                a.write_errors,
+            )?;
+            gauge(
+                &mut enc,
+                "audit_failing",
+                "Whether the audit sink is failing now",
+                None,
+                u64::from(a.failing),
+            )?;
+        }
+        labelled_gauges(
+            &mut enc,
+            "ratelimit_backend",
+            "The rate limiter's backend: 1 for the one in use",
+            "backend",
+            &["memory", "redis"],
+            s.limiter_backend,
+        )
+    }
+}
+
+fn gauge(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    g.encode(enc.encode_descriptor(name, help, unit, g.metric_type())?)
+}
+
+fn counter(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+/// An enum as gauges: one series per value, 1 for `current`.
+fn labelled_gauges(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: &[&'static str],
+    current: &str,
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+    for &v in values {
+        let g = ConstGauge::new(i64::from(v == current));
+        g.encode(m.encode_family(&[(label, v)])?)?;
+    }
+    Ok(())
+}
+
+/// Names of every metric family this crate exposes (without the `_total`,
+/// `_bucket`, … suffixes), for checks such as "every metric a dashboard
+/// queries exists".
+pub fn family_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use livegate_core::exchange::{Outcome, PrincipalFacts, UpstreamFacts};
+
+    use super::*;
+
+    fn record(tenant: Option<&str>, outcome: Outcome, status: u16) -> ExchangeRecord {
+        ExchangeRecord {
+            request_id: "r".into(),
+            started_at: SystemTime::UNIX_EPOCH,
+            principal: tenant.map(|t| PrincipalFacts {
+                tenant: t.into(),
+                key_id: "k".into(),
+            }),
+            image: None,
+            upstream: None,
+            error: None,
+            cause: None,
+            status: Some(status),
+            outcome,
+            total: Duration::from_millis(12),
+            trace_id: None,
+            reserved: false,
+        }
+    }
+
+    #[test]
+    fn records_feed_counters_histograms_and_scores() {
+        let m = Metrics::new();
+        for score in [12.0, 97.0, 98.0] {
+            let mut r = record(Some("acme"), Outcome::Forwarded, 200);
+            r.upstream = Some(UpstreamFacts {
+                status: Some(200),
+                score: Some(score),
+                latency: Duration::from_millis(30),
+                ..UpstreamFacts::default()
+            });
+            m.emit(r);
+        }
+        let mut r = record(Some("acme"), Outcome::Rejected, 429);
+        r.error = Some(ErrorKind::QuotaExceeded);
+        m.emit(r);
+        let mut r = record(None, Outcome::Rejected, 401);
+        r.error = Some(ErrorKind::KeyInvalid);
+        m.emit(r);
+
+        let text = m.encode(State {
+            circuit: "open",
+            limiter_mode: "local",
+            limiter_backend: "redis",
+            limiter_redis_errors: 7,
+            ..State::default()
+        });
+        for line in [
+            r#"livegate_requests_total{tenant="acme",outcome="forwarded",status="200",error_code=""} 3"#,
+            r#"livegate_requests_total{tenant="acme",outcome="rejected",status="429",error_code="42902"} 1"#,
+            r#"livegate_requests_total{tenant="",outcome="rejected",status="401",error_code="40102"} 1"#,
+            r#"livegate_ratelimit_refusals_total{tenant="acme",reason="quota"} 1"#,
+            r#"livegate_upstream_requests_total{tenant="acme",result="ok"} 3"#,
+            r#"livegate_liveness_score_bucket{tenant="acme",le="10"} 0"#,
+            r#"livegate_liveness_score_bucket{tenant="acme",le="15"} 1"#,
+            r#"livegate_liveness_score_bucket{tenant="acme",le="95"} 1"#,
+            r#"livegate_liveness_score_bucket{tenant="acme",le="100"} 3"#,
+            r#"livegate_liveness_score_count{tenant="acme"} 3"#,
+            r#"livegate_liveness_score_sum{tenant="acme"} 207.0"#,
+            r#"livegate_vendor_circuit_state{state="open"} 1"#,
+            r#"livegate_vendor_circuit_state{state="closed"} 0"#,
+            r#"livegate_ratelimit_mode{mode="local"} 1"#,
+            r#"livegate_redis_errors_total 7"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(
+            !text.contains("audit_"),
+            "no audit metrics without an audit trail"
+        );
+    }
+
+    #[test]
+    fn family_names_lists_the_types() {
+        let m = Metrics::new();
+        m.emit(record(Some("acme"), Outcome::Forwarded, 200));
+        let names = family_names(&m.encode(State::default()));
+        for n in [
+            "livegate_requests_total",
+            "livegate_request_duration_seconds",
+            "livegate_requests_in_flight",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} not in {names:?}");
+        }
+    }
+}
