@@ -46,6 +46,7 @@ use http::Request;
 use http::header::AUTHORIZATION;
 use livegate_core::exchange::Exchange;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::authn::{API_KEY_HEADER, AuthError, Authenticator, Principal, presented_key};
 
@@ -105,7 +106,10 @@ where
             }
         };
         let authn = self.authn.clone();
-        let check: AuthFuture = Box::pin(async move { authn.authenticate_key(&key).await });
+        // A child of the request's span, for traces: the key lookup alone.
+        let span = tracing::info_span!("auth", otel.kind = "internal");
+        let check: AuthFuture =
+            Box::pin(async move { authn.authenticate_key(&key).await }.instrument(span));
         // The clone is not ready yet; keep the one that is (tower's usual dance).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);

@@ -445,6 +445,31 @@ impl Config {
                     .into(),
             );
         }
+        let a = &self.audit;
+        match a.sink {
+            crate::AuditSink::File if a.path.is_none() => {
+                p.push("audit.path is required with audit.sink = \"file\"".into());
+            }
+            crate::AuditSink::Redis
+                if self.redis.url.is_none() && self.redis.url_file.is_none() =>
+            {
+                p.push("audit.sink = \"redis\" needs redis.url (or redis.url_file)".into());
+            }
+            _ => {}
+        }
+        if a.capacity == 0 {
+            p.push("audit.capacity must be at least 1".into());
+        }
+        if a.max_files == 0 || a.max_file_bytes < 4096 {
+            p.push(
+                "audit.max_files must be at least 1 and audit.max_file_bytes at least 4096".into(),
+            );
+        }
+        if a.stream.is_empty() || a.stream_max_len == 0 {
+            p.push(
+                "audit.stream must not be empty and audit.stream_max_len must be at least 1".into(),
+            );
+        }
         if s.max_header_bytes < 1024 {
             p.push("server.max_header_bytes must be at least 1024".into());
         }

@@ -25,6 +25,8 @@ pub struct Config {
     /// `[images]`: the deployment's image policy (tenants may override it).
     pub images: ImagePolicy,
     pub simulator: SimulatorConfig,
+    /// The audit trail: one record per liveness request.
+    pub audit: AuditConfig,
     pub log: LogConfig,
     /// Bootstrap tenants and their key hashes (never plaintext keys).
     pub tenants: Vec<TenantConfig>,
@@ -303,6 +305,58 @@ impl Default for SimulatorConfig {
             hang_ms: 60_000,
         }
     }
+}
+
+/// The audit trail: exactly one JSON record per liveness request, never
+/// silently dropped (see the README's *Audit trail*).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `stdout` (default; application logs go to stderr), `file` or `redis`.
+    pub sink: AuditSink,
+    /// The file, for `sink = "file"`.
+    pub path: Option<PathBuf>,
+    /// The file is rotated (`path.1`, `path.2`, …) before it would grow past this.
+    pub max_file_bytes: u64,
+    /// Rotated files kept; older ones are deleted.
+    pub max_files: u32,
+    /// The Redis Stream, for `sink = "redis"` (lookups by transactionId use
+    /// `<stream>:tx:<transactionId>` keys).
+    pub stream: String,
+    /// The stream is trimmed to about this many records.
+    pub stream_max_len: u64,
+    /// How long a record can be looked up by transactionId (Redis sink).
+    pub lookup_retention_hours: u64,
+    /// Records reserved (requests in flight) or waiting to be written.
+    pub capacity: usize,
+    /// How long a new request waits for a place before the documented 503
+    /// (50305) when the sink is stuck.
+    pub max_wait_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            sink: AuditSink::Stdout,
+            path: None,
+            max_file_bytes: 100 * 1024 * 1024,
+            max_files: 10,
+            stream: "livegate:audit".into(),
+            stream_max_len: 1_000_000,
+            lookup_retention_hours: 24 * 30,
+            capacity: 10_000,
+            max_wait_ms: 1000,
+        }
+    }
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSink {
+    Stdout,
+    File,
+    Redis,
 }
 
 /// Log output.

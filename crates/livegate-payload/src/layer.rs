@@ -64,6 +64,7 @@ use http_body_util::{BodyExt, Limited};
 use livegate_core::admission::is_overloaded;
 use livegate_core::exchange::{Exchange, ImageFacts};
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::body::multipart::{self, FacePart};
 use crate::body::{BodyError, BodyFormat, is_limit_error, json};
@@ -202,7 +203,10 @@ where
                 blocking_above,
                 policy,
             };
-            let (vendor, facts) = match read(format, body, reading).await {
+            // A child of the request's span, for traces: reading the body,
+            // checking and normalizing the image.
+            let span = tracing::info_span!("read_and_normalize", otel.kind = "internal");
+            let (vendor, facts) = match read(format, body, reading).instrument(span).await {
                 Ok(read) => read,
                 Err(ReadError::Body(e)) => return Err(e.into()),
                 Err(ReadError::Payload(e)) => return Err(e.into()),

@@ -46,6 +46,7 @@ use std::time::Duration;
 use http::{Extensions, HeaderName, HeaderValue, Request};
 use livegate_core::exchange::Exchange;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::{Decision, Limit, Limiter};
 
@@ -150,7 +151,14 @@ where
         let limiter = self.limiter.clone();
         let global = self.global;
         Box::pin(async move {
-            let decision = limiter.check(&tenant, limit).await;
+            // A child of the request's span, for traces: the limiter alone.
+            let span = tracing::info_span!(
+                "rate_limit",
+                otel.kind = "internal",
+                decision = tracing::field::Empty
+            );
+            let decision = limiter.check(&tenant, limit).instrument(span.clone()).await;
+            span.record("decision", decision.as_str());
             if let Some(x) = Exchange::of(&req) {
                 for (name, value) in headers(&decision) {
                     x.add_response_header(name, value);

@@ -97,6 +97,19 @@ pub enum Decision {
     Unavailable,
 }
 
+impl Decision {
+    /// `allowed`, `rate_limited`, `quota_exceeded` or `unavailable`, e.g.
+    /// for a span attribute.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Allowed { .. } => "allowed",
+            Decision::RateLimited { .. } => "rate_limited",
+            Decision::QuotaExceeded { .. } => "quota_exceeded",
+            Decision::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// This month's count, for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
