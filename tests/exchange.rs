@@ -173,7 +173,8 @@ fn refused(request_id: String, kind: ErrorKind) -> ExchangeRecord {
         },
         total: Duration::ZERO,
         trace_id: None,
-        reserved: false,
+        // Every request of the route gets its audit record's place first.
+        reserved: true,
     }
 }
 

@@ -34,6 +34,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use livegate_auth::key::KeyId;
+use livegate_audit::{Audit, LookupError};
 use livegate_auth::{AdminError, KeyAdmin, KeyRecord, Pepper, Tenant, TenantUpdate, generate};
 use livegate_core::{Clock, ErrorKind, Secret, Timestamp, error_response, request_id};
 use livegate_payload::{FormatSet, ImageOverrides, ImagePolicy};
@@ -61,6 +62,8 @@ pub struct AdminApi {
     pub images: ImagePolicy,
     /// Tenants' usage: the gateway's limiter and the default rate.
     pub limiter: Option<(Arc<dyn Limiter>, DefaultRate)>,
+    /// The audit trail, for lookups by transactionId.
+    pub audit: Option<Audit>,
     token_digest: [u8; 32],
 }
 
@@ -78,6 +81,7 @@ impl AdminApi {
             clock,
             images,
             limiter: None,
+            audit: None,
             token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         }
     }
@@ -89,6 +93,12 @@ impl AdminApi {
         default_rate: Option<(f64, u32)>,
     ) -> Self {
         self.limiter = Some((limiter, default_rate));
+        self
+    }
+
+    /// Audit records are looked up in this trail (a lookup needs its Redis sink).
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -132,6 +142,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/v1/keys/{keyId}/rotate"),
     ("GET", "/admin/v1/tenants/{id}/usage"),
     ("GET", "/admin/v1/openapi.json"),
+    ("GET", "/admin/v1/audit/{transactionId}"),
 ];
 
 /// The admin routes, on a router to merge into the operations listener's.
@@ -152,6 +163,7 @@ pub fn router(api: AdminApi) -> Router {
         .route("/admin/v1/tenants/{id}/usage", get(usage))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
         .route("/admin/v1/keys/{key_id}/rotate", post(rotate_key))
+        .route("/admin/v1/audit/{transaction_id}", get(audit_record))
         .with_state(Arc::new(api))
 }
 
@@ -588,6 +600,38 @@ async fn usage(State(api): Api, Path(id): Path<String>, headers: HeaderMap) -> R
     }
     .await;
     answer(&headers, StatusCode::OK, result)
+}
+
+/// The stored audit record, as written (JSON), by the vendor's transactionId.
+async fn audit_record(
+    State(api): Api,
+    Path(transaction_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = api.authorize(&headers) {
+        return answer::<()>(&headers, StatusCode::OK, Err(e));
+    }
+    let found = match &api.audit {
+        None => Err(LookupError::Unsupported),
+        Some(audit) => audit.lookup(&transaction_id).await,
+    };
+    let refusal = match found {
+        Ok(Some(record)) => {
+            let mut res = Response::new(axum::body::Body::from(record));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return res;
+        }
+        Ok(None) => ErrorKind::AuditRecordNotFound,
+        Err(LookupError::Unsupported) => ErrorKind::AuditLookupUnavailable,
+        Err(LookupError::Unavailable(why)) => {
+            tracing::warn!(error = %why, "audit lookup failed");
+            ErrorKind::StoreUnavailable
+        }
+    };
+    answer::<()>(&headers, StatusCode::OK, Err(Refusal(refusal)))
 }
 
 async fn list_keys(State(api): Api, Path(id): Path<String>, headers: HeaderMap) -> Response {

@@ -90,6 +90,10 @@ error_kinds! {
     TenantNotFound => (NOT_FOUND, 40402, "no such tenant"),
     /// No key with that id (admin API).
     KeyNotFound => (NOT_FOUND, 40403, "no such key"),
+    /// No audit record with this transactionId (unknown, or older than `audit.lookup_retention_hours`).
+    AuditRecordNotFound => (NOT_FOUND, 40404, "no such audit record"),
+    /// Lookups by transactionId need the Redis audit sink (`audit.sink = "redis"`).
+    AuditLookupUnavailable => (NOT_FOUND, 40405, "audit lookup needs audit.sink = redis"),
     /// The route exists but not with this method.
     MethodNotAllowed => (METHOD_NOT_ALLOWED, 40501, "method not allowed"),
     /// A tenant with that id already exists (admin API).

@@ -56,6 +56,22 @@ impl Backend {
         })))
     }
 
+    /// From a configured URL: one `redis://` / `rediss://` URL is a single
+    /// server; several, comma-separated, are the nodes of a Cluster.
+    pub fn from_url(url: &str, connect_timeout: Duration) -> RedisResult<Self> {
+        let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+        if nodes.len() > 1 {
+            Self::cluster(&nodes, connect_timeout)
+        } else {
+            Self::single(Client::open(url)?, connect_timeout)
+        }
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
     /// A connection for one command: a clone of the shared one, connecting
     /// the cluster first if it is not yet.
     pub async fn connection(&self) -> RedisResult<Conn> {

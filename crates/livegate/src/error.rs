@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use livegate_audit::AuditUnavailable;
 use livegate_auth::AuthError;
 use livegate_core::admission::Overloaded;
 use livegate_core::{ErrorKind, ToErrorKind};
@@ -26,6 +27,8 @@ pub enum GatewayError {
     Overloaded(#[from] Overloaded),
     #[error(transparent)]
     RateLimit(#[from] Refused),
+    #[error(transparent)]
+    Audit(#[from] AuditUnavailable),
 }
 
 /// When a client refused for load may retry.
@@ -43,6 +46,7 @@ impl ToErrorKind for GatewayError {
             GatewayError::RateLimit(Refused::Quota { .. }) => ErrorKind::QuotaExceeded,
             GatewayError::RateLimit(Refused::Global { .. }) => ErrorKind::GlobalRateLimited,
             GatewayError::RateLimit(Refused::Unavailable) => ErrorKind::LimiterUnavailable,
+            GatewayError::Audit(_) => ErrorKind::AuditUnavailable,
         }
     }
 
@@ -59,6 +63,7 @@ impl ToErrorKind for GatewayError {
                 | Refused::Global { retry_after },
             ) => Some(*retry_after),
             GatewayError::RateLimit(Refused::Unavailable) => Some(OVERLOADED_RETRY),
+            GatewayError::Audit(a) => Some(a.retry_after),
             _ => None,
         }
     }
@@ -107,7 +112,7 @@ fn payload(e: &PayloadError) -> ErrorKind {
     }
 }
 
-fn upstream(e: &UpstreamError) -> ErrorKind {
+pub(crate) fn upstream(e: &UpstreamError) -> ErrorKind {
     match e {
         UpstreamError::InvalidUrl | UpstreamError::Tls(_) => ErrorKind::Internal,
         UpstreamError::Unreachable(_) | UpstreamError::ConnectFailed(_) => {

@@ -16,6 +16,7 @@ use livegate_core::TRANSACTION_ID_HEADER;
 use livegate_core::exchange::{Exchange, UpstreamFacts};
 use livegate_upstream::{UpstreamError, VendorResponse};
 use tower::Service;
+use tracing::Instrument;
 
 use crate::error::GatewayError;
 
@@ -23,11 +24,13 @@ use crate::error::GatewayError;
 #[derive(Clone, Debug)]
 pub struct Forward<V> {
     vendor: V,
+    /// The vendor's URL, for the client span.
+    endpoint: http::Uri,
 }
 
 impl<V> Forward<V> {
-    pub fn new(vendor: V) -> Self {
-        Self { vendor }
+    pub fn new(vendor: V, endpoint: http::Uri) -> Self {
+        Self { vendor, endpoint }
     }
 }
 
@@ -44,12 +47,23 @@ where
         self.vendor.poll_ready(cx).map_err(GatewayError::from)
     }
 
-    fn call(&mut self, req: Request<Bytes>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Bytes>) -> Self::Future {
         let exchange = Exchange::of(&req).cloned();
+        // The vendor call's client span; the vendor receives its trace
+        // context as `traceparent` (nothing when tracing is off).
+        let span = livegate_telemetry::client_span(req.method(), &self.endpoint);
+        livegate_telemetry::inject_span(&span, req.headers_mut());
         let started = Instant::now();
-        let call = self.vendor.call(req);
+        let call = span.in_scope(|| self.vendor.call(req));
         Box::pin(async move {
-            let answer = call.await;
+            let answer = call.instrument(span.clone()).await;
+            match &answer {
+                Ok(v) => livegate_telemetry::record_status(&span, v.status),
+                Err(e) => {
+                    span.record("error.type", crate::error::upstream(e).code_str());
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
             if let Some(x) = &exchange {
                 x.set_upstream(match &answer {
                     Ok(v) => UpstreamFacts {

@@ -5,23 +5,28 @@
 //!    every typed error into the documented response (the one renderer),
 //!    catches panics, and emits the record exactly once: it is outermost so
 //!    that every request, 401s and panics included, gets one.
-//! 2. [`AuthLayer`] — the tenant key, before any of the body is read, so an
+//! 2. [`AuditLayer`](livegate_audit::AuditLayer) — reserves the request's audit record a place before
+//!    anything else happens: when the audit sink is stuck, the request waits
+//!    up to `audit.max_wait_ms`, then gets 503 (50305) — before any vendor
+//!    call, so nothing is ever served unaudited. Inside the exchange layer,
+//!    so the refusal has its record (and error rendering) too.
+//! 3. [`AuthLayer`] — the tenant key, before any of the body is read, so an
 //!    unauthenticated client cannot make the gateway buffer a 10 MB upload.
-//! 3. [`RateLimitLayer`] — the tenant's rate and monthly quota (429 with
+//! 4. [`RateLimitLayer`] — the tenant's rate and monthly quota (429 with
 //!    `Retry-After`), still before the body is read, so a limited tenant's
 //!    upload is never buffered; sets the `RateLimit-*` headers every later
 //!    answer carries.
-//! 4. [`AdmissionLayer`] — caps liveness requests in flight and the body
+//! 5. [`AdmissionLayer`] — caps liveness requests in flight and the body
 //!    bytes they hold: a request that does not fit gets 503 with
 //!    `Retry-After` before any of its body is read. After auth, so an
 //!    unauthenticated flood cannot take the slots of real tenants.
-//! 5. [`PayloadLayer`] — reads the body (bounded by the limit and the read
+//! 6. [`PayloadLayer`] — reads the body (bounded by the limit and the read
 //!    timeout; a declared length over the limit is refused unread), checks
 //!    and normalizes the image with the tenant's policy: every refusal
 //!    happens before the vendor, who bills per call, is contacted.
-//! 6. [`Forward`] around the vendor service — the vendor's answer becomes
+//! 7. [`Forward`] around the vendor service — the vendor's answer becomes
 //!    the client's response. Layers around the vendor client itself
-//!    (circuit breaker, upstream span, `traceparent`) go between 5 and the
+//!    (circuit breaker, upstream span, `traceparent`) go between 6 and the
 //!    client, in [`router_with`]'s `vendor` argument.
 //!
 //! Around every route: the request id (kept from a client only when it is a
@@ -38,9 +43,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post_service};
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, Request, Response, StatusCode};
+use livegate_audit::Audit;
 use livegate_auth::{AuthLayer, Authenticator, KeyStore, Principal};
 use livegate_core::admission::{Admission, AdmissionLayer};
-use livegate_core::exchange::{ExchangeLayer, ExchangeSink};
+use livegate_core::exchange::{Exchange, ExchangeLayer, ExchangeSink};
 use livegate_core::{Clock, ErrorKind, error_response, request_id};
 use livegate_metrics::Metrics;
 use livegate_payload::{ImagePolicy, PayloadLayer};
@@ -51,10 +57,11 @@ use livegate_upstream::{
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::forward::Forward;
+use crate::trace::trace_id_of;
 use crate::request_id::{RandomRequestId, drop_untrusted_id};
 
 /// Everything the request path needs, built once by [`crate::runtime`].
@@ -90,8 +97,15 @@ pub struct Gateway {
     pub health: Health,
     /// Where exchange records go (the log line, the metrics, the audit trail).
     pub sink: Arc<dyn ExchangeSink>,
+    /// `https` when the public listener serves TLS, else `http` (for spans).
+    pub scheme: &'static str,
+    /// Where the vendor client sends liveness calls (for the client span).
+    pub vendor_endpoint: http::Uri,
     /// The Prometheus metrics (also one of the sinks).
     pub metrics: Arc<Metrics>,
+    /// The audit trail (also one of the sinks): its layer reserves each
+    /// request's record a place.
+    pub audit: Audit,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -134,6 +148,16 @@ where
     let default_rate = gw.default_rate;
     let liveness = ServiceBuilder::new()
         .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
+        // The trace the request belongs to, for its audit record.
+        .map_request(|req: Request<Body>| {
+            if let Some(x) = Exchange::of(&req) {
+                if let Some(t) = trace_id_of(&tracing::Span::current(), req.headers()) {
+                    x.set_trace_id(t);
+                }
+            }
+            req
+        })
+        .layer(gw.audit.layer())
         .layer(AuthLayer::new(gw.authenticator.clone()))
         .layer(
             RateLimitLayer::new(gw.limiter.clone(), move |ext| {
@@ -147,19 +171,19 @@ where
                 .blocking_above(gw.blocking_above)
                 .policy(move |ext| tenant_policy(&images, ext)),
         )
-        .service(Forward::new(vendor));
+        .service(Forward::new(vendor, gw.vendor_endpoint.clone()));
 
     let routes = Router::new()
         .route("/modules/liveness", post_service(liveness))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(gw.clone());
-    around_every_route(routes)
+    around_every_route(routes, gw.scheme)
 }
 
 /// What every route of either listener gets: the request id, a span, JSON
 /// 404/405 answers and a panic catcher.
-fn around_every_route(routes: Router) -> Router {
+fn around_every_route(routes: Router, scheme: &'static str) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -177,8 +201,8 @@ fn around_every_route(routes: Router) -> Router {
                 // the plain response line is for debugging.
                 .layer(
                     TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                        .make_span_with(move |req: &Request<Body>| request_span(req, scheme))
+                        .on_response(RecordStatus),
                 )
                 // The liveness route catches its own panics (with its
                 // record); this answers for the probes and the admin API,
@@ -188,6 +212,21 @@ fn around_every_route(routes: Router) -> Router {
                     error_response::<Body>(ErrorKind::Internal, "")
                 })),
         )
+}
+
+/// Records the response status on the request's span (OpenTelemetry's
+/// `http.response.status_code`; 5xx also marks the span as an error) and
+/// logs the response line at DEBUG.
+#[derive(Clone, Copy, Debug)]
+struct RecordStatus;
+
+impl<B> OnResponse<B> for RecordStatus {
+    fn on_response(self, res: &Response<B>, latency: Duration, span: &tracing::Span) {
+        livegate_telemetry::record_status(span, res.status());
+        DefaultOnResponse::new()
+            .level(Level::DEBUG)
+            .on_response(res, latency, span);
+    }
 }
 
 /// The operations listener's router: `/metrics`, the admin API when there
@@ -200,7 +239,21 @@ pub fn ops_router(gw: &Gateway, admin: Option<livegate_admin::AdminApi>) -> Rout
     if let Some(api) = admin {
         routes = routes.merge(livegate_admin::router(api));
     }
-    around_every_route(routes)
+    around_every_route(routes, "http")
+}
+
+fn audit_state(audit: &Audit) -> livegate_metrics::AuditState {
+    let a = audit.stats();
+    livegate_metrics::AuditState {
+        capacity: a.capacity as u64,
+        queued: a.queued,
+        written: a.written_total,
+        waits: a.waits_total,
+        refusals: a.refused_total,
+        unwritten: a.unwritten_total,
+        write_errors: a.write_errors_total,
+        failing: a.failing,
+    }
 }
 
 /// Prometheus text: the records' counters, and the parts' state read now.
@@ -216,7 +269,7 @@ async fn metrics(State(gw): State<Gateway>) -> Response<Body> {
         limiter_mode: limiter.mode,
         limiter_redis_errors: limiter.errors,
         key_store_ok: gw.store.health().await.ok,
-        audit: None,
+        audit: Some(audit_state(&gw.audit)),
     };
     let mut res = Response::new(Body::from(gw.metrics.encode(state)));
     res.headers_mut().insert(
@@ -241,42 +294,37 @@ fn tenant_policy(default: &ImagePolicy, ext: &Extensions) -> ImagePolicy {
         .map_or(*default, |p| default.with(&p.tenant.settings.images))
 }
 
-/// The span every request's logs carry; `tenant` and `key_id` are
-/// filled in by the auth layer.
-fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
+/// The span every request's logs carry. The liveness route's is an
+/// OpenTelemetry HTTP server span continuing the client's `traceparent`;
+/// `tenant` and `key_id` are filled in by the auth layer, the outcome,
+/// transactionId and score by [`SpanSink`](crate::trace::SpanSink). The
+/// probes' and `/metrics`' spans are DEBUG: no trace per probe.
+fn request_span<B>(req: &http::Request<B>, scheme: &'static str) -> tracing::Span {
+    let rid = request_id(req.headers());
     let path = match req.uri().path() {
-        p @ ("/modules/liveness" | "/livez" | "/readyz") => p,
+        "/modules/liveness" => {
+            let span = livegate_telemetry::server_span(req.method(), "/modules/liveness", scheme);
+            livegate_telemetry::set_parent_from_headers(&span, req.headers());
+            span.record("request_id", rid);
+            if let Some(t) = trace_id_of(&span, req.headers()) {
+                span.record("trace_id", t.as_str());
+            }
+            return span;
+        }
+        p @ ("/livez" | "/readyz" | "/metrics") => {
+            return tracing::debug_span!("request", method = livegate_telemetry::method_name(req.method()), path = p, request_id = rid);
+        }
         p if p.starts_with("/admin/") => "admin",
-        "/metrics" => "/metrics",
         _ => "other",
     };
     tracing::info_span!(
         "request",
-        method = method_label(req.method()),
+        method = livegate_telemetry::method_name(req.method()),
         path,
-        request_id = request_id(req.headers()),
-        tenant = tracing::field::Empty,
-        key_id = tracing::field::Empty,
+        request_id = rid,
     )
 }
 
-/// The method for logs: a known one, or `other` (an extension method is
-/// client text).
-fn method_label(m: &http::Method) -> &'static str {
-    use http::Method;
-    match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "other",
-    }
-}
 
 async fn livez() -> impl IntoResponse {
     (

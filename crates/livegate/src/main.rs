@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
 use http::Method;
 use livegate::admin_cli::{self, AdminTarget, KEY_COLUMNS, TENANT_COLUMNS};
-use livegate::{gateway, logging, runtime, server};
+use livegate::{gateway, runtime, server};
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_config::Config;
@@ -325,12 +325,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// How long a stopping process waits for its audit records to be written.
+const AUDIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often the TLS certificate files are checked for a change.
 const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    logging::init(&config.log);
-    runtime()?.block_on(async move {
+    let telemetry = init_logging(&config.log);
+    let result = runtime()?.block_on(async move {
         let mut rt = runtime::build(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -381,10 +384,33 @@ fn serve(config: Config) -> anyhow::Result<()> {
             edge,
             tls: rt.tls.as_ref().map(|t| t.acceptor()),
         };
-        server::serve(listener, public, stopped(stop_rx)).await?;
+        let served = server::serve(listener, public, stopped(stop_rx)).await;
         let _ = ops_task.await;
+        // Every request has ended: what its records reserved is queued.
+        // Write it all before exiting, so a shutdown loses no record.
+        let deadline = tokio::time::Instant::now() + AUDIT_FLUSH_TIMEOUT;
+        if !rt.gateway.audit.flush(deadline).await {
+            tracing::error!(
+                queued = rt.gateway.audit.stats().queued,
+                "audit: records still unwritten at exit (the sink is stuck)"
+            );
+        }
+        served?;
         Ok(())
-    })
+    });
+    // Spans still queued are exported before the process exits.
+    telemetry.shutdown();
+    result
+}
+
+/// Logs (text or JSON lines on stderr) and, when `OTEL_*` asks for it,
+/// trace export.
+fn init_logging(log: &livegate_config::LogConfig) -> livegate_telemetry::TelemetryGuard {
+    let format = match log.format {
+        livegate_config::LogFormat::Json => livegate_telemetry::LogFormat::Json,
+        livegate_config::LogFormat::Text => livegate_telemetry::LogFormat::Text,
+    };
+    livegate_telemetry::init(format, &log.level)
 }
 
 fn embedded_banner(
@@ -461,7 +487,7 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
 }
 
 fn stub(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    logging::init(&config.log);
+    let _telemetry = init_logging(&config.log);
     runtime()?.block_on(async move {
         let addr = listen.unwrap_or(config.simulator.listen);
         let listener = tokio::net::TcpListener::bind(addr)

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use livegate_admin::AdminApi;
+use livegate_audit::{Audit, AuditRedis, AuditSettings, SinkKind};
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSettings};
 use livegate_auth::{AdminError, Authenticator, KeyAdmin, RedisSettings, RedisStore};
-use livegate_config::{Config, FailMode, SimulatorConfig, TenantConfig};
+use livegate_config::{AuditSink, Config, FailMode, SimulatorConfig, TenantConfig};
 use livegate_core::admission::Admission;
 use livegate_core::exchange::{ExchangeSink, LogSink};
 use livegate_core::{Secret, SystemClock};
@@ -29,6 +30,7 @@ use rand::RngExt;
 use tower::ServiceBuilder;
 
 use crate::gateway::{Gateway, Health, VendorStack};
+use crate::trace::SpanSink;
 use crate::tls::{ReloadingTls, TlsFiles};
 
 /// The embedded default's development tenant is limited like a real one,
@@ -81,6 +83,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         (None, vendor_settings(config, base, key)?)
     };
     let client = VendorClient::new(&settings).map_err(|e| anyhow!("vendor client: {e}"))?;
+    let vendor_endpoint = client.endpoint().clone();
     let (vendor, breaker) = vendor_stack(config, client);
 
     let clock = Arc::new(SystemClock);
@@ -108,7 +111,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         .ratelimit
         .default_rate_per_second
         .map(|r| (r, config.ratelimit.default_burst));
-    let admin = admin.map(|a| a.with_limiter(limiter.clone(), default_rate));
+    let audit = audit(config)?;
+    let admin = admin.map(|a| {
+        a.with_limiter(limiter.clone(), default_rate)
+            .with_audit(audit.clone())
+    });
     let metrics = Arc::new(Metrics::new());
     let gateway = Gateway {
         authenticator,
@@ -138,9 +145,18 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         health: Health::default(),
         sink: Arc::new(vec![
             Arc::new(LogSink) as Arc<dyn ExchangeSink>,
+            Arc::new(SpanSink),
             metrics.clone(),
+            audit.sink(),
         ]),
+        scheme: if config.server.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        vendor_endpoint,
         metrics,
+        audit: audit.clone(),
         clock,
     };
     let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
@@ -161,6 +177,52 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         admin,
         dev_admin_token,
     })
+}
+
+/// The audit trail with its sink; its writer starts now. Records carry
+/// this process's instance id (the host name — the pod's name on
+/// Kubernetes — and a random suffix, as sequence numbers restart with the
+/// process).
+fn audit(config: &Config) -> anyhow::Result<Audit> {
+    let a = &config.audit;
+    let sink = match a.sink {
+        AuditSink::Stdout => SinkKind::Stdout,
+        AuditSink::File => SinkKind::File,
+        AuditSink::Redis => SinkKind::Redis,
+    };
+    let redis = match (a.sink, &config.redis.url) {
+        (AuditSink::Redis, Some(url)) => Some(AuditRedis {
+            backend: livegate_redis::Backend::from_url(
+                url.expose(),
+                Duration::from_millis(config.redis.timeout_ms.max(1000)),
+            )
+            .map_err(|e| anyhow!("audit: redis: {}", livegate_redis::describe(&e)))?,
+            command_timeout: Duration::from_millis(config.redis.timeout_ms.max(1000)),
+        }),
+        _ => None,
+    };
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        })
+        .unwrap_or_else(|| "livegate".into());
+    let settings = AuditSettings {
+        sink,
+        path: a.path.clone(),
+        max_file_bytes: a.max_file_bytes,
+        max_files: a.max_files,
+        stream_key: a.stream.clone(),
+        stream_max_len: a.stream_max_len,
+        lookup_ttl: Duration::from_secs(a.lookup_retention_hours.saturating_mul(3600)),
+        capacity: a.capacity,
+        max_wait: Duration::from_millis(a.max_wait_ms),
+        instance_id: format!("{host}-{}", hex(&random_bytes::<4>())),
+    };
+    Audit::start(settings, redis).map_err(|e| anyhow!("audit: {e}"))
 }
 
 /// `vendor`; `simulator` when explicitly enabled although production
