@@ -191,3 +191,443 @@ async fn metrics_count_a_scripted_mix_exactly() {
     // never becomes a series.
     assert!(!text.contains("lvg_nope"));
 }
+
+/// The audit file's records, by requestId, after checking that their
+/// sequence numbers are exactly 1..=n, in order, from one instance.
+fn audit_records(
+    path: &std::path::Path,
+) -> (Vec<serde_json::Value>, BTreeMap<String, serde_json::Value>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
+        .collect();
+    for (i, r) in lines.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64 + 1, "contiguous sequence numbers");
+        assert_eq!(r["instanceId"], lines[0]["instanceId"]);
+    }
+    let by_id = lines
+        .iter()
+        .map(|r| (r["requestId"].as_str().unwrap().to_owned(), r.clone()))
+        .collect();
+    (lines, by_id)
+}
+
+async fn wait_for_audit(
+    path: &std::path::Path,
+    n: usize,
+) -> (Vec<serde_json::Value>, BTreeMap<String, serde_json::Value>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (lines, by_id) = audit_records(path);
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            return (lines, by_id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn rid(r: &Resp) -> String {
+    r.headers["x-request-id"].to_str().unwrap().to_owned()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One client upload that stops halfway and goes away.
+async fn abandoned_upload(gw: &Proc, key: &str, request_id: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /modules/liveness HTTP/1.1\r\nhost: x\r\nx-api-key: {key}\r\nx-request-id: {request_id}\r\ncontent-type: image/jpeg\r\ncontent-length: 100000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&testdata("face-320x240.jpg")[..2000])
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(s);
+}
+
+/// N requests of every kind give exactly N audit records, in a contiguous
+/// sequence, each with the facts its response showed; OTLP spans arrive
+/// under the client's trace; every metric the dashboard queries exists;
+/// and nothing captured holds the image or a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_traces_metrics_and_nothing_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let otlp = livegate_telemetry::testkit::OtlpReceiver::start().unwrap();
+    let extra = format!("[audit]\nsink = \"file\"\npath = \"{}\"\n", audit.display());
+    let endpoint = otlp.grpc_endpoint();
+    let (mut gw, stub, acme, small) = gateway(
+        &extra,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_SERVICE_NAME", "livegate-test"),
+        ],
+    )
+    .await;
+    let url = gw.url("/modules/liveness");
+    let key = acme.plaintext.as_str();
+    let jpeg = testdata("face-320x240.jpg");
+    let b64_jpeg = b64(&jpeg);
+    let mut expected = Vec::new(); // (requestId, status, errorCode)
+
+    // A success, under the client's trace.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace}-{client_span}-01");
+    let r = send(
+        &url,
+        "POST",
+        &[
+            ("x-api-key", &small.plaintext),
+            ("content-type", "application/json"),
+            ("traceparent", &traceparent),
+        ],
+        face_json(&b64_jpeg),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let traced_rid = rid(&r);
+    let tx = r.json()["transactionId"].as_str().unwrap().to_owned();
+    let score = f64::from(livegate_stub::liveness_score(&jpeg));
+    let vendor_traceparent = stub.last_headers().unwrap()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    expected.push((traced_rid.clone(), 200, None));
+    // More successes, bad input, no key, the vendor's refusal, a vendor
+    // fault, a quota refusal and abandoned uploads.
+    for _ in 0..3 {
+        let r = post_raw_jpeg(&url, key).await;
+        expected.push((rid(&r), 200, None));
+    }
+    for (k, body, code) in [
+        (Some(key), face_json("*&^%"), 42201),
+        (None, face_json(&b64_jpeg), 40101),
+        (Some("lvg_not_a_key"), face_json(&b64_jpeg), 40102),
+        (Some(key), "{".to_owned(), 40001),
+    ] {
+        let r = post_json(&url, k, body).await;
+        assert_eq!(r.error_code(), code);
+        expected.push((rid(&r), r.status.as_u16(), Some(code)));
+    }
+    stub.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let r = post_raw_jpeg(&url, key).await;
+    assert_eq!(r.error_code(), 1017);
+    expected.push((rid(&r), 400, Some(1017)));
+    stub.set_faults(Faults {
+        malformed_rate: 1.0,
+        ..Faults::default()
+    });
+    let r = post_raw_jpeg(&url, key).await;
+    assert_eq!(r.status, 502);
+    expected.push((rid(&r), 502, Some(r.error_code())));
+    stub.set_faults(Faults::default());
+    for status in [200, 429] {
+        let r = post_raw_jpeg(&url, &small.plaintext).await;
+        assert_eq!(r.status, status);
+        expected.push((rid(&r), status, (status == 429).then_some(42902)));
+    }
+    for i in 0..2 {
+        let id = format!("gone-{i}");
+        abandoned_upload(&gw, key, &id).await;
+        expected.push((id, 0, None));
+    }
+
+    // Audit: exactly N records, one per request, with the right facts.
+    let (lines, by_id) = wait_for_audit(&audit, expected.len()).await;
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (id, status, code) in &expected {
+        let rec = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("no record for {id}"));
+        let mut keys: Vec<&str> = rec
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut want = livegate_audit::KEYS.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want);
+        if *status != 0 {
+            assert_eq!(rec["status"], *status, "{rec}");
+        }
+        if let Some(c) = code {
+            assert_eq!(rec["errorCode"], *c, "{rec}");
+        }
+    }
+    let t = &by_id[&traced_rid];
+    assert_eq!(t["tenant"], "small");
+    assert_eq!(t["keyId"], small.kid);
+    assert_eq!(t["outcome"], "forwarded");
+    assert_eq!(t["transactionId"], tx.as_str());
+    assert_eq!(t["liveness_score"], score);
+    assert_eq!(t["imageSha256"], sha256_hex(&jpeg));
+    assert_eq!(t["imageBytes"], jpeg.len());
+    assert_eq!(
+        (
+            t["imageFormat"].as_str(),
+            t["imageWidth"].as_u64(),
+            t["imageHeight"].as_u64()
+        ),
+        (Some("jpeg"), Some(320), Some(240))
+    );
+    assert_eq!(t["traceId"], trace);
+    assert!(t["upstreamMs"].as_f64().unwrap() > 0.0);
+    assert!(t["totalMs"].as_f64().unwrap() >= t["upstreamMs"].as_f64().unwrap());
+    assert_eq!(by_id["gone-0"]["tenant"], "acme");
+    // The body stopped coming: answered 40006 to a client no longer there.
+    assert_eq!(by_id["gone-0"]["errorCode"], 40006);
+
+    // Traces: the server span continues the client's trace; auth, rate
+    // limit, body reading and the vendor call are its children; the vendor
+    // got the client span's context.
+    let spans = otlp
+        .wait_for(
+            |s| {
+                s.iter().filter(|x| x.trace_id == trace).count() >= 5
+                    && s.iter().any(|x| x.trace_id == trace && x.kind == "server")
+            },
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("spans did not arrive: {:#?}", e.spans));
+    let ours: Vec<_> = spans.iter().filter(|s| s.trace_id == trace).collect();
+    let server = ours.iter().find(|s| s.kind == "server").unwrap();
+    assert_eq!(server.name, "POST /modules/liveness");
+    assert_eq!(server.parent_span_id, client_span);
+    assert_eq!(server.service_name, "livegate-test");
+    assert_eq!(server.transport, "grpc");
+    for (k, v) in [
+        ("http.request.method", "POST"),
+        ("http.route", "/modules/liveness"),
+        ("url.scheme", "http"),
+        ("http.response.status_code", "200"),
+        ("tenant", "small"),
+        ("key_id", small.kid.as_str()),
+        ("request_id", traced_rid.as_str()),
+        ("transaction_id", tx.as_str()),
+        ("outcome", "forwarded"),
+        ("trace_id", trace),
+    ] {
+        assert_eq!(server.attr(k), Some(v), "{k} on {server:#?}");
+    }
+    assert_eq!(
+        server
+            .attr("liveness_score")
+            .map(|s| s.parse::<f64>().unwrap()),
+        Some(score)
+    );
+    for name in ["auth", "rate_limit", "read_and_normalize"] {
+        let s = ours
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span in {ours:#?}"));
+        assert_eq!(s.parent_span_id, server.span_id, "{name}");
+    }
+    let vendor = ours.iter().find(|s| s.kind == "client").unwrap();
+    assert_eq!(vendor.name, "POST");
+    assert_eq!(vendor.parent_span_id, server.span_id);
+    assert_eq!(vendor.attr("http.response.status_code"), Some("200"));
+    assert_eq!(vendor.attr("server.address"), Some("127.0.0.1"));
+    assert_eq!(
+        vendor_traceparent,
+        format!("00-{trace}-{}-01", vendor.span_id)
+    );
+
+    // Metrics: every metric the dashboard queries is in a scrape.
+    let text = scrape(&gw).await;
+    let mut present = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        present.insert(line.split(['{', ' ']).next().unwrap().to_owned());
+    }
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/grafana/livegate-dashboard.json"
+    ))
+    .unwrap();
+    let queried: std::collections::BTreeSet<String> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("livegate_"))
+        .map(str::to_owned)
+        .collect();
+    assert!(queried.len() >= 15, "{queried:?}");
+    for m in &queried {
+        assert!(
+            present.contains(m),
+            "the dashboard queries {m}, absent from:\n{text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "livegate_audit_records_total"),
+        expected.len() as f64
+    );
+
+    // Nothing captured holds the image or a key.
+    gw.terminate();
+    let mut captured = vec![
+        ("process output", gw.output()),
+        ("audit", std::fs::read_to_string(&audit).unwrap()),
+        ("metrics", text),
+    ];
+    for s in otlp.spans() {
+        captured.push(("span", format!("{s:?}")));
+    }
+    let secrets = [
+        ("the image's base64", b64_jpeg[..64].to_owned()),
+        ("a tenant key", acme.plaintext.clone()),
+        ("a tenant key", small.plaintext.clone()),
+        ("a made-up key", "lvg_not_a_key".to_owned()),
+        ("the vendor key", VENDOR_KEY.to_owned()),
+        ("the pepper", PEPPER.to_owned()),
+    ];
+    for (what, text) in &captured {
+        for (name, secret) in &secrets {
+            assert!(!text.contains(secret.as_str()), "{name} in the {what}");
+        }
+    }
+}
+
+/// OTLP over HTTP/protobuf too, under the client's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_arrive_over_otlp_http() {
+    let otlp = livegate_telemetry::testkit::OtlpReceiver::start().unwrap();
+    let endpoint = otlp.http_endpoint();
+    let (gw, _stub, acme, _small) = gateway(
+        "",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    )
+    .await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let r = send(
+        &gw.url("/modules/liveness"),
+        "POST",
+        &[
+            ("x-api-key", &acme.plaintext),
+            ("content-type", "image/jpeg"),
+            ("traceparent", &format!("00-{trace}-b7ad6b7169203331-01")),
+        ],
+        testdata("face-320x240.jpg"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let spans = otlp
+        .wait_for(
+            |s| s.iter().any(|x| x.trace_id == trace && x.kind == "server"),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("spans did not arrive: {:#?}", e.spans));
+    let server = spans
+        .iter()
+        .find(|x| x.trace_id == trace && x.kind == "server")
+        .unwrap();
+    assert_eq!(server.transport, "http");
+    assert_eq!(server.parent_span_id, "b7ad6b7169203331");
+    assert_eq!(server.service_name, "livegate");
+    assert_eq!(server.attr("tenant"), Some("acme"));
+    // Probes make no traces.
+    assert_eq!(send(&gw.url("/readyz"), "GET", &[], "").await.status, 200);
+    assert!(
+        otlp.spans()
+            .iter()
+            .all(|s| s.attr("http.route") != Some("/readyz"))
+    );
+}
+
+/// A stuck audit sink (a FIFO nobody reads): requests that got a place are
+/// served, the next one waits `max_wait_ms` and gets 503 50305 without the
+/// vendor being called; once the sink moves again every admitted record
+/// is written, in sequence, and service resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_audit_sink_refuses_new_requests_and_loses_no_admitted_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("audit.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let extra = format!(
+        "[audit]\nsink = \"file\"\npath = \"{}\"\ncapacity = 2\nmax_wait_ms = 300\n",
+        fifo.display()
+    );
+    let (mut gw, stub, acme, _small) = gateway(&extra, &[]).await;
+    let url = gw.url("/modules/liveness");
+    let key = acme.plaintext.as_str();
+    let mut admitted = Vec::new();
+    for _ in 0..2 {
+        let r = post_raw_jpeg(&url, key).await;
+        assert_eq!(r.status, 200);
+        admitted.push(rid(&r));
+    }
+    let vendor_calls = stub.calls();
+    let started = std::time::Instant::now();
+    let r = post_raw_jpeg(&url, key).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.error_code(), 50305);
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(stub.calls(), vendor_calls, "refused before the vendor");
+    let refused = rid(&r);
+    let text = scrape(&gw).await;
+    assert_eq!(sample(&text, "livegate_audit_refusals_total"), 1.0);
+    assert_eq!(sample(&text, "livegate_audit_waits_total"), 1.0);
+    assert_eq!(sample(&text, "livegate_audit_queue_depth"), 2.0);
+    assert_eq!(sample(&text, "livegate_audit_unwritten_total"), 1.0);
+    assert_eq!(sample(&text, "livegate_audit_records_total"), 0.0);
+
+    // The sink moves again: read the FIFO.
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let f = std::fs::File::open(&fifo).unwrap();
+        std::io::BufReader::new(f)
+            .lines()
+            .map(Result::unwrap)
+            .collect::<Vec<String>>()
+    });
+    let r = post_raw_jpeg(&url, key).await;
+    assert_eq!(r.status, 200, "service resumes");
+    admitted.push(rid(&r));
+    // Stopping writes everything queued, then closes the FIFO.
+    assert!(gw.terminate().success());
+    let lines = reader.join().unwrap();
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["requestId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, admitted);
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    // The refused request's exchange is in the application log.
+    let out = gw.output();
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&refused) && l.contains("AuditUnavailable")),
+        "{out}"
+    );
+}

@@ -196,7 +196,7 @@ impl Drop for Proc {
 
 fn clean_env(cmd: &mut Command) {
     for (k, _) in std::env::vars() {
-        if k.starts_with("LIVEGATE_") || k == "RUST_LOG" {
+        if k.starts_with("LIVEGATE_") || k.starts_with("OTEL_") || k == "RUST_LOG" {
             cmd.env_remove(k);
         }
     }

@@ -61,8 +61,8 @@ use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::forward::Forward;
-use crate::trace::trace_id_of;
 use crate::request_id::{RandomRequestId, drop_untrusted_id};
+use crate::trace::trace_id_of;
 
 /// Everything the request path needs, built once by [`crate::runtime`].
 #[derive(Clone)]
@@ -312,7 +312,12 @@ fn request_span<B>(req: &http::Request<B>, scheme: &'static str) -> tracing::Spa
             return span;
         }
         p @ ("/livez" | "/readyz" | "/metrics") => {
-            return tracing::debug_span!("request", method = livegate_telemetry::method_name(req.method()), path = p, request_id = rid);
+            return tracing::debug_span!(
+                "request",
+                method = livegate_telemetry::method_name(req.method()),
+                path = p,
+                request_id = rid
+            );
         }
         p if p.starts_with("/admin/") => "admin",
         _ => "other",
@@ -324,7 +329,6 @@ fn request_span<B>(req: &http::Request<B>, scheme: &'static str) -> tracing::Spa
         request_id = rid,
     )
 }
-
 
 async fn livez() -> impl IntoResponse {
     (

@@ -30,8 +30,8 @@ use rand::RngExt;
 use tower::ServiceBuilder;
 
 use crate::gateway::{Gateway, Health, VendorStack};
-use crate::trace::SpanSink;
 use crate::tls::{ReloadingTls, TlsFiles};
+use crate::trace::SpanSink;
 
 /// The embedded default's development tenant is limited like a real one,
 /// so a newcomer sees the `RateLimit-*` headers and a 429.

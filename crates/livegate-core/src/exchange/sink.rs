@@ -42,6 +42,7 @@ impl ExchangeSink for LogSink {
                     target: "livegate::exchange",
                     $level,
                     request_id = %r.request_id,
+                    trace_id = r.trace_id.as_deref(),
                     tenant,
                     key_id,
                     outcome = r.outcome.as_str(),
