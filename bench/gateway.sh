@@ -92,36 +92,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- binaries ---------------------------------------------------------------
-# build WHO REV: sets bin_<WHO> (a private copy of the binary) and label_<WHO>.
-build() {
-  local who=$1 rev=$2 sha dir wt label
-  if [[ -z $rev ]]; then
-    echo "building the working tree ..." >&2
-    cargo build --release -q --bin livegate
-    cp target/release/livegate "$tmp/livegate-$who"
-    local changed
-    changed=$(git status --porcelain --untracked-files=no | wc -l)
-    label="working tree (HEAD $(git rev-parse --short HEAD), $changed changed files)"
-  else
-    sha=$(git rev-parse --verify --quiet "$rev^{commit}") || die "not a git revision: $rev"
-    dir=$repo/target/bench-${sha:0:12}
-    if [[ -x $dir/release/livegate && -f $dir/release/.bench-$sha ]]; then
-      echo "reusing $dir/release/livegate for $rev" >&2
-    else
-      wt=$tmp/worktree-${sha:0:12}
-      echo "building $rev (${sha:0:12}) into ${dir#"$repo"/} ..." >&2
-      worktrees+=("$wt")
-      git worktree add --quiet --detach "$wt" "$sha"
-      (cd "$wt" && CARGO_TARGET_DIR=$dir cargo build --release -q --bin livegate)
-      touch "$dir/release/.bench-$sha"
-      git worktree remove --force "$wt"
-    fi
-    cp "$dir/release/livegate" "$tmp/livegate-$who"
-    label="$rev = $(git rev-parse --short "$sha") $(git log -1 --format=%s "$sha" | cut -c1-60)"
-  fi
-  printf -v "bin_$who" %s "$tmp/livegate-$who"
-  printf -v "label_$who" %s "$label"
-}
 
 build candidate "$CANDIDATE"
 whos=(gateway)

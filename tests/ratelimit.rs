@@ -212,6 +212,20 @@ async fn three_replicas_share_exact_limits(redis_url: &str, what: &str) {
 }
 
 /// Status of a raw upload and how long it took.
+async fn metrics(gw: &Proc) -> String {
+    let r = send(&gw.ops_url("/metrics"), "GET", &[], Vec::new()).await;
+    String::from_utf8(r.body.to_vec()).unwrap()
+}
+
+fn redis_errors(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("livegate_redis_errors_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 async fn timed(url: &str, key: &str, jpeg: &[u8]) -> (u16, Duration) {
     let t = Instant::now();
     let r = send(
@@ -255,6 +269,13 @@ async fn a_frozen_or_dead_redis_costs_a_bounded_wait_and_never_a_5xx() {
     // falls back to this replica's share (burst 6 / 3 replicas = 2), each
     // request waits at most the Redis timeouts plus a small constant, and
     // none gets a 5xx.
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("livegate_ratelimit_mode{mode=\"redis\"} 1\n"),
+        "{m}"
+    );
+    let mut errors_before = redis_errors(&m);
+    assert_eq!(errors_before, 0);
     for outage in ["frozen", "dead"] {
         tokio::time::sleep(Duration::from_millis(1200)).await; // a full burst again
         if outage == "frozen" {
@@ -277,6 +298,16 @@ async fn a_frozen_or_dead_redis_costs_a_bounded_wait_and_never_a_5xx() {
         let r = send(&readyz, "GET", &[], Vec::new()).await;
         assert_eq!(r.status, 200, "fail_mode local keeps the replica ready");
         assert_eq!(r.json()["rateLimiter"]["mode"], "local", "{outage}");
+        // ... and in the metrics: the mode in force and the errors counted.
+        let m = metrics(&gw).await;
+        assert!(
+            m.contains("livegate_ratelimit_mode{mode=\"local\"} 1\n"),
+            "{outage}: {m}"
+        );
+        assert!(m.contains("livegate_ratelimit_mode{mode=\"redis\"} 0\n"));
+        let errors = redis_errors(&m);
+        assert!(errors > errors_before, "{outage}: redis errors {errors}");
+        errors_before = errors;
         if outage == "frozen" {
             redis.signal("-CONT");
         } else {
@@ -296,6 +327,11 @@ async fn a_frozen_or_dead_redis_costs_a_bounded_wait_and_never_a_5xx() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let m = metrics(&gw).await;
+        assert!(
+            m.contains("livegate_ratelimit_mode{mode=\"redis\"} 1\n"),
+            "{outage}: {m}"
+        );
     }
 }
 

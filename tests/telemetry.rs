@@ -2,6 +2,9 @@
 //! front of the simulator, scraped on its operations listener.
 
 mod common;
+// The store tests' private redis-server, shared rather than copied.
+#[path = "../crates/livegate-auth/tests/common/mod.rs"]
+mod redis_common;
 
 use std::collections::BTreeMap;
 
@@ -630,4 +633,76 @@ async fn a_stuck_audit_sink_refuses_new_requests_and_loses_no_admitted_record() 
             .any(|l| l.contains(&refused) && l.contains("AuditUnavailable")),
         "{out}"
     );
+}
+
+const ADMIN_TOKEN: &str = "admin-token-telemetry-0123456789";
+
+/// The Redis audit sink: records land in a Stream on a private
+/// redis-server and the admin API finds one by its transactionId; with the
+/// stdout sink the lookup says it needs Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_audit_sink_serves_lookups_by_transaction_id() {
+    let redis = redis_common::Server::start(&[]);
+    let admin = format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"\n");
+    let extra = format!(
+        "{admin}[redis]\nurl = \"{}\"\n[audit]\nsink = \"redis\"\n",
+        redis.url()
+    );
+    let (gw, _stub, acme, _small) = gateway(&extra, &[]).await;
+    let r = post_raw_jpeg(&gw.url("/modules/liveness"), &acme.plaintext).await;
+    assert_eq!(r.status, 200);
+    let tx = r.json()["transactionId"].as_str().unwrap().to_owned();
+    let bad = post_json(&gw.url("/modules/liveness"), None, "{}").await;
+    assert_eq!(bad.status, 401);
+
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let lookup = |tx: String, auth: String| {
+        let url = gw.ops_url(&format!("/admin/v1/audit/{tx}"));
+        async move { send(&url, "GET", &[("authorization", auth.as_str())], "").await }
+    };
+    // Written asynchronously: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        let r = lookup(tx.clone(), auth.clone()).await;
+        if r.status == 200 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(found.status, 200, "{:?}", found.body);
+    let rec = found.json();
+    assert_eq!(rec["transactionId"], tx.as_str());
+    assert_eq!(rec["requestId"], rid(&r).as_str());
+    assert_eq!(rec["tenant"], "acme");
+    assert_eq!(rec["status"], 200);
+    assert_eq!(
+        rec["imageSha256"],
+        sha256_hex(&testdata("face-320x240.jpg"))
+    );
+    // Both records are in the stream, in order.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while redis
+        .cli(&["XLEN", "livegate:{audit}"])
+        .as_deref()
+        .map(str::trim)
+        != Some("2")
+    {
+        assert!(std::time::Instant::now() < deadline, "stream length");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = lookup("nosuchtransaction".into(), auth.clone()).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (404, 40404));
+    let r = lookup(tx.clone(), "Bearer wrong-token-0123456789".into()).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (401, 40106));
+
+    // Without the Redis sink there is nothing to look records up in.
+    let (gw2, _stub2, _, _) = gateway(&admin, &[]).await;
+    let r = send(
+        &gw2.ops_url(&format!("/admin/v1/audit/{tx}")),
+        "GET",
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (404, 40405));
 }

@@ -48,7 +48,7 @@ impl Default for AuditSettings {
             path: None,
             max_file_bytes: 100 << 20,
             max_files: 10,
-            stream_key: "livegate:audit".to_owned(),
+            stream_key: "livegate:{audit}".to_owned(),
             stream_max_len: 1_000_000,
             lookup_ttl: Duration::from_secs(30 * 24 * 3600),
             capacity: 10_000,

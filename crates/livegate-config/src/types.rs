@@ -341,7 +341,7 @@ impl Default for AuditConfig {
             path: None,
             max_file_bytes: 100 * 1024 * 1024,
             max_files: 10,
-            stream: "livegate:audit".into(),
+            stream: "livegate:{audit}".into(),
             stream_max_len: 1_000_000,
             lookup_retention_hours: 24 * 30,
             capacity: 10_000,
