@@ -203,6 +203,9 @@ async fn success_and_every_class_of_refusal() {
                 score: Some(score),
                 error_code: None,
                 latency: Duration::ZERO,
+                // The canonical body went as it came; the answer came back as it was.
+                sent_bytes: face_json(&canonical).len(),
+                received_bytes: r.body.len(),
             }),
             error: None,
             status: Some(200),
@@ -341,7 +344,11 @@ async fn a_vendor_fault_is_recorded_with_its_cause_and_latency() {
         ExchangeRecord {
             principal: principal(&w.key, "acme"),
             image: jpeg_facts(&jpeg, 320, 240, false),
-            upstream: Some(UpstreamFacts::default()),
+            // The body was sent; no answer came.
+            upstream: Some(UpstreamFacts {
+                sent_bytes: face_json(&b64(&jpeg)).len(),
+                ..UpstreamFacts::default()
+            }),
             cause: Some("vendor timed out".into()),
             ..refused(rid, ErrorKind::VendorTimeout)
         }

@@ -70,11 +70,16 @@ async fn metrics_count_a_scripted_mix_exactly() {
     // the image, so the score histogram is known exactly.
     let images = ["face-320x240.jpg", "face-320x240.png", "face-640x480.jpg"];
     let mut scores = Vec::new();
+    // Body bytes to and from the vendor, for acme.
+    let (mut sent, mut received) = (0, 0);
     for (i, name) in images.iter().enumerate() {
         let img = testdata(name);
         for _ in 0..=i {
-            let r = post_json(&url, Some(key), face_json(&b64(&img))).await;
+            let body = face_json(&b64(&img));
+            sent += body.len();
+            let r = post_json(&url, Some(key), body).await;
             assert_eq!(r.status, 200, "{:?}", r.body);
+            received += r.body.len();
             let score = f64::from(livegate_stub::liveness_score(&img));
             assert_eq!(r.json()["result"]["liveness_score"].as_f64(), Some(score));
             scores.push(score);
@@ -95,6 +100,9 @@ async fn metrics_count_a_scripted_mix_exactly() {
     for _ in 0..2 {
         let r = post_raw_jpeg(&url, key).await;
         assert_eq!(r.error_code(), 1017);
+        // A raw upload goes to the vendor as the canonical JSON.
+        sent += face_json(&b64(&testdata("face-320x240.jpg"))).len();
+        received += r.body.len();
     }
     stub.set_faults(Faults::default());
     // The quota: two admitted, the third refused 42902.
@@ -154,6 +162,17 @@ async fn metrics_count_a_scripted_mix_exactly() {
         8.0
     );
 
+    assert_eq!(
+        sample(&text, "livegate_upstream_sent_bytes_total{tenant=\"acme\"}"),
+        sent as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "livegate_upstream_received_bytes_total{tenant=\"acme\"}"
+        ),
+        received as f64
+    );
     // The score histogram, bucket by bucket.
     let mut expected = BTreeMap::new();
     for le in (1..=20).map(|i| i * 5) {

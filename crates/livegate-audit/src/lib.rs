@@ -177,6 +177,7 @@ pub struct Audit {
 }
 
 struct Shared {
+    sink: SinkKind,
     state: Arc<State>,
     tx: UnboundedSender<ExchangeRecord>,
     redis: Option<Arc<RedisOutput>>,
@@ -237,11 +238,21 @@ impl Audit {
         }
         Ok(Self {
             shared: Arc::new(Shared {
+                sink: settings.sink,
                 state,
                 tx,
                 redis: lookup,
             }),
         })
+    }
+
+    /// `stdout`, `file` or `redis`.
+    pub fn sink_kind(&self) -> &'static str {
+        match self.shared.sink {
+            SinkKind::Stdout => "stdout",
+            SinkKind::File => "file",
+            SinkKind::Redis => "redis",
+        }
     }
 
     /// The layer taking a place per request; see the [crate docs](crate).

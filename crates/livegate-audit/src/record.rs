@@ -184,6 +184,8 @@ mod tests {
             score: Some(0.987),
             error_code: None,
             latency: Duration::from_micros(8_500),
+            sent_bytes: 0,
+            received_bytes: 0,
         });
         r.status = Some(200);
         r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
@@ -218,6 +220,8 @@ mod tests {
             score: None,
             error_code: Some(1017),
             latency: Duration::from_millis(3),
+            sent_bytes: 0,
+            received_bytes: 0,
         });
         r.status = Some(400);
         let v: serde_json::Value = serde_json::from_str(&to_json_line(1, "gw", &r)).unwrap();

@@ -50,6 +50,7 @@ fn stack(
                 score: Some(0.9),
                 error_code: None,
                 latency: Duration::from_millis(1),
+                ..UpstreamFacts::default()
             });
             // Let other requests interleave.
             tokio::task::yield_now().await;

@@ -46,6 +46,7 @@ fn record(i: usize, transaction_id: Option<String>) -> ExchangeRecord {
             score: Some(0.5),
             error_code: None,
             latency: Duration::from_millis(2),
+            ..UpstreamFacts::default()
         }),
         error: None,
         cause: None,

@@ -104,6 +104,8 @@ pub struct Metrics {
     scores: Family<TenantLabel, Histogram>,
     refusals: Family<RefusalLabels, Counter>,
     image_bytes: Family<TenantLabel, Counter>,
+    upstream_sent: Family<TenantLabel, Counter>,
+    upstream_received: Family<TenantLabel, Counter>,
     /// The parts' state of the scrape being encoded.
     state: Arc<Mutex<State>>,
 }
@@ -211,6 +213,20 @@ impl Metrics {
             Unit::Bytes,
             image_bytes.clone(),
         );
+        let upstream_sent = Family::<TenantLabel, Counter>::default();
+        registry.register_with_unit(
+            "upstream_sent",
+            "Body bytes sent to the vendor, by tenant",
+            Unit::Bytes,
+            upstream_sent.clone(),
+        );
+        let upstream_received = Family::<TenantLabel, Counter>::default();
+        registry.register_with_unit(
+            "upstream_received",
+            "Body bytes the vendor answered (passed on to the clients), by tenant",
+            Unit::Bytes,
+            upstream_received.clone(),
+        );
         registry.register_collector(Box::new(PartsCollector(state.clone())));
         Self {
             registry,
@@ -221,6 +237,8 @@ impl Metrics {
             scores,
             refusals,
             image_bytes,
+            upstream_sent,
+            upstream_received,
             state,
         }
     }
@@ -276,6 +294,12 @@ impl ExchangeSink for Metrics {
             self.upstream_duration
                 .get_or_create(&t)
                 .observe(up.latency.as_secs_f64());
+            self.upstream_sent
+                .get_or_create(&t)
+                .inc_by(up.sent_bytes as u64);
+            self.upstream_received
+                .get_or_create(&t)
+                .inc_by(up.received_bytes as u64);
             if let Some(score) = up.score {
                 self.scores.get_or_create(&t).observe(score);
             }

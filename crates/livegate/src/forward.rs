@@ -53,6 +53,7 @@ where
         // context as `traceparent` (nothing when tracing is off).
         let span = livegate_telemetry::client_span(req.method(), &self.endpoint);
         livegate_telemetry::inject_span(&span, req.headers_mut());
+        let sent_bytes = req.body().len();
         let started = Instant::now();
         let call = span.in_scope(|| self.vendor.call(req));
         Box::pin(async move {
@@ -72,9 +73,12 @@ where
                         score: v.answer.liveness_score,
                         error_code: v.answer.error_code,
                         latency: v.elapsed,
+                        sent_bytes,
+                        received_bytes: v.body.len(),
                     },
                     Err(_) => UpstreamFacts {
                         latency: started.elapsed(),
+                        sent_bytes,
                         ..UpstreamFacts::default()
                     },
                 });

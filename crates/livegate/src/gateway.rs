@@ -344,6 +344,9 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
     // `redis.fail_mode = "closed"`.
     let store = gw.store.health().await;
     let limiter = gw.limiter.health();
+    // Reported, never failing readiness: a stuck sink refuses requests
+    // itself (503 50305), and every replica shares the sink's fate.
+    let audit = gw.audit.stats();
     let (status, state) = if gw.health.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if gw.store_fail_closed && (!store.ok || !limiter.ok) {
@@ -357,6 +360,11 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
         "keyStore": store,
         "rateLimiter": limiter,
         "vendorCircuit": gw.breaker.state().as_str(),
+        "audit": {
+            "sink": gw.audit.sink_kind(),
+            "failing": audit.failing,
+            "queued": audit.queued,
+        },
     });
     let mut res = Response::new(Body::from(body.to_string()));
     *res.status_mut() = status;

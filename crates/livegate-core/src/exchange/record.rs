@@ -92,6 +92,10 @@ pub struct UpstreamFacts {
     /// The vendor's own `errorCode` (e.g. 1017).
     pub error_code: Option<i64>,
     pub latency: Duration,
+    /// Body bytes sent to the vendor, and received from it (0 when no
+    /// answer came).
+    pub sent_bytes: usize,
+    pub received_bytes: usize,
 }
 
 /// The complete record of one liveness request, handed to the sink once.

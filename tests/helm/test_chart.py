@@ -1,0 +1,926 @@
+"""Tests of the Helm chart deploy/helm/livegate, offline.
+
+The chart is rendered and linted with the Helm SDK bundled in the PyPI
+package helm-python-sdk (no helm binary, no cluster), its values checked
+against values.schema.json (by Helm and by the jsonschema package), and the
+livegate configuration it renders is given to the real binary
+(`livegate check-config`). Each check is a function returning the problems
+it found; `ChartTest` runs them on the shipped values, `BrokenChartTest`
+shows each one failing on a deliberately broken values file or template (a
+copy of the chart in a temporary directory).
+
+Run with tests/helm/run.sh (it makes the venv). LIVEGATE_BIN names the
+binary (default target/debug/livegate).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import tomllib
+import unittest
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import helm_python
+import jsonschema
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "livegate"
+LIVEGATE_BIN = Path(os.environ.get("LIVEGATE_BIN", REPO / "target" / "debug" / "livegate"))
+RELEASE, NAMESPACE = "livegate", "livegate"
+
+
+# --------------------------------------------------------------------------
+# Rendering
+
+
+def load_yaml(path: Path) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def production_values() -> dict:
+    return load_yaml(CHART / "values-production.yaml")
+
+
+def everything_values() -> dict:
+    """Production, plus what it leaves off: an audit file on a claim, a
+    bootstrap key, collector headers from a Secret, a gRPC collector."""
+    v = production_values()
+    v["config"]["audit"] = {"sink": "file", "path": "/var/log/livegate/audit.jsonl"}
+    v["auditVolume"] = {"type": "persistentVolumeClaim", "claimName": "livegate-audit"}
+    v["config"]["tenants"][0]["keys"] = [
+        {"id": "k1a2b3c4d5e6", "hash": "0" * 64, "expires_at": "2027-01-31T00:00:00Z"},
+        {"id": "q9w8e7r6t5y4", "hash": "a" * 64, "revoked": True},
+    ]
+    v["otel"]["headers"] = {"existingSecret": "livegate-otlp", "key": "headers"}
+    v["otel"]["endpoint"] = "http://otel-collector.observability.svc:4317"
+    v["otel"]["protocol"] = "grpc"
+    v["otel"]["timeoutMs"] = 5000
+    v["terminationGracePeriodSeconds"] = 60
+    v["config"]["server"] = {"shutdown_delay_ms": 8000, "drain_timeout_ms": 20000}
+    return v
+
+
+VARIANTS = {
+    "default": lambda: {},
+    "production": production_values,
+    "everything": everything_values,
+}
+
+
+class Rendered:
+    """A chart rendered with some values: its objects and merged values."""
+
+    def __init__(self, chart_dir: Path, values: dict):
+        with helm_python.Chart.load(str(chart_dir)) as ch:
+            out = ch.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+            self.values = ch.merge_values(values)
+        self.objects: list[dict] = []
+        for path, text in sorted(out.items()):
+            if path.endswith("NOTES.txt"):
+                continue
+            for doc in yaml.safe_load_all(text):
+                if doc:
+                    self.objects.append(doc)
+
+    def kind(self, kind: str) -> list[dict]:
+        return [o for o in self.objects if o.get("kind") == kind]
+
+    def deployment(self) -> dict:
+        (d,) = self.kind("Deployment")
+        return d
+
+    def pod(self) -> dict:
+        return self.deployment()["spec"]["template"]
+
+    def containers(self) -> list[dict]:
+        spec = self.pod()["spec"]
+        return spec.get("containers", []) + spec.get("initContainers", [])
+
+    def config_text(self) -> str:
+        for cm in self.kind("ConfigMap"):
+            if "livegate.toml" in cm.get("data", {}):
+                return cm["data"]["livegate.toml"]
+        raise AssertionError("no ConfigMap with livegate.toml")
+
+    def config(self) -> dict:
+        return tomllib.loads(self.config_text())
+
+
+def render(values: dict, chart_dir: Path = CHART) -> Rendered:
+    return Rendered(chart_dir, values)
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+# --------------------------------------------------------------------------
+# Checks: each returns a list of problems (empty: passed).
+
+SECRETISH = re.compile(r"KEY|TOKEN|PASSW|SECRET|PEPPER|HEADERS|CREDENTIAL|AUTH|REDIS_URL|DSN", re.I)
+INLINE_SECRET_KEYS = [("vendor", "api_key"), ("auth", "pepper"), ("admin", "token"),
+                      ("redis", "url"), ("simulator", "api_key")]
+# Which livegate *_file key each `secrets` entry feeds.
+SECRET_WIRING = {"vendorApiKey": ("vendor", "api_key_file"), "pepper": ("auth", "pepper_file"),
+                 "adminToken": ("admin", "token_file"), "redisUrl": ("redis", "url_file")}
+
+
+def check_security(r: Rendered) -> list[str]:
+    p = []
+    pod = r.pod()["spec"]
+    psc = pod.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True:
+        p.append("pod securityContext.runAsNonRoot is not true")
+    if psc.get("runAsUser") != 65532:
+        p.append(f"pod securityContext.runAsUser is {psc.get('runAsUser')!r}, not 65532")
+    if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        p.append("pod seccompProfile is not RuntimeDefault")
+    for c in r.containers():
+        sc = c.get("securityContext", {})
+        name = c.get("name")
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
+            p.append(f"container {name}: runAsNonRoot is not true")
+        if sc.get("runAsUser", psc.get("runAsUser")) in (None, 0):
+            p.append(f"container {name}: runs as root")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            p.append(f"container {name}: readOnlyRootFilesystem is not true")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            p.append(f"container {name}: allowPrivilegeEscalation is not false")
+        if sc.get("privileged"):
+            p.append(f"container {name}: privileged")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []) or caps.get("add"):
+            p.append(f"container {name}: capabilities do not drop ALL (or add some)")
+    return p
+
+
+def allowed_secret_names(values: dict) -> set[str]:
+    names = {ref.get("existingSecret") for ref in values.get("secrets", {}).values()}
+    names.add(values.get("otel", {}).get("headers", {}).get("existingSecret"))
+    return {n for n in names if n}
+
+
+def check_secrets(r: Rendered) -> list[str]:
+    """Secrets only by reference: no Secret with data, no literal env value
+    for a secret-looking name, secret volumes and env refs only name the
+    values' existingSecrets, no inline secret in the TOML, and every
+    referenced secret is mounted and wired to its *_file key."""
+    p = []
+    allowed = allowed_secret_names(r.values)
+    for s in r.kind("Secret"):
+        if s.get("data") or s.get("stringData"):
+            p.append(f"Secret {s['metadata']['name']} rendered with data")
+    for c in r.containers():
+        for e in c.get("env", []):
+            if "value" in e and SECRETISH.search(e["name"]):
+                p.append(f"env {e['name']} has a literal value")
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref and ref.get("name") not in allowed:
+                p.append(f"env {e['name']} reads Secret {ref.get('name')!r}, not an existingSecret of the values")
+        for src in c.get("envFrom", []):
+            if "secretRef" in src and src["secretRef"].get("name") not in allowed:
+                p.append(f"envFrom Secret {src['secretRef'].get('name')!r} is not an existingSecret")
+    # Secret volumes: name -> [(key, path)]
+    mounted: dict[str, list[tuple[str, str, str]]] = {}
+    volumes = r.pod()["spec"].get("volumes", [])
+    for v in volumes:
+        sources = []
+        if "secret" in v:
+            sources.append((v["secret"].get("secretName"), v["secret"].get("items", [])))
+        for src in v.get("projected", {}).get("sources", []):
+            if "secret" in src:
+                sources.append((src["secret"].get("name"), src["secret"].get("items", [])))
+        for name, items in sources:
+            if name not in allowed:
+                p.append(f"volume {v['name']} mounts Secret {name!r}, not an existingSecret of the values")
+            for it in items:
+                mounted.setdefault(name, []).append((v["name"], it["key"], it["path"]))
+    cfg = r.config()
+    for section, key in INLINE_SECRET_KEYS:
+        if key in cfg.get(section, {}):
+            p.append(f"the rendered config holds {section}.{key} inline")
+    mounts = {m["name"]: m["mountPath"] for c in r.containers() for m in c.get("volumeMounts", [])}
+    for entry, (section, key) in SECRET_WIRING.items():
+        ref = r.values["secrets"][entry]
+        if not ref.get("existingSecret"):
+            if key in cfg.get(section, {}):
+                p.append(f"{section}.{key} is set although secrets.{entry} is not")
+            continue
+        want = cfg.get(section, {}).get(key)
+        files = [f"{mounts.get(vol, '?')}/{path}" for vol, k, path in mounted.get(ref["existingSecret"], [])
+                 if k == ref["key"]]
+        if not want:
+            p.append(f"secrets.{entry} is set but {section}.{key} is not in the config")
+        elif want not in files:
+            p.append(f"{section}.{key} = {want} is not where Secret {ref['existingSecret']}/{ref['key']} is mounted ({files})")
+    return p
+
+
+def check_probes(r: Rendered) -> list[str]:
+    p = []
+    (c,) = [c for c in r.pod()["spec"]["containers"] if c["name"] == "livegate"]
+    ports = {pt.get("name"): pt.get("containerPort") for pt in c.get("ports", [])}
+    if ports.get("http") != 8080:
+        p.append(f"container port http is {ports.get('http')}, not 8080")
+    if ports.get("ops") != 9090:
+        p.append(f"container port ops is {ports.get('ops')}, not 9090")
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+        get = c.get(probe, {}).get("httpGet")
+        if not get:
+            p.append(f"no {probe} httpGet")
+            continue
+        if get.get("path") != path:
+            p.append(f"{probe} path is {get.get('path')!r}, not {path}")
+        if get.get("port") not in ("http", 8080):
+            p.append(f"{probe} port is {get.get('port')!r}, not the public port http")
+    listen = r.config().get("server", {}).get("listen")
+    if listen != "0.0.0.0:8080":
+        p.append(f"server.listen is {listen!r}: the probes and Service expect 0.0.0.0:8080")
+    return p
+
+
+def audit_flush_seconds() -> int:
+    """AUDIT_FLUSH_TIMEOUT in the binary's main.rs, so the test follows it."""
+    src = (REPO / "crates" / "livegate" / "src" / "main.rs").read_text()
+    m = re.search(r"AUDIT_FLUSH_TIMEOUT[^=]*=\s*[\w:]*Duration::from_secs\((\d+)\)", src)
+    return int(m.group(1)) if m else 10
+
+
+def check_grace(r: Rendered) -> list[str]:
+    """terminationGracePeriodSeconds covers what livegate does on SIGTERM,
+    with the values in the rendered config (livegate's defaults if unset)."""
+    server = r.config().get("server", {})
+    delay = server.get("shutdown_delay_ms", 5000)
+    drain = server.get("drain_timeout_ms", 10000)
+    need = math.ceil((delay + drain) / 1000) + audit_flush_seconds()
+    grace = r.pod()["spec"].get("terminationGracePeriodSeconds", 30)
+    if grace <= need:
+        return [f"terminationGracePeriodSeconds {grace} leaves no margin over {need} s "
+                f"(shutdown_delay_ms {delay} + drain_timeout_ms {drain} + audit flush {audit_flush_seconds()} s)"]
+    return []
+
+
+def check_service_monitor(r: Rendered) -> list[str]:
+    p = []
+    sms = r.kind("ServiceMonitor")
+    if not r.values["serviceMonitor"]["enabled"]:
+        return [f"ServiceMonitor rendered although disabled"] if sms else []
+    if len(sms) != 1:
+        return [f"{len(sms)} ServiceMonitors rendered, expected 1"]
+    sm = sms[0]
+    eps = sm["spec"].get("endpoints", [])
+    if not any(e.get("port") == "ops" and e.get("path") == "/metrics" for e in eps):
+        p.append(f"ServiceMonitor endpoints {eps} do not scrape port ops path /metrics")
+    sel = sm["spec"].get("selector", {}).get("matchLabels", {})
+    services = [s for s in r.kind("Service") if selects(sel, s["metadata"].get("labels", {}))]
+    if len(services) != 1:
+        p.append(f"the ServiceMonitor selects {len(services)} Services, expected the ops one")
+    for s in services:
+        ports = [pt for pt in s["spec"]["ports"] if pt.get("name") == "ops"]
+        if not ports or ports[0].get("targetPort") not in ("ops", 9090):
+            p.append(f"Service {s['metadata']['name']} has no port ops to the container's ops port")
+        if not selects(s["spec"].get("selector", {}), r.pod()["metadata"]["labels"]):
+            p.append(f"Service {s['metadata']['name']} does not select the pods")
+    return p
+
+
+def expected_network_policy(values: dict) -> dict:
+    np = values["networkPolicy"]
+    ingress = [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    if np["ingress"]["http"].get("from"):
+        ingress[0]["from"] = np["ingress"]["http"]["from"]
+    if np["ingress"]["ops"].get("from"):
+        ingress.append({"ports": [{"port": 9090, "protocol": "TCP"}], "from": np["ingress"]["ops"]["from"]})
+    dns = np["egress"]["dns"]
+    egress = [{"ports": [{"port": port, "protocol": proto} for port in dns["ports"] for proto in ("UDP", "TCP")]}]
+    if dns.get("to"):
+        egress[0]["to"] = dns["to"]
+    for name in ("vendor", "redis", "otlp"):
+        t = np["egress"][name]
+        to = list(t.get("to") or []) + [{"ipBlock": {"cidr": c}} for c in t.get("cidrs") or []]
+        if to:
+            egress.append({"ports": [{"port": port, "protocol": "TCP"} for port in t["ports"]], "to": to})
+    return {"ingress": ingress, "egress": egress}
+
+
+def check_network_policy(r: Rendered) -> list[str]:
+    """The NetworkPolicy allows exactly what the values list, nothing more;
+    the ops port only from the listed peers."""
+    p = []
+    nps = r.kind("NetworkPolicy")
+    if not r.values["networkPolicy"]["enabled"]:
+        return ["NetworkPolicy rendered although disabled"] if nps else []
+    if len(nps) != 1:
+        return [f"{len(nps)} NetworkPolicies rendered, expected 1"]
+    spec = nps[0]["spec"]
+    if sorted(spec.get("policyTypes", [])) != ["Egress", "Ingress"]:
+        p.append(f"policyTypes {spec.get('policyTypes')} is not Ingress and Egress")
+    if not selects(spec.get("podSelector", {}).get("matchLabels", {}), r.pod()["metadata"]["labels"]):
+        p.append("the NetworkPolicy does not select the pods")
+    want = expected_network_policy(r.values)
+    for direction in ("ingress", "egress"):
+        got = spec.get(direction, [])
+        if got != want[direction]:
+            p.append(f"{direction} rules differ from the values:\n  got  {json.dumps(got)}\n  want {json.dumps(want[direction])}")
+    for rule in spec.get("ingress", []):
+        ports = [pt.get("port") for pt in rule.get("ports", [])]
+        if (not ports or 9090 in ports or "ops" in ports) and not rule.get("from"):
+            p.append("the ops port is open to everyone")
+    return p
+
+
+def check_lint(chart_dir: Path, values: dict) -> list[str]:
+    report = helm_python.lint(str(chart_dir), values, strict=True)
+    p = [f"lint {m['severity']} {m['path']}: {m['error']}" for m in report.get("messages", [])
+         if m.get("severity", 0) >= 2]
+    return p + [f"lint: {e}" for e in report.get("errors", [])]
+
+
+def check_schema(chart_dir: Path, values: dict) -> list[str]:
+    """The values against values.schema.json, by Helm and by jsonschema
+    (the values file alone, before Helm merges the defaults in)."""
+    p = []
+    with helm_python.Chart.load(str(chart_dir)) as ch:
+        try:
+            ch.validate_schema(values)
+        except helm_python.HelmError as e:
+            p.append(f"helm: {e}".strip())
+    schema = json.loads((chart_dir / "values.schema.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    for err in validator.iter_errors(values):
+        p.append(f"jsonschema: {'/'.join(map(str, err.absolute_path))}: {err.message}")
+    return p
+
+
+VALUES_REF = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+ALIAS = re.compile(r"(\$[A-Za-z_][A-Za-z0-9_]*)\s*:=\s*\$?\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*}}")
+
+
+def template_values_paths(chart_dir: Path) -> set[tuple[str, ...]]:
+    """Every `.Values.a.b` path in the templates, and `$x.c` where
+    `$x := .Values.a` (a variable holding a part of the values)."""
+    paths = set()
+    for f in (chart_dir / "templates").iterdir():
+        text = f.read_text()
+        for m in VALUES_REF.finditer(text):
+            paths.add(tuple(m.group(1).strip(".").split(".")))
+        for m in ALIAS.finditer(text):
+            var, base = m.group(1), tuple(x for x in m.group(2).split(".") if x)
+            for use in re.finditer(re.escape(var) + r"((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", text):
+                paths.add(base + tuple(use.group(1).strip(".").split(".")))
+    return paths
+
+
+def schema_at(schema: dict, root: dict, path: tuple[str, ...]) -> dict | None:
+    node = schema
+    for part in path:
+        while "$ref" in node:
+            node = root["definitions"][node["$ref"].split("/")[-1]]
+        props = node.get("properties", {})
+        if part not in props:
+            return None
+        node = props[part]
+    return node
+
+
+def check_values_paths(chart_dir: Path) -> list[str]:
+    values = load_yaml(chart_dir / "values.yaml")
+    schema = json.loads((chart_dir / "values.schema.json").read_text())
+    p = []
+    for path in sorted(template_values_paths(chart_dir)):
+        node = values
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                p.append(f".Values.{'.'.join(path)} is used in a template but not in values.yaml")
+                break
+            node = node[part]
+        if schema_at(schema, schema, path) is None:
+            p.append(f".Values.{'.'.join(path)} is used in a template but not in values.schema.json")
+    return p
+
+
+# Dummy contents of the secret files for check-config: the shapes livegate
+# checks (a Redis URL; keys, pepper and token of at least 16 bytes).
+DUMMY_SECRETS = {"url_file": "redis://127.0.0.1:6379"}
+DUMMY_SECRET = "dummy-secret-for-check-config-0123456789"
+
+
+def check_config(r: Rendered, env: dict | None = None) -> list[str]:
+    """`livegate check-config` accepts the rendered configuration. The
+    *_file paths point at /run/secrets/livegate/..., where the pod has its
+    Secrets mounted; here they are rewritten to temporary files holding
+    dummy values of the right shape (check-config reads them, as serve does).
+    The environment is empty but for PATH and the Deployment's literal
+    LIVEGATE_* variables (none today), as in the pod."""
+    text = r.config_text()
+    with tempfile.TemporaryDirectory(prefix="livegate-helm-") as tmp:
+        def to_temp(m: re.Match) -> str:
+            key = m.group(1)
+            f = Path(tmp) / f"{key}-{len(os.listdir(tmp))}"
+            f.write_text(DUMMY_SECRETS.get(key, DUMMY_SECRET) + "\n")
+            return f'{key} = "{f}"'
+        rewritten = re.sub(r'^(\w+_file) = "([^"]*)"', to_temp, text, flags=re.M)
+        cfg = Path(tmp) / "livegate.toml"
+        cfg.write_text(rewritten)
+        run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for c in r.containers():
+            for e in c.get("env", []):
+                if e["name"].startswith("LIVEGATE_") and "value" in e:
+                    run_env[e["name"]] = e["value"]
+        run_env.update(env or {})
+        res = subprocess.run([str(LIVEGATE_BIN), "check-config", "--config", str(cfg)],
+                             env=run_env, capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        return [f"livegate check-config exit {res.returncode}: {res.stderr.strip()}"]
+    return []
+
+
+def check_config_wired(r: Rendered) -> list[str]:
+    """Every key under .Values.config reaches the rendered TOML unchanged
+    (a key the template forgot would be silently ignored)."""
+    p = []
+    cfg = r.config()
+    vc = r.values["config"]
+    for section, table in vc.items():
+        if section == "tenants":
+            continue
+        for key, want in table.items():
+            got = cfg.get(section, {}).get(key, "<missing>")
+            if section == "ratelimit" and key == "replicas":
+                continue
+            if want is None:
+                continue
+            if isinstance(want, float) or isinstance(got, float):
+                ok = isinstance(got, (int, float)) and math.isclose(got, want)
+            else:
+                ok = got == want and type(got) is type(want)
+            if not ok:
+                p.append(f"config.{section}.{key}: values {want!r}, rendered {got!r}")
+    want_t = [{k: v for k, v in t.items() if v not in (None, [], {})} for t in vc.get("tenants", [])]
+    got_t = [{k: v for k, v in t.items() if v not in (None, [], {})} for t in cfg.get("tenants", [])]
+    for t in got_t:
+        for k in t.get("keys", []):
+            if "expires_at" in k and not isinstance(k["expires_at"], str):
+                k["expires_at"] = k["expires_at"].isoformat().replace("+00:00", "Z")
+    if want_t != got_t:
+        p.append(f"tenants: values {want_t}, rendered {got_t}")
+    rl = cfg.get("ratelimit", {}).get("replicas")
+    want_rl = vc["ratelimit"].get("replicas") or (
+        r.values["autoscaling"]["minReplicas"] if r.values["autoscaling"]["enabled"] else r.values["replicaCount"])
+    if rl != want_rl:
+        p.append(f"ratelimit.replicas is {rl}, expected {want_rl}")
+    return p
+
+
+def check_dashboard(chart_dir: Path) -> list[str]:
+    a = (REPO / "deploy" / "grafana" / "livegate-dashboard.json").read_bytes()
+    b = (chart_dir / "dashboards" / "livegate.json").read_bytes()
+    return [] if a == b else ["dashboards/livegate.json differs from deploy/grafana/livegate-dashboard.json"]
+
+
+LITERAL_SECRET = [
+    # (a placeholder such as redis://[user:password@]host is not a password)
+    (re.compile(r"\b(rediss?|https?)://[^\s/@:\"'\[]*:[^\s/@\"'\]]+@"), "a URL with a password"),
+    (re.compile(r"\bchangeme\b|\bhunter2\b", re.I), "a placeholder password"),
+    (re.compile(r"\blvg_[a-z0-9]{12}_[A-Za-z0-9]{20,}"), "a tenant key"),
+    (re.compile(r"\blvgadm_[0-9a-f]{8,}"), "an admin token"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"^[ \t#]*(pepper|token|api_key|password)[ \t]*[:=][ \t]*['\"]?[^'\"\s{}]{6,}", re.M | re.I), "a secret value"),
+]
+
+
+def check_no_literal_secrets(root: Path) -> list[str]:
+    p = []
+    for f in sorted(root.rglob("*")):
+        if not f.is_file() or f.suffix in (".png", ".tgz"):
+            continue
+        text = f.read_text(errors="replace")
+        for pattern, what in LITERAL_SECRET:
+            for m in pattern.finditer(text):
+                line = text.count("\n", 0, m.start()) + 1
+                p.append(f"{f.relative_to(root)}:{line}: {what}")
+    return p
+
+
+def object_schemas(node, path="#"):
+    """Every (path, schema) of type object in a schema."""
+    if isinstance(node, dict):
+        t = node.get("type")
+        if t == "object" or (isinstance(t, list) and "object" in t):
+            yield path, node
+        for k, v in node.items():
+            yield from object_schemas(v, f"{path}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from object_schemas(v, f"{path}/{i}")
+
+
+# --------------------------------------------------------------------------
+# The shipped chart passes every check.
+
+
+class ChartTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.rendered = {name: render(make()) for name, make in VARIANTS.items()}
+
+    def each(self, check):
+        for name, r in self.rendered.items():
+            with self.subTest(values=name):
+                self.assertEqual(check(r), [])
+
+    def test_lint_strict(self):
+        # Helm's only remark is "icon is recommended" (severity 1, info): no icon ships.
+        for name, make in VARIANTS.items():
+            with self.subTest(values=name):
+                self.assertEqual(check_lint(CHART, make()), [])
+
+    def test_schema_accepts_values_files(self):
+        self.assertEqual(check_schema(CHART, load_yaml(CHART / "values.yaml")), [])
+        self.assertEqual(check_schema(CHART, production_values()), [])
+        self.assertEqual(check_schema(CHART, everything_values()), [])
+
+    def test_schema_closed_at_every_level(self):
+        # Every object level rejects unknown keys; maps (labels, annotations,
+        # selectors, resource attributes) take any key but string values only.
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        for path, node in object_schemas(schema):
+            ap = node.get("additionalProperties")
+            with self.subTest(path=path):
+                self.assertTrue(ap is False or ap == {"type": "string"}, f"{path}: additionalProperties {ap!r}")
+
+    def test_values_paths_exist(self):
+        self.assertEqual(check_values_paths(CHART), [])
+        self.assertGreater(len(template_values_paths(CHART)), 50)
+
+    def test_security(self):
+        self.each(check_security)
+
+    def test_secrets_by_reference_only(self):
+        self.each(check_secrets)
+
+    def test_probes(self):
+        self.each(check_probes)
+
+    def test_termination_grace(self):
+        self.each(check_grace)
+        self.assertEqual(self.rendered["default"].pod()["spec"]["terminationGracePeriodSeconds"],
+                         math.ceil((5000 + 10000) / 1000) + 10 + 5)
+
+    def test_service_monitor(self):
+        self.each(check_service_monitor)
+        self.assertEqual(len(self.rendered["production"].kind("ServiceMonitor")), 1)
+
+    def test_network_policy(self):
+        self.each(check_network_policy)
+
+    def test_config_accepted_by_livegate(self):
+        self.each(check_config)
+
+    def test_config_wired(self):
+        self.each(check_config_wired)
+
+    def test_dashboard_identical(self):
+        self.assertEqual(check_dashboard(CHART), [])
+        (cm,) = [c for c in self.rendered["production"].kind("ConfigMap")
+                 if c["metadata"]["name"].endswith("-dashboard")]
+        self.assertEqual(cm["metadata"]["labels"]["grafana_dashboard"], "1")
+        self.assertEqual(json.loads(cm["data"]["livegate.json"]),
+                         json.loads((REPO / "deploy/grafana/livegate-dashboard.json").read_text()))
+
+    def test_no_default_secret_under_deploy(self):
+        self.assertEqual(check_no_literal_secrets(REPO / "deploy"), [])
+
+    def test_production_shape(self):
+        r = self.rendered["production"]
+        self.assertEqual(len(r.kind("HorizontalPodAutoscaler")), 1)
+        self.assertEqual(len(r.kind("PodDisruptionBudget")), 1)
+        self.assertNotIn("replicas", r.deployment()["spec"])
+        cfg = r.config()
+        self.assertEqual(cfg["vendor"]["base_url"], "https://liveness.vendor.example")
+        self.assertEqual(cfg["ops"]["listen"], "0.0.0.0:9090")
+        env = {e["name"]: e for e in r.containers()[0]["env"]}
+        self.assertEqual(env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"], "http://otel-collector.observability.svc:4318")
+        self.assertEqual(env["OTEL_TRACES_SAMPLER"]["value"], "parentbased_traceidratio")
+        self.assertIn("deployment.environment=production", env["OTEL_RESOURCE_ATTRIBUTES"]["value"])
+        e = {e["name"]: e for e in self.rendered["everything"].containers()[0]["env"]}
+        self.assertEqual(e["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"],
+                         {"name": "livegate-otlp", "key": "headers"})
+        # The audit file's volume: writable, one directory per pod on the claim.
+        (c,) = self.rendered["everything"].containers()
+        (m,) = [m for m in c["volumeMounts"] if m["name"] == "audit"]
+        self.assertEqual((m["mountPath"], m.get("subPathExpr")), ("/var/log/livegate", "$(POD_NAME)"))
+        self.assertFalse(m.get("readOnly", False))
+        # Public Service: only http; ops on its own ClusterIP Service.
+        svcs = {s["metadata"]["name"]: s for s in r.kind("Service")}
+        self.assertEqual([p["name"] for p in svcs["livegate"]["spec"]["ports"]], ["http"])
+        self.assertEqual(svcs["livegate-ops"]["spec"]["type"], "ClusterIP")
+
+    def test_config_change_rolls_pods(self):
+        a = render({})
+        b = render({"config": {"log": {"level": "debug"}}})
+        key = "checksum/config"
+        self.assertNotEqual(a.pod()["metadata"]["annotations"][key], b.pod()["metadata"]["annotations"][key])
+
+    def test_render_refuses_what_livegate_would(self):
+        cases = {
+            "grace below the minimum": {"terminationGracePeriodSeconds": 20},
+            "vendor without its key": {"config": {"vendor": {"base_url": "https://v.example"}}},
+            "tenants without a vendor": {"config": {"tenants": [{"id": "acme"}]},
+                                         "secrets": {"pepper": {"existingSecret": "p", "key": "pepper"}}},
+            "file sink without a path": {"config": {"audit": {"sink": "file"}}},
+            "redis sink without redis": {"config": {"audit": {"sink": "redis"}}},
+            "vendor not in the NetworkPolicy": {
+                "config": {"vendor": {"base_url": "https://v.example"}},
+                "secrets": {"vendorApiKey": {"existingSecret": "v", "key": "k"},
+                            "pepper": {"existingSecret": "p", "key": "k"}}},
+            "ServiceMonitor Prometheus cannot reach": {"serviceMonitor": {"enabled": True}},
+        }
+        for name, values in cases.items():
+            with self.subTest(case=name), self.assertRaises(helm_python.HelmError):
+                render(values)
+
+    def test_values_defaults_are_livegates(self):
+        """values.yaml's config equals livegate's own defaults (what
+        check-config prints for an empty file), but log.format."""
+        with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
+            res = subprocess.run([str(LIVEGATE_BIN), "check-config", "--config", f.name],
+                                 env={"PATH": os.environ.get("PATH", "")}, capture_output=True, text=True)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        effective = tomllib.loads(res.stdout)
+        deliberate = {("log", "format"): "json"}
+        for section, table in load_yaml(CHART / "values.yaml")["config"].items():
+            if section == "tenants":
+                continue
+            for key, value in table.items():
+                with self.subTest(key=f"{section}.{key}"):
+                    if (section, key) in deliberate:
+                        self.assertEqual(value, deliberate[(section, key)])
+                        continue
+                    have = effective.get(section, {}).get(key)
+                    if value is None or (section, key) == ("ratelimit", "replicas"):
+                        continue
+                    if isinstance(value, float):
+                        self.assertAlmostEqual(have, value, places=6)
+                    else:
+                        self.assertEqual(have, value)
+
+    def test_docker_default_config(self):
+        r = subprocess.run([str(LIVEGATE_BIN), "check-config", "--config", str(REPO / "deploy/docker/livegate.toml")],
+                           env={"PATH": os.environ.get("PATH", "")}, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_probes_answer_on_the_rendered_config(self):
+        """The default rendered config, served by the real binary (listeners
+        moved to free loopback ports): /livez and /readyz answer 200 on the
+        public port and /metrics on ops; after SIGTERM /readyz is 503 while
+        /livez still answers, then the process exits 0."""
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp) / "livegate.toml"
+            cfg.write_text(self.rendered["default"].config_text())
+            env = {"PATH": os.environ.get("PATH", ""), "LIVEGATE_SERVER__LISTEN": "127.0.0.1:0",
+                   "LIVEGATE_OPS__LISTEN": "127.0.0.1:0", "LIVEGATE_SERVER__SHUTDOWN_DELAY_MS": "1500",
+                   "LIVEGATE_LOG__LEVEL": "warn"}
+            out = open(Path(tmp) / "out", "w+")
+            proc = subprocess.Popen([str(LIVEGATE_BIN), "serve", "--config", str(cfg)], env=env,
+                                    stdout=out, stderr=subprocess.DEVNULL)
+            try:
+                public = ops = None
+                for _ in range(200):
+                    text = Path(tmp, "out").read_text()
+                    public = re.search(r"^livegate listening on (\S+)", text, re.M)
+                    ops = re.search(r"^livegate ops listening on (\S+)", text, re.M)
+                    if public and ops:
+                        break
+                    time.sleep(0.05)
+                self.assertTrue(public and ops, "livegate did not start")
+                base, opsb = f"http://{public.group(1)}", f"http://{ops.group(1)}"
+
+                def status(url):
+                    try:
+                        with urllib.request.urlopen(url, timeout=5) as resp:
+                            return resp.status
+                    except urllib.error.HTTPError as e:
+                        return e.code
+
+                self.assertEqual(status(base + "/livez"), 200)
+                self.assertEqual(status(base + "/readyz"), 200)
+                self.assertEqual(status(opsb + "/metrics"), 200)
+                proc.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+                self.assertEqual(status(base + "/readyz"), 503)
+                self.assertEqual(status(base + "/livez"), 200)
+                self.assertEqual(proc.wait(timeout=30), 0)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                out.close()
+
+
+# --------------------------------------------------------------------------
+# Each check fails on a deliberately broken chart or values file.
+
+
+class BrokenChartTest(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="livegate-chart-")
+        self.addCleanup(self._tmp.cleanup)
+
+    def chart_copy(self, edits: dict[str, list[tuple[str, str]]] | None = None) -> Path:
+        """A copy of the chart with each (old, new) replacement made in its
+        file; a replacement that does not apply fails the test."""
+        dst = Path(self._tmp.name) / f"livegate-{len(os.listdir(self._tmp.name))}"
+        shutil.copytree(CHART, dst)
+        for rel, changes in (edits or {}).items():
+            f = dst / rel
+            text = f.read_text() if f.exists() else ""
+            for old, new in changes:
+                if old:
+                    self.assertIn(old, text, f"{rel}: nothing to break")
+                    text = text.replace(old, new, 1)
+                else:
+                    text += new
+            f.write_text(text)
+        return dst
+
+    def broken(self, edits, values=None) -> Rendered:
+        return render(values if values is not None else production_values(), self.chart_copy(edits))
+
+    def assertFails(self, problems: list[str], *expected: str):
+        self.assertTrue(problems, "the check found nothing wrong")
+        for e in expected:
+            self.assertTrue(any(e in p for p in problems), f"{e!r} not in {problems}")
+
+    def test_security_read_only_root(self):
+        r = self.broken({"templates/deployment.yaml": [("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")]})
+        self.assertFails(check_security(r), "readOnlyRootFilesystem")
+
+    def test_security_privilege_escalation_and_root(self):
+        r = self.broken({"templates/deployment.yaml": [
+            ("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"),
+            ("runAsNonRoot: true\n            runAsUser: 65532", "runAsNonRoot: false\n            runAsUser: 0")]})
+        self.assertFails(check_security(r), "allowPrivilegeEscalation", "runAsNonRoot", "root")
+
+    def test_secrets_literal_env(self):
+        r = self.broken({"templates/deployment.yaml": [(
+            "          env:\n",
+            "          env:\n            - name: LIVEGATE_ADMIN__TOKEN\n              value: literal-admin-token-value\n")]})
+        self.assertFails(check_secrets(r), "LIVEGATE_ADMIN__TOKEN has a literal value")
+
+    def test_secrets_secret_manifest_with_data(self):
+        r = self.broken({"templates/secret.yaml": [("", (
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: livegate-defaults\n"
+            "stringData:\n  pepper: {{ randAlphaNum 32 | quote }}\n"))]})
+        self.assertFails(check_secrets(r), "Secret livegate-defaults rendered with data")
+
+    def test_secrets_volume_not_an_existing_secret(self):
+        r = self.broken({"templates/deployment.yaml": [("name: {{ $ref.existingSecret }}", "name: livegate-shared")]})
+        self.assertFails(check_secrets(r), "not an existingSecret")
+
+    def test_secrets_inline_in_config_and_unwired(self):
+        r = self.broken({"templates/_config.tpl": [
+            ('pepper_file = {{ printf "%s/pepper" $dir | toJson }}', 'pepper = "inline-pepper-in-the-configmap"')]})
+        self.assertFails(check_secrets(r), "auth.pepper inline", "secrets.pepper is set but auth.pepper_file is not")
+
+    def test_secrets_file_key_points_elsewhere(self):
+        r = self.broken({"templates/_config.tpl": [('"%s/redis-url"', '"%s/redis"')]})
+        self.assertFails(check_secrets(r), "redis.url_file = /run/secrets/livegate/redis is not where")
+
+    def test_probes_missing_readiness(self):
+        r = self.broken({"templates/deployment.yaml": [(
+            "          readinessProbe:\n            httpGet:\n              path: /readyz\n              port: http\n"
+            "            {{- toYaml .Values.probes.readiness | nindent 12 }}\n", "")]})
+        self.assertFails(check_probes(r), "no readinessProbe")
+
+    def test_probes_wrong_path_and_port(self):
+        r = self.broken({"templates/deployment.yaml": [("path: /livez\n              port: http",
+                                                         "path: /healthz\n              port: ops")]})
+        self.assertFails(check_probes(r), "livenessProbe path is '/healthz'", "livenessProbe port is 'ops'")
+
+    def test_grace_hard_coded_too_short(self):
+        r = self.broken({"templates/deployment.yaml": [(
+            'terminationGracePeriodSeconds: {{ include "livegate.terminationGraceSeconds" . }}',
+            "terminationGracePeriodSeconds: 15")]})
+        self.assertFails(check_grace(r), "terminationGracePeriodSeconds 15")
+
+    def test_grace_formula_ignores_the_audit_flush(self):
+        r = self.broken({"templates/_helpers.tpl": [("(div (add $ms 999) 1000) 10 (int64", "(div (add $ms 999) 1000) 0 (int64")]},
+                        values={"terminationGraceMarginSeconds": 1})
+        self.assertFails(check_grace(r), "leaves no margin")
+
+    def test_service_monitor_path_and_port(self):
+        r = self.broken({"templates/servicemonitor.yaml": [("- port: ops\n      path: /metrics", "- port: http\n      path: /stats")]})
+        self.assertFails(check_service_monitor(r), "do not scrape port ops path /metrics")
+
+    def test_service_monitor_selects_the_public_service(self):
+        r = self.broken({"templates/servicemonitor.yaml": [("app.kubernetes.io/component: ops", "app.kubernetes.io/component: gateway")]})
+        self.assertFails(check_service_monitor(r), "has no port ops")
+
+    def test_network_policy_extra_egress(self):
+        r = self.broken({"templates/networkpolicy.yaml": [(
+            "  egress:\n", "  egress:\n    - to:\n        - ipBlock:\n            cidr: 0.0.0.0/0\n")]})
+        self.assertFails(check_network_policy(r), "egress rules differ")
+
+    def test_network_policy_ops_open(self):
+        r = self.broken({"templates/networkpolicy.yaml": [(
+            "    - ports:\n        - port: 9090\n          protocol: TCP\n      from:\n        {{- toYaml . | nindent 8 }}",
+            "    - ports:\n        - port: 9090\n          protocol: TCP")]})
+        self.assertFails(check_network_policy(r), "the ops port is open to everyone", "ingress rules differ")
+
+    def test_network_policy_values_not_followed(self):
+        r = self.broken({"templates/networkpolicy.yaml": [("{{- range $t.cidrs }}", "{{- range list \"0.0.0.0/0\" }}")]})
+        self.assertFails(check_network_policy(r), "egress rules differ")
+
+    def test_schema_unknown_key(self):
+        for values in ({"replicas": 3}, {"config": {"server": {"listen_addr": "0.0.0.0:1"}}},
+                       {"secrets": {"pepper": {"existingSecret": "p", "key": "pepper", "value": "inline"}}},
+                       {"networkPolicy": {"egress": {"vendor": {"cidr": ["10.0.0.0/8"]}}}}):
+            with self.subTest(values=values):
+                p = check_schema(CHART, values)
+                self.assertTrue(any(x.startswith("helm:") for x in p), p)
+                self.assertTrue(any(x.startswith("jsonschema:") for x in p), p)
+
+    def test_schema_wrong_type(self):
+        for values in ({"replicaCount": "three"}, {"config": {"redis": {"timeout_ms": "50"}}},
+                       {"config": {"redis": {"fail_mode": "sometimes"}}}, {"networkPolicy": {"enabled": "yes"}},
+                       {"podLabels": {"team": 7}}):
+            with self.subTest(values=values):
+                p = check_schema(CHART, values)
+                self.assertTrue(any(x.startswith("helm:") for x in p), p)
+                self.assertTrue(any(x.startswith("jsonschema:") for x in p), p)
+
+    def test_schema_broken_values_file_refused_by_render(self):
+        broken = production_values()
+        broken["config"]["vendor"]["api_key"] = "inline-vendor-key"
+        self.assertTrue(check_schema(CHART, broken))
+        with self.assertRaises(helm_python.HelmValuesError):
+            render(broken)
+
+    def test_values_path_undefined(self):
+        d = self.chart_copy({"templates/deployment.yaml": [(
+            "revisionHistoryLimit: 5", "revisionHistoryLimit: {{ .Values.revisionHistoryLimit | default 5 }}")]})
+        self.assertFails(check_values_paths(d), ".Values.revisionHistoryLimit is used in a template but not in values.yaml")
+
+    def test_values_path_undefined_through_a_variable(self):
+        d = self.chart_copy({"templates/networkpolicy.yaml": [("$np.ingress.http.from", "$np.ingress.public.from")]})
+        self.assertFails(check_values_paths(d), ".Values.networkPolicy.ingress.public.from")
+
+    def test_values_path_missing_from_schema(self):
+        d = self.chart_copy({"values.yaml": [("", "\nrevisionHistoryLimit: 5\n")],
+                             "templates/deployment.yaml": [("revisionHistoryLimit: 5", "revisionHistoryLimit: {{ .Values.revisionHistoryLimit }}")]})
+        self.assertFails(check_values_paths(d), "not in values.schema.json")
+
+    def test_config_unknown_key(self):
+        r = self.broken({"templates/_config.tpl": [('listen = "0.0.0.0:9090"', 'address = "0.0.0.0:9090"')]})
+        self.assertFails(check_config(r), "check-config exit 2", "ops.address")
+
+    def test_config_values_livegate_refuses(self):
+        # Valid for the schema, refused by livegate's cross-field checks.
+        v = production_values()
+        v["config"]["server"] = {"body_limit_bytes": 67108864, "inflight_body_budget_bytes": 1048576}
+        self.assertEqual(check_schema(CHART, v), [])
+        self.assertFails(check_config(render(v)), "inflight_body_budget_bytes")
+
+    def test_config_integer_written_as_float(self):
+        r = self.broken({"templates/_helpers.tpl": [("{{- int64 $v }}", "{{- toString (float64 $v) }}.0")]})
+        self.assertFails(check_config(r), "check-config exit 2")
+
+    def test_config_key_dropped(self):
+        r = self.broken({"templates/_config.tpl": [('{{- include "livegate.tomlKeys" (dict "table" $c.redis "skip" list) }}', "")]})
+        self.assertFails(check_config_wired(r), "config.redis.fail_mode")
+
+    def test_lint_broken_template(self):
+        d = self.chart_copy({"templates/pdb.yaml": [("spec:\n", "spec:\n  selector: [unclosed\n")]})
+        self.assertFails(check_lint(d, {}), "lint")
+
+    def test_lint_broken_chart_metadata(self):
+        d = self.chart_copy({"Chart.yaml": [("version: 0.1.0", "version: not-semver")]})
+        self.assertFails(check_lint(d, {}), "lint")
+
+    def test_dashboard_drift(self):
+        d = self.chart_copy({"dashboards/livegate.json": [('"title": "livegate"', '"title": "livegate (old)"')]})
+        self.assertFails(check_dashboard(d), "differs")
+
+    def test_literal_secret_in_deploy(self):
+        d = self.chart_copy({"values-production.yaml": [("", "# url: redis://:s3cr3t-pw@redis:6379/0\n")],
+                             "values.yaml": [("", "# token: changeme\n")],
+                             "templates/extra.yaml": [("", "# pepper: 0123456789abcdef\n")]})
+        self.assertFails(check_no_literal_secrets(d), "a URL with a password", "a placeholder password", "a secret value")
+
+
+if __name__ == "__main__":
+    unittest.main()
