@@ -95,3 +95,35 @@ build() {
   printf -v "bin_$who" %s "$tmp/livegate-$who"
   printf -v "label_$who" %s "$label"
 }
+
+# start_stub BIN: the simulator on an ephemeral port, with a random vendor
+# key; sets vendor_key, stub_pid and stub (its address), adds it to pids.
+start_stub() {
+  vendor_key=$(rand_hex 16)
+  LIVEGATE_SIMULATOR__API_KEY=$vendor_key LIVEGATE_LOG__LEVEL=warn \
+    "$1" stub --listen 127.0.0.1:0 >"$tmp/stub.out" 2>&1 &
+  stub_pid=$!
+  pids+=("$stub_pid")
+  stub=$(wait_addr "$tmp/stub.out" "livegate stub listening on ")
+}
+
+# new_key BIN: a random pepper and a key of tenant "bench" under it; sets
+# pepper and key; $tmp/key.out keeps the [[tenants.keys]] block.
+new_key() {
+  pepper=$(rand_hex 24)
+  LIVEGATE_AUTH__PEPPER=$pepper "$1" keys new --tenant bench >"$tmp/key.out"
+  key=$(sed -n 's/^key = "\(.*\)"$/\1/p' "$tmp/key.out")
+  [[ -n $key ]] || { cat "$tmp/key.out" >&2; die "no key from 'keys new'"; }
+}
+
+# warm_up CASE: 1 s of unmeasured load on gw_addr[CASE] with $key (vendor
+# connections, key cache, Redis script).
+warm_up() {
+  BENCH_KEY=$key BENCH_BODY=$tmp/canonical.json \
+    wrk -t1 -c"$CONNS" -d1s -s "$tmp/post.lua" "http://${gw_addr[$1]}/modules/liveness" >"$tmp/warm.out" 2>&1 &
+  wrk_pid=$!
+  wait "$wrk_pid" || { cat "$tmp/warm.out" >&2; die "wrk failed (warm-up $1)"; }
+  wrk_pid=
+  grep -q '^RESULT [0-9.]* [0-9.]* [0-9.]* [1-9][0-9]* 0 0$' "$tmp/warm.out" ||
+    { cat "$tmp/warm.out" >&2; tail -20 "$tmp/gw-$1.out" >&2; die "warm-up $1: no requests, or non-200s or errors"; }
+}

@@ -102,12 +102,7 @@ fi
 
 # --- servers ----------------------------------------------------------------
 
-vendor_key=$(rand_hex 16)
-LIVEGATE_SIMULATOR__API_KEY=$vendor_key LIVEGATE_LOG__LEVEL=warn \
-  "$bin_candidate" stub --listen 127.0.0.1:0 >"$tmp/stub.out" 2>&1 &
-stub_pid=$!
-pids+=("$stub_pid")
-stub=$(wait_addr "$tmp/stub.out" "livegate stub listening on ")
+start_stub "$bin_candidate"
 
 # Each gateway gets its own key and config once, and a fresh process every
 # round, so that one process's luck (heap layout, thread placement) cannot

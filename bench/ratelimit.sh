@@ -121,17 +121,9 @@ evalsha_calls() { # EVALSHA calls so far
   rcli info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
 }
 
-vendor_key=$(rand_hex 16)
-LIVEGATE_SIMULATOR__API_KEY=$vendor_key LIVEGATE_LOG__LEVEL=warn \
-  "$bin" stub --listen 127.0.0.1:0 >"$tmp/stub.out" 2>&1 &
-stub_pid=$!
-pids+=("$stub_pid")
-stub=$(wait_addr "$tmp/stub.out" "livegate stub listening on ")
+start_stub "$bin"
 
-pepper=$(rand_hex 24)
-LIVEGATE_AUTH__PEPPER=$pepper "$bin" keys new --tenant bench >"$tmp/key.out"
-key=$(sed -n 's/^key = "\(.*\)"$/\1/p' "$tmp/key.out")
-[[ -n $key ]] || { cat "$tmp/key.out" >&2; die "no key from 'keys new'"; }
+new_key "$bin"
 config() { # off|on
   printf '[vendor]\nbase_url = "http://%s"\napi_key = "%s"\n' "$stub" "$vendor_key"
   printf '[auth]\npepper = "%s"\n[log]\nlevel = "warn"\n' "$pepper"
@@ -156,15 +148,6 @@ start_gateways() { # fresh processes every round, each with its own listeners
     gw_addr[$c]=$(wait_addr "$tmp/gw-$c.out" "livegate listening on ")
   done
   for c in "${cases[@]}"; do warm_up "$c"; done
-}
-warm_up() { # CASE: 1 s of unmeasured load (vendor connections, key cache, Redis script)
-  BENCH_KEY=$key BENCH_BODY=$tmp/canonical.json \
-    wrk -t1 -c"$CONNS" -d1s -s "$tmp/post.lua" "http://${gw_addr[$1]}/modules/liveness" >"$tmp/warm.out" 2>&1 &
-  wrk_pid=$!
-  wait "$wrk_pid" || { cat "$tmp/warm.out" >&2; die "wrk failed (warm-up $1)"; }
-  wrk_pid=
-  grep -q '^RESULT [0-9.]* [0-9.]* [0-9.]* [1-9][0-9]* 0 0$' "$tmp/warm.out" ||
-    { cat "$tmp/warm.out" >&2; tail -20 "$tmp/gw-$1.out" >&2; die "warm-up $1: no requests, or non-200s or errors"; }
 }
 
 # --- payloads and wrk -------------------------------------------------------
