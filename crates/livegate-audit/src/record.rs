@@ -98,7 +98,13 @@ pub fn to_json_line(seq: u64, instance_id: &str, record: &ExchangeRecord) -> Str
     };
     // A struct of numbers, strings and options cannot fail to serialize
     // (a non-finite score becomes `null`).
-    serde_json::to_string(&line).unwrap_or_default()
+    // Sized for a whole line at once: no regrowing while it is written.
+    let mut out = Vec::with_capacity(768);
+    if serde_json::to_writer(&mut out, &line).is_err() {
+        return String::new();
+    }
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Milliseconds to the microsecond, so lines carry no float noise.

@@ -58,13 +58,13 @@ pub struct ImageFacts {
 impl ImageFacts {
     /// The digest as 64 lowercase hex characters.
     pub fn sha256_hex(&self) -> String {
-        use fmt::Write;
-        self.sha256
-            .iter()
-            .fold(String::with_capacity(64), |mut s, b| {
-                let _ = write!(s, "{b:02x}");
-                s
-            })
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for b in self.sha256 {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out
     }
 }
 
