@@ -354,9 +354,16 @@ pub async fn serve_in_process(
     (addr, tx)
 }
 
-/// A configuration loaded from this TOML text (no environment).
+/// A configuration loaded from this TOML text (no environment). Unless the
+/// text says otherwise, audit records go to `/dev/null` rather than the
+/// test binary's stdout.
 pub fn load_config(toml: &str) -> livegate_config::Config {
     let file = tempfile::NamedTempFile::new().unwrap();
+    let toml = if toml.contains("[audit]") {
+        toml.to_owned()
+    } else {
+        format!("{toml}\n[audit]\nsink = \"file\"\npath = \"/dev/null\"\n")
+    };
     std::fs::write(file.path(), toml).unwrap();
     livegate_config::load(Some(file.path()), Vec::new()).unwrap()
 }
