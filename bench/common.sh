@@ -127,3 +127,38 @@ warm_up() {
   grep -q '^RESULT [0-9.]* [0-9.]* [0-9.]* [1-9][0-9]* 0 0$' "$tmp/warm.out" ||
     { cat "$tmp/warm.out" >&2; tail -20 "$tmp/gw-$1.out" >&2; die "warm-up $1: no requests, or non-200s or errors"; }
 }
+
+free_port() { # a loopback TCP port nobody listens on right now (never 6379)
+  python3 -c 'import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    if p != 6379: print(p); break'
+}
+
+# start_redis: a private redis-server (loopback, a free port, no
+# persistence, never the shared 6379); a few tries in case the port is taken
+# between the probe and the bind. Sets redis_port and redis_pid, adds it to pids.
+start_redis() {
+  local port
+  redis_port= redis_pid=
+  for _ in 1 2 3; do
+    port=$(free_port)
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+      --dir "$tmp" --logfile "$tmp/redis.log" --daemonize no >/dev/null 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 100); do
+      if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then redis_port=$port; break; fi
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    if [[ -n $redis_port ]]; then pids+=("$redis_pid"); return; fi
+    stop "$redis_pid"
+  done
+  cat "$tmp/redis.log" >&2 || true
+  die "redis-server did not start"
+}
+
+evalsha_calls() { # EVALSHA calls on the private redis-server so far
+  redis-cli -h 127.0.0.1 -p "$redis_port" info commandstats | tr -d '\r' |
+    sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
+}

@@ -92,34 +92,8 @@ cp target/release/livegate "$bin"
 label="working tree (HEAD $(git rev-parse --short HEAD), $(git status --porcelain --untracked-files=no | wc -l) changed files)"
 
 # --- servers ----------------------------------------------------------------
-free_port() { # a loopback TCP port nobody listens on right now (never 6379)
-  python3 -c 'import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
-    if p != 6379: print(p); break'
-}
 
-# redis-server: private, loopback, no persistence; a few tries in case the
-# free port is taken between the probe and the bind.
-redis_port= redis_pid=
-for _ in 1 2 3; do
-  port=$(free_port)
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$tmp" --logfile "$tmp/redis.log" --daemonize no >/dev/null 2>&1 &
-  redis_pid=$!
-  for _ in $(seq 100); do
-    if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then redis_port=$port; break; fi
-    kill -0 "$redis_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if [[ -n $redis_port ]]; then pids+=("$redis_pid"); break; fi
-  stop "$redis_pid"
-done
-[[ -n $redis_port ]] || { cat "$tmp/redis.log" >&2 || true; die "redis-server did not start"; }
-rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
-evalsha_calls() { # EVALSHA calls so far
-  rcli info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
-}
+start_redis
 
 start_stub "$bin"
 
