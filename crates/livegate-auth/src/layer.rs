@@ -107,7 +107,8 @@ where
         };
         let authn = self.authn.clone();
         // A child of the request's span, for traces: the key lookup alone.
-        let span = tracing::info_span!("auth", otel.kind = "internal");
+        // Target `livegate::trace`: exported to traces, never formatted into logs.
+        let span = tracing::info_span!(target: "livegate::trace", "auth", otel.kind = "internal");
         let check: AuthFuture =
             Box::pin(async move { authn.authenticate_key(&key).await }.instrument(span));
         // The clone is not ready yet; keep the one that is (tower's usual dance).

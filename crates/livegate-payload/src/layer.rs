@@ -203,9 +203,14 @@ where
                 blocking_above,
                 policy,
             };
-            // A child of the request's span, for traces: reading the body,
+            // A child of the request's span, for traces only (target
+            // `livegate::trace`, never formatted into logs): reading the body,
             // checking and normalizing the image.
-            let span = tracing::info_span!("read_and_normalize", otel.kind = "internal");
+            let span = tracing::info_span!(
+                target: "livegate::trace",
+                "read_and_normalize",
+                otel.kind = "internal"
+            );
             let (vendor, facts) = match read(format, body, reading).instrument(span).await {
                 Ok(read) => read,
                 Err(ReadError::Body(e)) => return Err(e.into()),

@@ -151,8 +151,10 @@ where
         let limiter = self.limiter.clone();
         let global = self.global;
         Box::pin(async move {
-            // A child of the request's span, for traces: the limiter alone.
+            // A child of the request's span, for traces only (target
+            // `livegate::trace`, never formatted into logs): the limiter alone.
             let span = tracing::info_span!(
+                target: "livegate::trace",
                 "rate_limit",
                 otel.kind = "internal",
                 decision = tracing::field::Empty

@@ -171,6 +171,15 @@ fn init_with_env(
         }),
         None => level_filter(level, &mut warnings),
     };
+    // Spans that exist for traces only (target `livegate::trace`: the
+    // auth, rate-limit, body and vendor-call children of a request) are
+    // never formatted into logs; without an exporter nobody wants them and
+    // they cost nothing.
+    let filter = filter.add_directive(
+        format!("{TRACE_ONLY_TARGET}=off")
+            .parse()
+            .expect("a valid directive"),
+    );
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -232,6 +241,10 @@ fn init_with_env(
     }
     TelemetryGuard { pipeline }
 }
+
+/// The target of spans that are for traces only: exported when tracing is
+/// on, never formatted into logs.
+pub const TRACE_ONLY_TARGET: &str = "livegate::trace";
 
 fn level_filter(level: &str, warnings: &mut Vec<String>) -> EnvFilter {
     EnvFilter::try_new(level).unwrap_or_else(|e| {

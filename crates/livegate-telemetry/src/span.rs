@@ -98,6 +98,7 @@ pub fn client_span(method: &http::Method, url: &http::Uri) -> tracing::Span {
         None => format!("{scheme}://{host}{}", url.path()),
     };
     tracing::info_span!(
+        target: "livegate::trace",
         "vendor",
         otel.name = span_name_method(method),
         otel.kind = "client",
