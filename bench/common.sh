@@ -162,3 +162,14 @@ evalsha_calls() { # EVALSHA calls on the private redis-server so far
   redis-cli -h 127.0.0.1 -p "$redis_port" info commandstats | tr -d '\r' |
     sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
 }
+
+# measured_wrk CASE: the measured run: wrk for $DURATION with $CONNS
+# connections, the canonical body and $key against gw_addr[CASE]; its output
+# in $tmp/wrk.out.
+measured_wrk() {
+  BENCH_KEY=$key BENCH_BODY=$tmp/canonical.json \
+    wrk -t1 -c"$CONNS" -d"$DURATION" -s "$tmp/post.lua" "http://${gw_addr[$1]}/modules/liveness" >"$tmp/wrk.out" 2>&1 &
+  wrk_pid=$!
+  wait "$wrk_pid" || { cat "$tmp/wrk.out" >&2; die "wrk failed ($1)"; }
+  wrk_pid=
+}

@@ -140,11 +140,7 @@ run() {
   e0=$(evalsha_calls)
   g0=$(cpu_ticks "$gpid") s0=$(cpu_ticks "$stub_pid") r0=$(cpu_ticks "$redis_pid")
   w0=$(children_us) m0=$(machine_busy) t0=$(date +%s%N)
-  BENCH_KEY=$key BENCH_BODY=$tmp/canonical.json \
-    wrk -t1 -c"$CONNS" -d"$DURATION" -s "$tmp/post.lua" "http://${gw_addr[$c]}/modules/liveness" >"$tmp/wrk.out" 2>&1 &
-  wrk_pid=$!
-  wait "$wrk_pid" || { cat "$tmp/wrk.out" >&2; die "wrk failed ($c)"; }
-  wrk_pid=
+  measured_wrk "$c"
   t1=$(date +%s%N) m1=$(machine_busy) w1=$(children_us)
   g1=$(cpu_ticks "$gpid") s1=$(cpu_ticks "$stub_pid") r1=$(cpu_ticks "$redis_pid")
   e1=$(evalsha_calls)

@@ -178,20 +178,27 @@ async fn rotation_splits_the_trail_in_order_and_keeps_max_files() {
     // A line here is about 390 bytes: four to a file.
     let max_file_bytes = 1800;
 
+    // N records written through a trail rotating at max_file_bytes and
+    // keeping max_files: the lines of every file left, and how many rotated.
+    let run = |max_files: u32| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::start(
+            AuditSettings {
+                max_file_bytes,
+                max_files,
+                ..settings(&path, 16, Duration::from_secs(60))
+            },
+            None,
+        )
+        .unwrap();
+        write_n(&audit, N).await;
+        let (lines, rotated) = rotated_lines(&path);
+        (dir, path, lines, rotated)
+    };
+
     // Enough files kept: the union is every line, in order.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let audit = Audit::start(
-        AuditSettings {
-            max_file_bytes,
-            max_files: 1000,
-            ..settings(&path, 16, Duration::from_secs(60))
-        },
-        None,
-    )
-    .unwrap();
-    write_n(&audit, N).await;
-    let (lines, rotated) = rotated_lines(&path);
+    let (_dir, path, lines, rotated) = run(1000).await;
     assert!(rotated >= 10, "{rotated} rotated files");
     assert_eq!(seqs(&parse(&lines)), (1..=N as u64).collect::<Vec<_>>());
     for i in 1..=rotated {
@@ -202,19 +209,7 @@ async fn rotation_splits_the_trail_in_order_and_keeps_max_files() {
     }
 
     // Three kept: the newest lines, contiguous up to the last.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let audit = Audit::start(
-        AuditSettings {
-            max_file_bytes,
-            max_files: 3,
-            ..settings(&path, 16, Duration::from_secs(60))
-        },
-        None,
-    )
-    .unwrap();
-    write_n(&audit, N).await;
-    let (lines, rotated) = rotated_lines(&path);
+    let (_dir, path, lines, rotated) = run(3).await;
     assert_eq!(rotated, 3);
     assert!(!Path::new(&format!("{}.4", path.display())).exists());
     let got = seqs(&parse(&lines));
