@@ -193,17 +193,19 @@ fn answer<T: Serialize>(
     result: Result<T, Refusal>,
 ) -> Response {
     match result {
-        Ok(body) => {
-            let json = serde_json::to_vec(&body).unwrap_or_default();
-            let mut res = (status, json).into_response();
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            res
-        }
+        Ok(body) => json_response(status, serde_json::to_vec(&body).unwrap_or_default()),
         Err(Refusal(kind)) => error_response(kind, request_id(headers)),
     }
+}
+
+/// `body`, already JSON, as an `application/json` response.
+fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut res = (status, body.into()).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Refusal> {
@@ -608,30 +610,28 @@ async fn audit_record(
     Path(transaction_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = api.authorize(&headers) {
-        return answer::<()>(&headers, StatusCode::OK, Err(e));
+    let result = async {
+        api.authorize(&headers)?;
+        let audit = api
+            .audit
+            .as_ref()
+            .ok_or(Refusal(ErrorKind::AuditLookupUnavailable))?;
+        match audit.lookup(&transaction_id).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(Refusal(ErrorKind::AuditRecordNotFound)),
+            Err(LookupError::Unsupported) => Err(Refusal(ErrorKind::AuditLookupUnavailable)),
+            Err(LookupError::Unavailable(why)) => {
+                tracing::warn!(error = %why, "audit lookup failed");
+                Err(Refusal(ErrorKind::StoreUnavailable))
+            }
+        }
     }
-    let found = match &api.audit {
-        None => Err(LookupError::Unsupported),
-        Some(audit) => audit.lookup(&transaction_id).await,
-    };
-    let refusal = match found {
-        Ok(Some(record)) => {
-            let mut res = Response::new(axum::body::Body::from(record));
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            return res;
-        }
-        Ok(None) => ErrorKind::AuditRecordNotFound,
-        Err(LookupError::Unsupported) => ErrorKind::AuditLookupUnavailable,
-        Err(LookupError::Unavailable(why)) => {
-            tracing::warn!(error = %why, "audit lookup failed");
-            ErrorKind::StoreUnavailable
-        }
-    };
-    answer::<()>(&headers, StatusCode::OK, Err(Refusal(refusal)))
+    .await;
+    match result {
+        // The record as written: already JSON.
+        Ok(record) => json_response(StatusCode::OK, record),
+        Err(Refusal(kind)) => error_response(kind, request_id(&headers)),
+    }
 }
 
 async fn list_keys(State(api): Api, Path(id): Path<String>, headers: HeaderMap) -> Response {

@@ -93,10 +93,6 @@ pub fn client_span(method: &http::Method, url: &http::Uri) -> tracing::Span {
     let port = url
         .port_u16()
         .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let full = match url.port_u16() {
-        Some(p) => format!("{scheme}://{host}:{p}{}", url.path()),
-        None => format!("{scheme}://{host}{}", url.path()),
-    };
     tracing::info_span!(
         target: "livegate::trace",
         "vendor",
@@ -106,7 +102,8 @@ pub fn client_span(method: &http::Method, url: &http::Uri) -> tracing::Span {
         http.request.method = method,
         server.address = host,
         server.port = port,
-        url.full = full,
+        // Formatted only if the span is recorded (not per request without an exporter).
+        url.full = %FullUrl(url),
         http.response.status_code = Empty,
         "error.type" = Empty,
     )
@@ -121,6 +118,25 @@ pub fn record_status(span: &tracing::Span, status: http::StatusCode) {
     span.record(HTTP_RESPONSE_STATUS_CODE, status.as_u16());
     if status.is_server_error() {
         span.record(OTEL_STATUS_CODE, "ERROR");
+    }
+}
+
+/// `scheme://host[:port]/path` of a URI: no user info, no query.
+struct FullUrl<'a>(&'a http::Uri);
+
+impl std::fmt::Display for FullUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let u = self.0;
+        write!(
+            f,
+            "{}://{}",
+            u.scheme_str().unwrap_or("http"),
+            u.host().unwrap_or("")
+        )?;
+        if let Some(p) = u.port_u16() {
+            write!(f, ":{p}")?;
+        }
+        f.write_str(u.path())
     }
 }
 
