@@ -37,10 +37,12 @@
 #                   150=1200 1500=120").
 #   SIZES           JPEG sizes in KiB (default "15 150 1500": bodies of ~20 KB,
 #                   ~200 KB and ~2 MB of base64). IMAGE: the JPEG (default
-#                   testdata/face-640x480.jpg), padded with COM segments.
+#                   testdata/face-640x480.jpg), padded with APP2 segments
+#                   (kept by metadata removal: forwarded as they came).
 #   SHAPES          default "canonical wrapped".
 #   VARIANTS        the feature-off livegate configurations (default
-#                   "livegate-no-redis livegate-no-tracing livegate-audit-devnull").
+#                   "livegate-no-redis livegate-no-tracing livegate-audit-devnull
+#                   livegate-no-protection").
 #   VARIANT_BODIES  bodies the variants run on, as SIZE_KB:SHAPE (default
 #                   "150:canonical 150:wrapped"; "all" = every body). The full
 #                   cross product does not fit 10 minutes at these durations.
@@ -76,6 +78,10 @@
 #   livegate-audit-devnull as all, audit sink "stdout" with stdout sent to
 #                    /dev/null (the audit trail cannot be switched off; this
 #                    is its cheapest form).
+#   livegate-no-protection as all, with replay detection off and metadata
+#                    removal off: the cost of both (a perceptual hash — a
+#                    full decode of the JPEG — and a segment walk per image,
+#                    plus the replay store's round trips) next to the rest.
 # nginx and HAProxy forward the body unchanged and validate nothing; livegate
 # authenticates, limits, decodes, hashes and checks the image, and rewrites a
 # wrapped body to canonical base64. The simulator is strict: a wrapped body
@@ -125,7 +131,7 @@ RATES=${RATES:-}
 RATE_BASIS=${RATE_BASIS:-nginx haproxy livegate-all}
 SIZES=${SIZES:-15 150 1500}
 SHAPES=${SHAPES:-canonical wrapped}
-VARIANTS=${VARIANTS:-livegate-no-redis livegate-no-tracing livegate-audit-devnull}
+VARIANTS=${VARIANTS:-livegate-no-redis livegate-no-tracing livegate-audit-devnull livegate-no-protection}
 VARIANT_BODIES=${VARIANT_BODIES:-150:canonical 150:wrapped}
 SAMPLER_ARG=${SAMPLER_ARG:-0.1}
 WORKERS=${WORKERS:-$(nproc)}
@@ -136,7 +142,7 @@ die() { echo "bench/compare.sh: $*" >&2; exit 1; }
 for s in $SIZES; do [[ $s =~ ^[0-9]+$ ]] || die "SIZES must be whole numbers of KiB"; done
 for s in $SHAPES; do [[ $s == canonical || $s == wrapped ]] || die "SHAPES: canonical and/or wrapped"; done
 for v in $VARIANTS; do
-  [[ $v == livegate-no-redis || $v == livegate-no-tracing || $v == livegate-audit-devnull ]] || die "unknown variant $v"
+  [[ $v == livegate-no-redis || $v == livegate-no-tracing || $v == livegate-audit-devnull || $v == livegate-no-protection ]] || die "unknown variant $v"
 done
 need() { command -v "$1" >/dev/null || die "needs $1: $2"; }
 need wrk "apt-get install -y wrk"
@@ -227,6 +233,7 @@ lg_config() { # CONFIG -> livegate TOML
   else
     printf '[audit]\nsink = "file"\npath = "%s/audit-%s.jsonl"\n' "$tmp" "$c"
   fi
+  [[ $c != livegate-no-protection ]] || printf '[protection]\nreplay = "off"\nstrip_metadata = false\n'
   printf '[[tenants]]\nid = "bench"\n'
   [[ $c == livegate-no-redis ]] || printf 'rate_per_second = 100000\nburst = 100000\nmonthly_quota = 1000000000000\n'
   sed -n '/^\[\[tenants.keys\]\]/,$p' "$tmp/key.out"

@@ -2,10 +2,12 @@
 """Helper for bench/gateway.sh (not meant to be run by hand).
 
   gateway.py payloads IMAGE SIZE_KB OUTDIR
-      Pads IMAGE (a JPEG) to about SIZE_KB KiB by inserting COM segments (FF FE,
-      big-endian length counting itself, at most 65535 each) of random bytes
-      right after the SOI marker, so it stays a valid JPEG whose frame header
-      the gateway still has to walk to; SIZE_KB=0, or an image already that
+      Pads IMAGE (a JPEG) to about SIZE_KB KiB by inserting APP2 segments (FF E2,
+      big-endian length counting itself, at most 65535 each; an unregistered
+      "LGPAD" identifier, then random bytes) right after the SOI marker, so it
+      stays a valid JPEG whose frame header the gateway still has to walk to.
+      APP2 (where ICC profiles live) is kept by metadata removal, so the
+      padded image is forwarded as it came, as nginx forwards it; SIZE_KB=0, or an image already that
       large, leaves it as it is. Writes OUTDIR/image.jpg, OUTDIR/canonical.json
       ({"faceImage":"<base64>"}) and OUTDIR/wrapped.json (a data: URL whose
       base64 is wrapped at 76 columns with CRLF, escaped as \\r\\n in the JSON).
@@ -29,7 +31,10 @@ def pad_jpeg(data: bytes, target: int) -> bytes:
     size = len(data)
     while size + 4 < target:  # a segment is 4 header bytes plus its payload
         payload = min(65533, target - size - 4)
-        segments.append(b"\xff\xfe" + (payload + 2).to_bytes(2, "big") + os.urandom(payload))
+        tag = b"LGPAD\0"[:payload]
+        segments.append(
+            b"\xff\xe2" + (payload + 2).to_bytes(2, "big") + tag + os.urandom(payload - len(tag))
+        )
         size += payload + 4
     return data[:2] + b"".join(segments) + data[2:]
 

@@ -3,7 +3,9 @@
 The pictures are drawn here (a cartoon face), not photographs of anyone:
 test fixtures must never be real biometric data.
 """
-from PIL import Image, ImageDraw
+import struct
+
+from PIL import Image, ImageCms, ImageDraw, PngImagePlugin
 
 
 def face(w, h):
@@ -37,3 +39,59 @@ with open("face-320x240.jpg", "rb") as f:
 open("not-image.txt", "w").write("hello, this is plain text and not an image\n")
 open("not-image.pdf", "w").write(
     "%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+
+
+# Metadata fixtures for lossless stripping (crates/livegate-protect/tests/strip.rs):
+# the same drawn face carrying the metadata a phone or an editor would add.
+# Every value is made up: the coordinates, names and serial numbers describe
+# nobody and nowhere.
+def camera_exif(orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    exif[0x010F] = "Fixture Maker"  # Make
+    exif[0x0110] = "Fixture Cam 1"  # Model
+    exif[0x0132] = "2001:02:03 04:05:06"  # DateTime
+    exif.get_ifd(0x8769)[0xA431] = "SN-FIXTURE-0001"  # Exif IFD: BodySerialNumber
+    gps = exif.get_ifd(0x8825)  # GPS IFD
+    gps[1], gps[2] = "N", (12.0, 34.0, 56.0)  # GPSLatitudeRef, GPSLatitude
+    gps[3], gps[4] = "E", (1.0, 2.0, 3.0)  # GPSLongitudeRef, GPSLongitude
+    return exif
+
+
+def segment(marker, payload):
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+       b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+       b'exif:GPSLatitude="12,34.9N" exif:GPSLongitude="1,2.05E"/>'
+       b'</rdf:RDF></x:xmpmeta>')
+SRGB = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+SRGB[24:36] = struct.pack(">6H", 2001, 2, 3, 4, 5, 6)  # a fixed creation date: reproducible
+SRGB = bytes(SRGB)
+# Photoshop IRB with one IPTC caption, and a vendor segment (APP11).
+IPTC = b"\x1c\x02\x78\x00\x0fFixture caption"
+IRB = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00" + len(IPTC).to_bytes(4, "big") + IPTC + b"\x00"
+VENDOR = segment(0xED, IRB) + segment(0xEB, b"FIXTURE-VENDOR\x00camera-private-data")
+
+# Portrait phone photo: orientation 6, GPS, serial, XMP, comment, ICC, IPTC, APP11.
+face(320, 240).save("face-320x240-exif-gps.jpg", quality=85, exif=camera_exif(6),
+                    xmp=XMP, comment=b"fixture comment", icc_profile=SRGB, extra=VENDOR)
+# CMYK (libjpeg adds the Adobe APP14 segment) with upright EXIF and a comment.
+face(320, 240).convert("CMYK").save("face-320x240-cmyk-adobe.jpg", quality=85,
+                                    exif=camera_exif(1), comment=b"fixture comment")
+text = PngImagePlugin.PngInfo()
+text.add_text("Author", "Fixture Author")
+text.add_text("Comment", "fixture comment " * 8, zip=True)  # zTXt
+text.add_itxt("XML:com.adobe.xmp", XMP.decode())
+text.add(b"tIME", b"\x07\xd1\x02\x03\x04\x05\x06")
+text.add(b"prVW", b"vendor-private-preview")  # an unknown ancillary chunk
+face(320, 240).save("face-320x240-meta.png", pnginfo=text, exif=camera_exif(6),
+                    icc_profile=SRGB, dpi=(72, 72))
+face(320, 240).save("face-320x240-meta.webp", quality=80, exif=camera_exif(6), xmp=XMP,
+                    icc_profile=SRGB)
+face(320, 240).save("face-320x240-lossless-meta.webp", lossless=True, exif=camera_exif(1),
+                    xmp=XMP)
+# Progressive: several scans with tables between them, then EXIF to remove.
+face(100, 100).save("small-100x100-progressive-exif.jpg", progressive=True, exif=camera_exif(3))

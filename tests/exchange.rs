@@ -175,6 +175,7 @@ fn refused(request_id: String, kind: ErrorKind) -> ExchangeRecord {
         trace_id: None,
         // Every request of the route gets its audit record's place first.
         reserved: true,
+        protection: None,
     }
 }
 

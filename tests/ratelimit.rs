@@ -15,6 +15,12 @@ use common::*;
 use livegate_stub::StubConfig;
 
 const VENDOR_KEY: &str = "vendor-key-ratelimit-1234";
+// Replay detection off: these tests time the limiter from the clients'
+// side, and each replay check is a perceptual hash (slow in a debug build)
+// plus Redis round trips that, with Redis frozen, each wait their timeout —
+// latency that widens the timing error without involving the limiter.
+// Protection under a frozen Redis is tested in tests/protect.rs.
+const NO_REPLAY: &str = "\n[protection]\nreplay = \"off\"\n";
 
 fn header(r: &Resp, name: &str) -> Option<String> {
     r.headers
@@ -115,7 +121,7 @@ async fn three_replicas_share_exact_limits(redis_url: &str, what: &str) {
         rate_key.kid, rate_key.hash, quota_key.kid, quota_key.hash
     );
     let cfg = format!(
-        "{}\n[redis]\nurl = \"{}\"\n[ratelimit]\nreplicas = 3\ntimeout_ms = 500\n",
+        "{}\n[redis]\nurl = \"{}\"\n[ratelimit]\nreplicas = 3\ntimeout_ms = 500\n{NO_REPLAY}",
         config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenants),
         redis_url
     );
@@ -253,7 +259,7 @@ async fn a_frozen_or_dead_redis_costs_a_bounded_wait_and_never_a_5xx() {
         key.kid, key.hash
     );
     let cfg = format!(
-        "{}\n[redis]\nurl = \"{}\"\n[ratelimit]\nreplicas = 3\n",
+        "{}\n[redis]\nurl = \"{}\"\n[ratelimit]\nreplicas = 3\n{NO_REPLAY}",
         config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenants),
         redis.url()
     );

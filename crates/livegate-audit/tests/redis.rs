@@ -55,6 +55,7 @@ fn record(i: usize, transaction_id: Option<String>) -> ExchangeRecord {
         total: Duration::from_millis(3),
         trace_id: None,
         reserved: false,
+        protection: None,
     }
 }
 

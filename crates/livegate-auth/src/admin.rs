@@ -38,6 +38,7 @@ pub struct TenantUpdate {
     pub burst: Option<u32>,
     pub monthly_quota: Option<u64>,
     pub images: Option<ImageOverrides>,
+    pub protection: Option<livegate_protect::ProtectionOverrides>,
 }
 
 impl TenantUpdate {
@@ -58,6 +59,9 @@ impl TenantUpdate {
         }
         if let Some(v) = self.images {
             s.images = v;
+        }
+        if let Some(v) = self.protection {
+            s.protection = v;
         }
         t.updated_at = Some(at);
     }

@@ -58,6 +58,8 @@ impl Tenant {
 pub struct TenantSettings {
     /// Changes to the deployment's image policy.
     pub images: ImageOverrides,
+    /// Changes to the deployment's liveness-aware protection.
+    pub protection: livegate_protect::ProtectionOverrides,
     /// Reserved for the rate-limit work: requests per second (GCRA rate).
     /// Not enforced yet.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -573,6 +573,9 @@ impl Config {
         for problem in self.images.problems() {
             p.push(policy_problem("images", problem));
         }
+        for problem in self.protection.problems() {
+            p.push(policy_problem("protection", problem));
+        }
 
         let sim = &self.simulator;
         for (name, r) in [
@@ -614,6 +617,9 @@ impl Config {
             for problem in self.images.with(&t.images).problems() {
                 p.push(policy_problem(&format!("{at}.images"), problem));
             }
+            for problem in self.protection.with(&t.protection).problems() {
+                p.push(policy_problem(&format!("{at}.protection"), problem));
+            }
             for (j, k) in t.keys.iter().enumerate() {
                 if !key_ids.insert(k.id.as_str()) {
                     p.push(format!(
@@ -628,7 +634,17 @@ impl Config {
 
 /// `images.formats must …` when the problem starts with a key's name.
 fn policy_problem(at: &str, problem: &str) -> String {
-    if problem.starts_with("formats") || problem.starts_with("min_") {
+    const KEYS: [&str; 8] = [
+        "formats",
+        "min_",
+        "replay_",
+        "score_",
+        "review_",
+        "idempotency_",
+        "max_pixels",
+        "strip_",
+    ];
+    if KEYS.iter().any(|k| problem.starts_with(k)) {
         format!("{at}.{problem}")
     } else {
         format!("{at}: {problem}")

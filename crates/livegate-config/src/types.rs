@@ -5,6 +5,7 @@ use std::time::Duration;
 use livegate_auth::{KeyHash, KeyId};
 use livegate_core::{Secret, Timestamp};
 use livegate_payload::{ImageOverrides, ImagePolicy};
+use livegate_protect::{ProtectionOverrides, ProtectionPolicy};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -24,6 +25,10 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[images]`: the deployment's image policy (tenants may override it).
     pub images: ImagePolicy,
+    /// `[protection]`: liveness-aware protection (replay detection,
+    /// metadata removal, score decision, idempotency); tenants may override
+    /// the per-tenant fields.
+    pub protection: ProtectionPolicy,
     pub simulator: SimulatorConfig,
     /// The audit trail: one record per liveness request.
     pub audit: AuditConfig,
@@ -400,6 +405,9 @@ pub struct TenantConfig {
     /// Changes to `[images]` for this tenant; unset fields inherit.
     #[serde(default)]
     pub images: ImageOverrides,
+    /// Changes to `[protection]` for this tenant; unset fields inherit.
+    #[serde(default)]
+    pub protection: ProtectionOverrides,
     /// Requests per second (GCRA rate); unset: `[ratelimit]`'s default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_per_second: Option<f64>,

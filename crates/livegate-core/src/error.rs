@@ -70,6 +70,8 @@ error_kinds! {
     InvalidAdminRequest => (BAD_REQUEST, 40007, "request body does not match the admin API"),
     /// A tenant setting out of range: a rate, burst or quota of zero or absurd size, an image policy that refuses every image, a bad tenant id, an expiry in the past or a grace period out of range.
     InvalidSetting => (BAD_REQUEST, 40008, "invalid setting"),
+    /// An `Idempotency-Key` header that is empty, longer than 255 characters or not visible ASCII.
+    InvalidIdempotencyKey => (BAD_REQUEST, 40009, "Idempotency-Key must be 1 to 255 visible ASCII characters"),
     /// Neither `x-api-key` nor `Authorization: Bearer` carries a key.
     KeyMissing => (UNAUTHORIZED, 40101, "missing API key: send x-api-key or Authorization: Bearer"),
     /// The key is malformed or unknown (or its secret does not match).
@@ -100,6 +102,10 @@ error_kinds! {
     TenantExists => (CONFLICT, 40901, "a tenant with this id already exists"),
     /// The key is revoked and cannot be rotated (admin API).
     KeyAlreadyRevoked => (CONFLICT, 40902, "the key is revoked"),
+    /// The image repeats one this tenant sent within its replay window (exactly or perceptually), and the tenant's replay policy is `reject`; the response names the earlier transaction in `x-livegate-replay-of`. No vendor call is made.
+    ReplayRejected => (CONFLICT, 40903, "image repeats an earlier request"),
+    /// Another request with the same `Idempotency-Key` is still in progress after waiting `protection.idempotency_wait_ms`; retry after `Retry-After`.
+    IdempotencyInProgress => (CONFLICT, 40904, "a request with this Idempotency-Key is still in progress"),
     /// The client took longer than the configured body read timeout to send its body.
     BodyReadTimeout => (REQUEST_TIMEOUT, 40801, "request body was not received in time"),
     /// The body is larger than the configured limit (by Content-Length or as streamed).
@@ -124,6 +130,8 @@ error_kinds! {
     ImageTooSmall => (UNPROCESSABLE_ENTITY, 42205, "image is too small"),
     /// Width or height above the configured maximum (8192 px by default).
     ImageTooLarge => (UNPROCESSABLE_ENTITY, 42206, "image dimensions are too large"),
+    /// The `Idempotency-Key` was used within its retention with a different image.
+    IdempotencyKeyReused => (UNPROCESSABLE_ENTITY, 42207, "Idempotency-Key was already used with a different image"),
     /// An unexpected gateway fault (a bug); never caused by client input.
     Internal => (INTERNAL_SERVER_ERROR, 50001, "internal gateway error"),
     /// The vendor could not be reached (connect failure, reset, TLS failure).
@@ -142,6 +150,8 @@ error_kinds! {
     LimiterUnavailable => (SERVICE_UNAVAILABLE, 50304, "rate limiter is unavailable, retry later"),
     /// The audit sink cannot take another record within its wait; refused before the vendor is called.
     AuditUnavailable => (SERVICE_UNAVAILABLE, 50305, "audit trail is unavailable, retry later"),
+    /// The replay or idempotency store cannot be reached and `redis.fail_mode` is `closed`.
+    ProtectionUnavailable => (SERVICE_UNAVAILABLE, 50306, "protection store is unavailable, retry later"),
     /// The vendor did not answer within the configured timeout.
     VendorTimeout => (GATEWAY_TIMEOUT, 50401, "liveness vendor timed out"),
 }
@@ -247,6 +257,7 @@ mod tests {
                     | ErrorKind::VendorCircuitOpen
                     | ErrorKind::LimiterUnavailable
                     | ErrorKind::AuditUnavailable
+                    | ErrorKind::ProtectionUnavailable
             );
             assert_eq!(s >= 500, vendor_side, "{k:?}");
         }

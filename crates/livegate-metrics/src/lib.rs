@@ -94,6 +94,22 @@ struct RefusalLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplayLabels {
+    tenant: String,
+    /// `exact` or `perceptual`.
+    kind: &'static str,
+    /// `flag` (forwarded, marked) or `reject` (409).
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    tenant: String,
+    /// `pass`, `fail` or `review`.
+    decision: &'static str,
+}
+
 /// The gateway's metrics: see the [crate docs](crate).
 pub struct Metrics {
     registry: Registry,
@@ -106,6 +122,11 @@ pub struct Metrics {
     image_bytes: Family<TenantLabel, Counter>,
     upstream_sent: Family<TenantLabel, Counter>,
     upstream_received: Family<TenantLabel, Counter>,
+    replays: Family<ReplayLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    metadata_removed: Family<TenantLabel, Counter>,
+    idempotent_replays: Family<TenantLabel, Counter>,
+    protection_store_errors: Family<TenantLabel, Counter>,
     /// The parts' state of the scrape being encoded.
     state: Arc<Mutex<State>>,
 }
@@ -227,6 +248,36 @@ impl Metrics {
             Unit::Bytes,
             upstream_received.clone(),
         );
+        let replays = Family::<ReplayLabels, Counter>::default();
+        registry.register(
+            "replays",
+            "Images that repeat an earlier one within the replay window, by tenant, kind of match (exact, perceptual) and action (flag, reject)",
+            replays.clone(),
+        );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Score decisions (pass, fail, review) for tenants with a score threshold",
+            decisions.clone(),
+        );
+        let metadata_removed = Family::<TenantLabel, Counter>::default();
+        registry.register(
+            "metadata_removed",
+            "Images forwarded with their metadata (EXIF, XMP, comments) removed, by tenant",
+            metadata_removed.clone(),
+        );
+        let idempotent_replays = Family::<TenantLabel, Counter>::default();
+        registry.register(
+            "idempotent_replays",
+            "Stored answers served again for a repeated Idempotency-Key (no vendor call), by tenant",
+            idempotent_replays.clone(),
+        );
+        let protection_store_errors = Family::<TenantLabel, Counter>::default();
+        registry.register(
+            "protection_store_errors",
+            "Requests whose replay or idempotency check was skipped or not stored because its store failed",
+            protection_store_errors.clone(),
+        );
         registry.register_collector(Box::new(PartsCollector(state.clone())));
         Self {
             registry,
@@ -239,6 +290,11 @@ impl Metrics {
             image_bytes,
             upstream_sent,
             upstream_received,
+            replays,
+            decisions,
+            metadata_removed,
+            idempotent_replays,
+            protection_store_errors,
             state,
         }
     }
@@ -302,6 +358,39 @@ impl ExchangeSink for Metrics {
                 .inc_by(up.received_bytes as u64);
             if let Some(score) = up.score {
                 self.scores.get_or_create(&t).observe(score);
+            }
+        }
+        if let Some(p) = &r.protection {
+            if let (Some(_), Some(m)) = (&p.replay_of, p.replay_match) {
+                let action = if r.error == Some(ErrorKind::ReplayRejected) {
+                    "reject"
+                } else {
+                    "flag"
+                };
+                self.replays
+                    .get_or_create(&ReplayLabels {
+                        tenant: t.tenant.clone(),
+                        kind: m,
+                        action,
+                    })
+                    .inc();
+            }
+            if let Some(decision) = p.decision {
+                self.decisions
+                    .get_or_create(&DecisionLabels {
+                        tenant: t.tenant.clone(),
+                        decision,
+                    })
+                    .inc();
+            }
+            if !p.metadata_removed.is_empty() {
+                self.metadata_removed.get_or_create(&t).inc();
+            }
+            if p.idempotent_replay {
+                self.idempotent_replays.get_or_create(&t).inc();
+            }
+            if p.store_error {
+                self.protection_store_errors.get_or_create(&t).inc();
             }
         }
         self.duration
@@ -545,6 +634,7 @@ mod tests {
             total: Duration::from_millis(12),
             trace_id: None,
             reserved: false,
+            protection: None,
         }
     }
 
@@ -598,6 +688,49 @@ mod tests {
             !text.contains("audit_"),
             "no audit metrics without an audit trail"
         );
+    }
+
+    #[test]
+    fn protection_facts_feed_their_counters() {
+        use livegate_core::exchange::ProtectionFacts;
+        let m = Metrics::new();
+        let mut flagged = record(Some("acme"), Outcome::Forwarded, 200);
+        flagged.protection = Some(ProtectionFacts {
+            replay_of: Some("tx-1".into()),
+            replay_match: Some("perceptual"),
+            replay_distance: Some(4),
+            metadata_removed: vec!["exif"],
+            decision: Some("review"),
+            ..ProtectionFacts::default()
+        });
+        m.emit(flagged);
+        let mut refused = record(Some("acme"), Outcome::Rejected, 409);
+        refused.error = Some(ErrorKind::ReplayRejected);
+        refused.protection = Some(ProtectionFacts {
+            replay_of: Some("tx-1".into()),
+            replay_match: Some("exact"),
+            replay_distance: Some(0),
+            ..ProtectionFacts::default()
+        });
+        m.emit(refused);
+        let mut replayed = record(Some("acme"), Outcome::Forwarded, 200);
+        replayed.protection = Some(ProtectionFacts {
+            idempotent_replay: true,
+            store_error: true,
+            ..ProtectionFacts::default()
+        });
+        m.emit(replayed);
+        let text = m.encode(State::default());
+        for want in [
+            r#"livegate_replays_total{tenant="acme",kind="perceptual",action="flag"} 1"#,
+            r#"livegate_replays_total{tenant="acme",kind="exact",action="reject"} 1"#,
+            r#"livegate_decisions_total{tenant="acme",decision="review"} 1"#,
+            r#"livegate_metadata_removed_total{tenant="acme"} 1"#,
+            r#"livegate_idempotent_replays_total{tenant="acme"} 1"#,
+            r#"livegate_protection_store_errors_total{tenant="acme"} 1"#,
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
     }
 
     #[test]

@@ -69,12 +69,35 @@ use tracing::Instrument;
 use crate::body::multipart::{self, FacePart};
 use crate::body::{BodyError, BodyFormat, is_limit_error, json};
 use crate::{
-    ImagePolicy, PayloadError, Prepared, VENDOR_BODY_HEAD, VENDOR_BODY_TAIL, prepare_base64,
-    prepare_bytes, prepare_canonical, vendor_body,
+    ImageFormat, ImagePolicy, PayloadError, Prepared, VENDOR_BODY_HEAD, VENDOR_BODY_TAIL,
+    prepare_base64_keeping, prepare_bytes, prepare_canonical_keeping, vendor_body,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type PolicyFn = dyn Fn(&Extensions) -> ImagePolicy + Send + Sync;
+type KeepFn = dyn Fn(&Extensions) -> bool + Send + Sync;
+
+/// The accepted image, in the extensions of the request the inner service
+/// gets: its digest and format always, the decoded bytes only when
+/// [`PayloadLayer::keep_image`] asked for them (a layer that needs them
+/// takes them out, so they are freed as soon as it is done).
+#[derive(Clone)]
+pub struct AcceptedImage {
+    pub format: ImageFormat,
+    /// SHA-256 of the decoded image bytes.
+    pub sha256: [u8; 32],
+    pub decoded: Option<Bytes>,
+}
+
+impl std::fmt::Debug for AcceptedImage {
+    // Never the image: it is biometric data.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptedImage")
+            .field("format", &self.format)
+            .field("decoded_len", &self.decoded.as_ref().map(Bytes::len))
+            .finish_non_exhaustive()
+    }
+}
 
 /// Applies [`Payload`]; see the [module docs](self).
 #[derive(Clone)]
@@ -88,6 +111,7 @@ struct Settings {
     /// Bodies larger than this are decoded and hashed on the blocking pool.
     blocking_above: usize,
     policy: Arc<PolicyFn>,
+    keep: Arc<KeepFn>,
 }
 
 /// Default for [`PayloadLayer::blocking_above`]: about a millisecond of
@@ -104,6 +128,7 @@ impl PayloadLayer {
                 read_timeout,
                 blocking_above: BLOCKING_ABOVE,
                 policy: Arc::new(|_| ImagePolicy::default()),
+                keep: Arc::new(|_| false),
             }),
         }
     }
@@ -125,6 +150,13 @@ impl PayloadLayer {
         self.with(|s| s.policy = Arc::new(policy))
     }
 
+    /// Whether a request's decoded image is kept for the inner service (in
+    /// [`AcceptedImage::decoded`]), from what earlier layers put in its
+    /// extensions (the tenant's protection policy). Off by default.
+    pub fn keep_image(self, keep: impl Fn(&Extensions) -> bool + Send + Sync + 'static) -> Self {
+        self.with(|s| s.keep = Arc::new(keep))
+    }
+
     fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
         let old = &*self.settings;
         let mut new = Settings {
@@ -132,6 +164,7 @@ impl PayloadLayer {
             read_timeout: old.read_timeout,
             blocking_above: old.blocking_above,
             policy: old.policy.clone(),
+            keep: old.keep.clone(),
         };
         change(&mut new);
         Self {
@@ -189,6 +222,7 @@ where
             return ResponseFuture::reject(BodyError::TooLarge.into());
         }
         let policy = (self.settings.policy)(req.extensions());
+        let keep = (self.settings.keep)(req.extensions());
         let read_timeout = self.settings.read_timeout;
         let blocking_above = self.settings.blocking_above;
         // The clone is not ready yet; keep the one that is (tower's usual dance).
@@ -202,6 +236,7 @@ where
                 declared: declared.and_then(|n| usize::try_from(n).ok()),
                 blocking_above,
                 policy,
+                keep,
             };
             // A child of the request's span, for traces only (target
             // `livegate::trace`, never formatted into logs): reading the body,
@@ -211,10 +246,16 @@ where
                 "read_and_normalize",
                 otel.kind = "internal"
             );
-            let (vendor, facts) = match read(format, body, reading).instrument(span).await {
+            let (vendor, facts, decoded) = match read(format, body, reading).instrument(span).await
+            {
                 Ok(read) => read,
                 Err(ReadError::Body(e)) => return Err(e.into()),
                 Err(ReadError::Payload(e)) => return Err(e.into()),
+            };
+            let accepted = AcceptedImage {
+                format: decoded.0,
+                sha256: facts.sha256,
+                decoded: decoded.1,
             };
             if let Some(x) = parts.extensions.get::<Exchange>() {
                 x.set_image(facts);
@@ -222,6 +263,7 @@ where
             let mut out = Request::new(vendor);
             *out.method_mut() = Method::POST;
             *out.extensions_mut() = parts.extensions;
+            out.extensions_mut().insert(accepted);
             inner.call(out).await
         })
     }
@@ -234,24 +276,30 @@ struct Reading {
     declared: Option<usize>,
     blocking_above: usize,
     policy: ImagePolicy,
+    /// Keep the decoded image for the inner service.
+    keep: bool,
 }
+
+/// The image's format and, when kept, its decoded bytes.
+type Kept = (ImageFormat, Option<Bytes>);
 
 /// Reads the body and prepares the image: the vendor body and the facts.
 async fn read<B>(
     format: BodyFormat,
     body: Limited<B>,
     r: Reading,
-) -> Result<(Bytes, ImageFacts), ReadError>
+) -> Result<(Bytes, ImageFacts, Kept), ReadError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let policy = r.policy;
+    let keep = r.keep;
     match format {
         BodyFormat::Json => {
             let bytes = read_all(body, r.read_timeout, r.declared).await?;
             offload(bytes.len() > r.blocking_above, move || {
-                json_image(bytes, &policy)
+                json_image(bytes, &policy, keep)
             })
             .await
         }
@@ -266,7 +314,10 @@ where
                 FacePart::File(b) => b.len(),
                 FacePart::Text(t) => t.len(),
             };
-            offload(len > r.blocking_above, move || part_image(&part, &policy)).await
+            offload(len > r.blocking_above, move || {
+                part_image(part, &policy, keep)
+            })
+            .await
         }
         BodyFormat::RawImage => {
             let bytes = read_all(body, r.read_timeout, r.declared).await?;
@@ -276,7 +327,12 @@ where
             offload(bytes.len() > r.blocking_above, move || {
                 let prepared = prepare_bytes(&bytes, &policy)?;
                 let facts = facts(&prepared);
-                Ok((Bytes::from(prepared.vendor_body.unwrap_or_default()), facts))
+                let kept = (prepared.info.format, keep.then_some(bytes));
+                Ok((
+                    Bytes::from(prepared.vendor_body.unwrap_or_default()),
+                    facts,
+                    kept,
+                ))
             })
             .await
         }
@@ -304,7 +360,11 @@ where
     }
 }
 
-fn json_image(bytes: Bytes, policy: &ImagePolicy) -> Result<(Bytes, ImageFacts), ReadError> {
+fn json_image(
+    bytes: Bytes,
+    policy: &ImagePolicy,
+    keep: bool,
+) -> Result<(Bytes, ImageFacts, Kept), ReadError> {
     // The vendor's own shape with canonical base64, the common case, needs no JSON
     // parser: canonical base64 holds no quote, backslash or control byte, so such a
     // body is exactly `{"faceImage": <that string>}`, and is forwarded as it is.
@@ -312,35 +372,49 @@ fn json_image(bytes: Bytes, policy: &ImagePolicy) -> Result<(Bytes, ImageFacts),
         .strip_prefix(VENDOR_BODY_HEAD)
         .and_then(|rest| rest.strip_suffix(VENDOR_BODY_TAIL))
     {
-        if let Some(prepared) = prepare_canonical(image, policy) {
-            let facts = facts(&prepared?);
-            return Ok((bytes, facts));
+        if let Some(prepared) = prepare_canonical_keeping(image, policy, keep) {
+            let prepared = prepared?;
+            let facts = facts(&prepared);
+            return Ok((bytes, facts, (prepared.info.format, prepared.decoded)));
         }
     }
     let face = json::parse(&bytes)?;
-    let prepared = prepare_base64(&face.image, policy)?;
+    let prepared = prepare_base64_keeping(&face.image, policy, keep)?;
     let facts = facts(&prepared);
+    let kept = (prepared.info.format, prepared.decoded);
     let vendor = match prepared.vendor_body {
         Some(b) => Bytes::from(b),
         // Zero-copy when the client's body already is exactly the vendor's.
         None if face.forwardable => bytes.clone(),
         None => Bytes::from(vendor_body(&face.image)),
     };
-    Ok((vendor, facts))
+    Ok((vendor, facts, kept))
 }
 
-fn part_image(part: &FacePart, policy: &ImagePolicy) -> Result<(Bytes, ImageFacts), ReadError> {
-    let (prepared, text) = match part {
-        FacePart::File(bytes) => (prepare_bytes(bytes, policy)?, None),
-        FacePart::Text(text) => (prepare_base64(text, policy)?, Some(text)),
+fn part_image(
+    part: FacePart,
+    policy: &ImagePolicy,
+    keep: bool,
+) -> Result<(Bytes, ImageFacts, Kept), ReadError> {
+    let (prepared, text, file) = match part {
+        FacePart::File(bytes) => (prepare_bytes(&bytes, policy)?, None, Some(bytes)),
+        FacePart::Text(text) => (
+            prepare_base64_keeping(&text, policy, keep)?,
+            Some(text),
+            None,
+        ),
     };
     let facts = facts(&prepared);
+    let kept = (
+        prepared.info.format,
+        prepared.decoded.or(file.filter(|_| keep)),
+    );
     let vendor = match (prepared.vendor_body, text) {
         (Some(b), _) => Bytes::from(b),
-        (None, Some(text)) => Bytes::from(vendor_body(text)),
+        (None, Some(text)) => Bytes::from(vendor_body(&text)),
         (None, None) => Bytes::new(),
     };
-    Ok((vendor, facts))
+    Ok((vendor, facts, kept))
 }
 
 /// The exchange record's view of a prepared image. `rewritten`: the

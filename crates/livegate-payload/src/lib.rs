@@ -37,11 +37,12 @@ mod sniff;
 
 pub use body::BodyError;
 pub use format::{FormatSet, ImageFormat, ParseImageFormatError};
-pub use layer::{Payload, PayloadLayer};
+pub use layer::{AcceptedImage, Payload, PayloadLayer};
 pub use normalize::{Decoded, NormalizeError, encode_canonical, normalize_base64, normalize_into};
 pub use policy::{ImageOverrides, ImagePolicy, PolicyError};
 pub use prepare::{
-    PayloadError, Prepared, VENDOR_BODY_HEAD, VENDOR_BODY_TAIL, prepare_base64, prepare_bytes,
-    prepare_canonical, vendor_body,
+    PayloadError, Prepared, VENDOR_BODY_HEAD, VENDOR_BODY_TAIL, encode_vendor_body, prepare_base64,
+    prepare_base64_keeping, prepare_bytes, prepare_canonical, prepare_canonical_keeping,
+    vendor_body,
 };
 pub use sniff::{ImageError, ImageInfo, sniff};

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use base64_simd::{Out, STANDARD};
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::normalize::{may_be_canonical, normalize_into};
@@ -27,6 +28,9 @@ pub struct Prepared {
     pub size: usize,
     /// SHA-256 of the decoded image bytes.
     pub sha256: [u8; 32],
+    /// The decoded image, only when the caller asked to keep it (for
+    /// liveness-aware protection: metadata removal and the perceptual hash).
+    pub decoded: Option<Bytes>,
 }
 
 impl fmt::Debug for Prepared {
@@ -39,6 +43,7 @@ impl fmt::Debug for Prepared {
             )
             .field("info", &self.info)
             .field("size", &self.size)
+            .field("decoded", &self.decoded.as_ref().map(|b| Redacted(b.len())))
             .finish_non_exhaustive()
     }
 }
@@ -69,9 +74,19 @@ pub enum PayloadError {
 /// Errors come in that order: base64 first, then the image header, then the
 /// policy.
 pub fn prepare_base64(input: &str, policy: &ImagePolicy) -> Result<Prepared, PayloadError> {
+    prepare_base64_keeping(input, policy, false)
+}
+
+/// [`prepare_base64`], also keeping the decoded image in [`Prepared::decoded`]
+/// when `keep` (one buffer of the decoded size instead of a small chunk).
+pub fn prepare_base64_keeping(
+    input: &str,
+    policy: &ImagePolicy,
+    keep: bool,
+) -> Result<Prepared, PayloadError> {
     // Most clients send canonical base64: one strict decoding pass proves it, and the
     // input is then forwarded as it is.
-    if let Some(prepared) = prepare_canonical(input.as_bytes(), policy) {
+    if let Some(prepared) = prepare_canonical_keeping(input.as_bytes(), policy, keep) {
         return prepared;
     }
     let mut body =
@@ -80,7 +95,7 @@ pub fn prepare_base64(input: &str, policy: &ImagePolicy) -> Result<Prepared, Pay
     normalize_into(input, &mut body)?;
     let scan = body
         .get(VENDOR_BODY_HEAD.len()..)
-        .and_then(Scan::strict)
+        .and_then(|b64| Scan::strict(b64, keep))
         .ok_or(NormalizeError::InvalidBase64)?;
     body.extend_from_slice(VENDOR_BODY_TAIL);
     scan.finish(Some(body), policy)
@@ -93,10 +108,19 @@ pub fn prepare_canonical(
     b64: &[u8],
     policy: &ImagePolicy,
 ) -> Option<Result<Prepared, PayloadError>> {
+    prepare_canonical_keeping(b64, policy, false)
+}
+
+/// [`prepare_canonical`], keeping the decoded image when `keep`.
+pub fn prepare_canonical_keeping(
+    b64: &[u8],
+    policy: &ImagePolicy,
+    keep: bool,
+) -> Option<Result<Prepared, PayloadError>> {
     if !may_be_canonical(b64) {
         return None;
     }
-    Scan::strict(b64).map(|scan| scan.finish(None, policy))
+    Scan::strict(b64, keep).map(|scan| scan.finish(None, policy))
 }
 
 /// Sniff and apply the policy to a raw image (a multipart part or a raw
@@ -105,18 +129,25 @@ pub fn prepare_canonical(
 pub fn prepare_bytes(image: &[u8], policy: &ImagePolicy) -> Result<Prepared, PayloadError> {
     let info = sniff(image)?;
     policy.check(&info)?;
+    Ok(Prepared {
+        vendor_body: Some(encode_vendor_body(image)),
+        info,
+        size: image.len(),
+        sha256: Sha256::digest(image).into(),
+        decoded: None,
+    })
+}
+
+/// The vendor body `{"faceImage":"<canonical base64 of image>"}`, encoded
+/// straight into its one buffer.
+pub fn encode_vendor_body(image: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(
         VENDOR_BODY_HEAD.len() + STANDARD.encoded_length(image.len()) + VENDOR_BODY_TAIL.len(),
     );
     body.extend_from_slice(VENDOR_BODY_HEAD);
     STANDARD.encode_append(image, &mut body);
     body.extend_from_slice(VENDOR_BODY_TAIL);
-    Ok(Prepared {
-        vendor_body: Some(body),
-        info,
-        size: image.len(),
-        sha256: Sha256::digest(image).into(),
-    })
+    body
 }
 
 /// The vendor body for a canonical base64 string: the one copy of it that
@@ -141,13 +172,17 @@ struct Scan {
     size: usize,
     sha256: [u8; 32],
     sniffed: Result<ImageInfo, ImageError>,
+    decoded: Option<Vec<u8>>,
 }
 
 impl Scan {
     /// Decodes canonical base64 in chunks; `None` unless all of it is strictly
     /// canonical (standard alphabet, padding only at the very end, zero unused
-    /// bits).
-    fn strict(b64: &[u8]) -> Option<Scan> {
+    /// bits). With `keep`, decodes into one buffer that the scan keeps.
+    fn strict(b64: &[u8], keep: bool) -> Option<Scan> {
+        if keep {
+            return Self::strict_whole(b64);
+        }
         let mut buf = [0u8; CHUNK_BYTES];
         let mut hash = Sha256::new();
         let mut sniffer = Sniffer::default();
@@ -169,6 +204,22 @@ impl Scan {
             size,
             sha256: hash.finalize().into(),
             sniffed: sniffer.finish(),
+            decoded: None,
+        })
+    }
+
+    /// [`Self::strict`] into one buffer of the whole decoded image, which
+    /// is kept.
+    fn strict_whole(b64: &[u8]) -> Option<Scan> {
+        if b64.is_empty() {
+            return None;
+        }
+        let decoded = STANDARD.decode_to_vec(b64).ok()?;
+        Some(Scan {
+            size: decoded.len(),
+            sha256: Sha256::digest(&decoded).into(),
+            sniffed: sniff(&decoded),
+            decoded: Some(decoded),
         })
     }
 
@@ -184,6 +235,7 @@ impl Scan {
             info,
             size: self.size,
             sha256: self.sha256,
+            decoded: self.decoded.map(Bytes::from),
         })
     }
 }
@@ -250,10 +302,15 @@ mod tests {
         ] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 3) as u8).collect();
             let b64 = STANDARD.encode_to_string(&bytes);
-            let scan = Scan::strict(b64.as_bytes()).expect("canonical");
+            let scan = Scan::strict(b64.as_bytes(), false).expect("canonical");
             assert_eq!(scan.size, len);
             assert_eq!(scan.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
             assert_eq!(scan.sniffed, sniff(&bytes));
+            let whole = Scan::strict(b64.as_bytes(), true).expect("canonical");
+            assert_eq!(whole.size, len);
+            assert_eq!(whole.sha256, scan.sha256);
+            assert_eq!(whole.sniffed, scan.sniffed);
+            assert_eq!(whole.decoded.as_deref(), Some(&bytes[..]));
         }
     }
 
@@ -262,8 +319,10 @@ mod tests {
         let mut b64 = "QUJD".repeat(CHUNK_SYMBOLS / 4);
         b64.replace_range(CHUNK_SYMBOLS - 2.., "==");
         b64.push_str("QUJD");
-        assert!(Scan::strict(b64.as_bytes()).is_none());
-        assert!(Scan::strict(b"").is_none());
+        assert!(Scan::strict(b64.as_bytes(), false).is_none());
+        assert!(Scan::strict(b64.as_bytes(), true).is_none());
+        assert!(Scan::strict(b"", false).is_none());
+        assert!(Scan::strict(b"", true).is_none());
     }
 
     #[test]
@@ -279,7 +338,7 @@ mod tests {
         ]);
         jpeg.extend_from_slice(&[0xFF, 0xDA, 0, 12, 3, 1, 0, 2, 0x11, 3, 0x11, 0, 0x3F, 0]);
         jpeg.extend_from_slice(&[0xFF, 0xD9]);
-        let scan = Scan::strict(STANDARD.encode_to_string(&jpeg).as_bytes()).unwrap();
+        let scan = Scan::strict(STANDARD.encode_to_string(&jpeg).as_bytes(), false).unwrap();
         let info = scan.sniffed.unwrap();
         assert_eq!((info.width, info.height), (320, 240));
         assert_eq!(sniff(&jpeg), Ok(info));

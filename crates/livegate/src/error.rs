@@ -9,6 +9,7 @@ use livegate_auth::AuthError;
 use livegate_core::admission::Overloaded;
 use livegate_core::{ErrorKind, ToErrorKind};
 use livegate_payload::{BodyError, ImageError, NormalizeError, PayloadError, PolicyError};
+use livegate_protect::ProtectError;
 use livegate_ratelimit::Refused;
 use livegate_upstream::UpstreamError;
 
@@ -29,6 +30,8 @@ pub enum GatewayError {
     RateLimit(#[from] Refused),
     #[error(transparent)]
     Audit(#[from] AuditUnavailable),
+    #[error(transparent)]
+    Protect(#[from] ProtectError),
 }
 
 /// When a client refused for load may retry.
@@ -47,6 +50,13 @@ impl ToErrorKind for GatewayError {
             GatewayError::RateLimit(Refused::Global { .. }) => ErrorKind::GlobalRateLimited,
             GatewayError::RateLimit(Refused::Unavailable) => ErrorKind::LimiterUnavailable,
             GatewayError::Audit(_) => ErrorKind::AuditUnavailable,
+            GatewayError::Protect(e) => match e {
+                ProtectError::InvalidIdempotencyKey => ErrorKind::InvalidIdempotencyKey,
+                ProtectError::Replay => ErrorKind::ReplayRejected,
+                ProtectError::KeyReused => ErrorKind::IdempotencyKeyReused,
+                ProtectError::InProgress => ErrorKind::IdempotencyInProgress,
+                ProtectError::Store(_) => ErrorKind::ProtectionUnavailable,
+            },
         }
     }
 
@@ -64,6 +74,9 @@ impl ToErrorKind for GatewayError {
             ) => Some(*retry_after),
             GatewayError::RateLimit(Refused::Unavailable) => Some(OVERLOADED_RETRY),
             GatewayError::Audit(a) => Some(a.retry_after),
+            GatewayError::Protect(ProtectError::InProgress | ProtectError::Store(_)) => {
+                Some(OVERLOADED_RETRY)
+            }
             _ => None,
         }
     }

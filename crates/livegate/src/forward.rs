@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response};
 use livegate_core::TRANSACTION_ID_HEADER;
-use livegate_core::exchange::{Exchange, UpstreamFacts};
+use livegate_core::exchange::{Exchange, ForwardedAnswer, UpstreamFacts};
 use livegate_upstream::{UpstreamError, VendorResponse};
 use tower::Service;
 use tracing::Instrument;
@@ -84,7 +84,14 @@ where
                 });
             }
             let v = answer?;
-            let mut res = Response::new(Body::from(v.body));
+            let mut res = Response::new(Body::from(v.body.clone()));
+            // For the protection layer: the answer's facts and the body,
+            // shared (a reference count, not a copy).
+            res.extensions_mut().insert(ForwardedAnswer {
+                body: v.body,
+                transaction_id: v.answer.transaction_id.clone(),
+                score: v.answer.liveness_score,
+            });
             *res.status_mut() = v.status;
             let h = res.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -24,9 +24,17 @@
 //!    timeout; a declared length over the limit is refused unread), checks
 //!    and normalizes the image with the tenant's policy: every refusal
 //!    happens before the vendor, who bills per call, is contacted.
-//! 7. [`Forward`] around the vendor service — the vendor's answer becomes
+//! 7. [`ProtectLayer`] — liveness-aware protection with the tenant's
+//!    policy: `Idempotency-Key` (a stored answer is served here, before
+//!    any vendor call), the perceptual hash and metadata removal (on the
+//!    blocking pool), replay detection (`reject` refuses here, before the
+//!    vendor); after the answer, the image is remembered, the score
+//!    decision added and the answer stored. After the payload layer,
+//!    because it works on the accepted, decoded image; the last layer
+//!    before the vendor, so that every cheaper refusal came first.
+//! 8. [`Forward`] around the vendor service — the vendor's answer becomes
 //!    the client's response. Layers around the vendor client itself
-//!    (circuit breaker, upstream span, `traceparent`) go between 6 and the
+//!    (circuit breaker, upstream span, `traceparent`) go between 8 and the
 //!    client, in [`router_with`]'s `vendor` argument.
 //!
 //! Around every route: the request id (kept from a client only when it is a
@@ -50,6 +58,8 @@ use livegate_core::exchange::{Exchange, ExchangeLayer, ExchangeSink};
 use livegate_core::{Clock, ErrorKind, error_response, request_id};
 use livegate_metrics::Metrics;
 use livegate_payload::{ImagePolicy, PayloadLayer};
+use livegate_protect::store::{IdempotencyStore, ReplayStore};
+use livegate_protect::{ProtectLayer, ProtectionPolicy, ReplayMode, capture_idempotency_key};
 use livegate_ratelimit::{Limit, Limiter, RateLimitLayer, limit_of};
 use livegate_upstream::{
     BreakerHandle, CircuitBreaker, ConnectRetry, UpstreamError, VendorClient, VendorResponse,
@@ -72,6 +82,12 @@ pub struct Gateway {
     pub store: Arc<dyn KeyStore>,
     /// The deployment's image policy; tenants' overrides apply on top.
     pub images: ImagePolicy,
+    /// The deployment's `[protection]`; tenants' overrides apply on top.
+    pub protection: ProtectionPolicy,
+    /// Where protection keeps fingerprints and idempotent answers.
+    pub protection_store: ProtectionStore,
+    /// How long an idempotency claim outlives a replica that died holding it.
+    pub protection_lease: Duration,
     /// The vendor client behind its circuit breaker and safe retry.
     pub vendor: VendorStack,
     /// The vendor circuit's state, for `/readyz`.
@@ -107,6 +123,14 @@ pub struct Gateway {
     /// request's record a place.
     pub audit: Audit,
     pub clock: Arc<dyn Clock>,
+}
+
+/// The stores of liveness-aware protection (one object in practice: memory
+/// or Redis).
+#[derive(Clone)]
+pub struct ProtectionStore {
+    pub replay: Arc<dyn ReplayStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
 }
 
 /// The vendor service the stack calls: breaker, then connect retry, then client.
@@ -145,16 +169,19 @@ where
     V::Future: Send + 'static,
 {
     let images = gw.images;
+    let protection = gw.protection;
     let default_rate = gw.default_rate;
     let liveness = ServiceBuilder::new()
         .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
         // The trace the request belongs to, for its audit record.
-        .map_request(|req: Request<Body>| {
+        .map_request(|mut req: Request<Body>| {
             if let Some(x) = Exchange::of(&req) {
                 if let Some(t) = trace_id_of(&tracing::Span::current(), req.headers()) {
                     x.set_trace_id(t);
                 }
             }
+            // The payload layer passes extensions, not headers.
+            capture_idempotency_key(&mut req);
             req
         })
         .layer(gw.audit.layer())
@@ -169,7 +196,26 @@ where
         .layer(
             PayloadLayer::new(gw.body_limit, gw.body_read_timeout)
                 .blocking_above(gw.blocking_above)
-                .policy(move |ext| tenant_policy(&images, ext)),
+                .policy(move |ext| tenant_policy(&images, ext))
+                .keep_image(move |ext| {
+                    let p = tenant_protection(&protection, ext);
+                    p.replay != ReplayMode::Off || p.strip_metadata
+                }),
+        )
+        .layer(
+            ProtectLayer::new(
+                gw.protection_store.replay.clone(),
+                gw.protection_store.idempotency.clone(),
+                move |ext| {
+                    let p = ext.get::<Principal>()?;
+                    Some((
+                        p.tenant.id.clone(),
+                        protection.with(&p.tenant.settings.protection),
+                    ))
+                },
+            )
+            .fail_closed(gw.store_fail_closed)
+            .lease(gw.protection_lease),
         )
         .service(Forward::new(vendor, gw.vendor_endpoint.clone()));
 
@@ -292,6 +338,12 @@ fn tenant_limit(default_rate: Option<(f64, u32)>, ext: &Extensions) -> Option<(S
 fn tenant_policy(default: &ImagePolicy, ext: &Extensions) -> ImagePolicy {
     ext.get::<Principal>()
         .map_or(*default, |p| default.with(&p.tenant.settings.images))
+}
+
+/// The tenant's protection: the deployment's with the tenant's changes.
+fn tenant_protection(default: &ProtectionPolicy, ext: &Extensions) -> ProtectionPolicy {
+    ext.get::<Principal>()
+        .map_or(*default, |p| default.with(&p.tenant.settings.protection))
 }
 
 /// The span every request's logs carry. The liveness route's is an

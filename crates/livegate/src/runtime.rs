@@ -29,7 +29,7 @@ use livegate_upstream::{
 use rand::RngExt;
 use tower::ServiceBuilder;
 
-use crate::gateway::{Gateway, Health, VendorStack};
+use crate::gateway::{Gateway, Health, ProtectionStore, VendorStack};
 use crate::tls::{ReloadingTls, TlsFiles};
 use crate::trace::SpanSink;
 
@@ -104,6 +104,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
                 config.images,
                 token,
             )
+            .with_protection(config.protection)
         });
     let authenticator = Authenticator::new(store.clone(), pepper, clock.clone());
     let limiter = limiter(config)?;
@@ -121,6 +122,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         authenticator,
         store,
         images: config.images,
+        protection: config.protection,
+        protection_store: protection_store(config)?,
+        protection_lease: Duration::from_millis(config.vendor.timeout_ms)
+            .saturating_add(Duration::from_secs(5)),
         vendor,
         breaker,
         body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
@@ -225,6 +230,28 @@ fn audit(config: &Config) -> anyhow::Result<Audit> {
     Audit::start(settings, redis).map_err(|e| anyhow!("audit: {e}"))
 }
 
+/// Where liveness-aware protection keeps fingerprints and idempotent
+/// answers: Redis when `redis.url` is set (shared by every replica), else
+/// this process's memory.
+fn protection_store(config: &Config) -> anyhow::Result<ProtectionStore> {
+    if let Some(url) = &config.redis.url {
+        let timeout = Duration::from_millis(config.redis.timeout_ms);
+        let backend =
+            livegate_redis::Backend::from_url(url.expose(), timeout.max(Duration::from_secs(1)))
+                .map_err(|e| anyhow!("protection: redis: {}", livegate_redis::describe(&e)))?;
+        let store = Arc::new(livegate_protect::store::RedisStore::new(backend, timeout));
+        return Ok(ProtectionStore {
+            replay: store.clone(),
+            idempotency: store,
+        });
+    }
+    let store = Arc::new(livegate_protect::store::MemoryStore::default());
+    Ok(ProtectionStore {
+        replay: store.clone(),
+        idempotency: store,
+    })
+}
+
 /// `vendor`; `simulator` when explicitly enabled although production
 /// settings are there; `embedded` when nothing is configured.
 pub fn mode(config: &Config) -> &'static str {
@@ -307,6 +334,7 @@ fn tenant_of(t: &TenantConfig) -> Tenant {
         disabled: t.disabled,
         settings: TenantSettings {
             images: t.images,
+            protection: t.protection,
             rate_per_second: t.rate_per_second,
             burst: t.burst,
             monthly_quota: t.monthly_quota,

@@ -188,6 +188,15 @@ pub async fn dump(url: &str, prefix: &str) -> Vec<(String, String)> {
                     .await
                     .unwrap()
                     .join(","),
+                // Replay fingerprints (livegate-protect): hashes and ids.
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async::<Vec<String>>(&mut c)
+                    .await
+                    .unwrap()
+                    .join(","),
                 other => panic!("unexpected type {other} of {key}"),
             };
             out.push((key, value));

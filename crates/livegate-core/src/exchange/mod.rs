@@ -64,5 +64,8 @@ mod record;
 mod sink;
 
 pub use layer::{ExchangeLayer, ExchangeService, ResponseFuture};
-pub use record::{Exchange, ExchangeRecord, ImageFacts, Outcome, PrincipalFacts, UpstreamFacts};
+pub use record::{
+    Exchange, ExchangeRecord, ForwardedAnswer, ImageFacts, Outcome, PrincipalFacts,
+    ProtectionFacts, UpstreamFacts,
+};
 pub use sink::{ExchangeSink, LogSink};

@@ -98,6 +98,41 @@ pub struct UpstreamFacts {
     pub received_bytes: usize,
 }
 
+/// What liveness-aware protection did with the request. Ids, kinds and
+/// counts only: never the image, its metadata or a hash of it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProtectionFacts {
+    /// The earlier transactionId this image repeats (flagged or refused).
+    pub replay_of: Option<String>,
+    /// `exact` (same bytes) or `perceptual`, with the Hamming distance.
+    pub replay_match: Option<&'static str>,
+    pub replay_distance: Option<u32>,
+    /// Kinds of metadata removed before forwarding (`exif`, `xmp`, ...);
+    /// empty when nothing was removed.
+    pub metadata_removed: Vec<&'static str>,
+    /// The score decision (`pass`, `fail`, `review`), when the tenant sets
+    /// a threshold and the vendor answered a score.
+    pub decision: Option<&'static str>,
+    /// The answer was a stored one, served for a repeated
+    /// `Idempotency-Key` without a vendor call.
+    pub idempotent_replay: bool,
+    /// The transactionId of the stored answer served again.
+    pub stored_transaction_id: Option<String>,
+    /// A protection store could not be consulted and its check was skipped
+    /// (fail mode `open` or `local`).
+    pub store_error: bool,
+}
+
+/// What the innermost service learnt from the vendor's answer, in the
+/// response's extensions for the layers around it (the body is shared,
+/// not copied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardedAnswer {
+    pub body: bytes::Bytes,
+    pub transaction_id: Option<String>,
+    pub score: Option<f64>,
+}
+
 /// The complete record of one liveness request, handed to the sink once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExchangeRecord {
@@ -122,6 +157,8 @@ pub struct ExchangeRecord {
     /// entered (the audit trail does, so that no record it admitted can be
     /// lost); a sink that reserves releases the place when it has written.
     pub reserved: bool,
+    /// What liveness-aware protection did, when the request reached it.
+    pub protection: Option<ProtectionFacts>,
 }
 
 /// A handle on the record of one request under construction: cheap to
@@ -147,6 +184,7 @@ struct Draft {
     upstream: Option<UpstreamFacts>,
     trace_id: Option<String>,
     reserved: bool,
+    protection: Option<ProtectionFacts>,
 }
 
 impl Exchange {
@@ -163,6 +201,7 @@ impl Exchange {
                     upstream: None,
                     trace_id: None,
                     reserved: false,
+                    protection: None,
                 }),
             }),
         }
@@ -188,6 +227,11 @@ impl Exchange {
         self.draft().upstream = Some(facts);
     }
 
+    /// Changes the protection facts (created empty on first use).
+    pub fn update_protection(&self, change: impl FnOnce(&mut ProtectionFacts)) {
+        change(self.draft().protection.get_or_insert_with(Default::default));
+    }
+
     pub fn set_trace_id(&self, trace_id: String) {
         self.draft().trace_id = Some(trace_id);
     }
@@ -203,6 +247,15 @@ impl Exchange {
     /// such as the rate limiter).
     pub fn add_response_header(&self, name: http::HeaderName, value: http::HeaderValue) {
         self.draft().response_headers.insert(name, value);
+    }
+
+    /// A header added with [`Self::add_response_header`], as text.
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        let d = self.draft();
+        d.response_headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     pub(crate) fn take_response_headers(&self) -> http::HeaderMap {
@@ -231,6 +284,7 @@ impl Exchange {
             total,
             trace_id: d.trace_id.take(),
             reserved: d.reserved,
+            protection: d.protection.take(),
         }
     }
 

@@ -50,6 +50,9 @@ token_file = {{ printf "%s/admin-token" $dir | toJson }}
 [images]
 {{- include "livegate.tomlKeys" (dict "table" $c.images "skip" list) }}
 
+[protection]
+{{- include "livegate.tomlKeys" (dict "table" $c.protection "skip" list) }}
+
 [audit]
 {{- include "livegate.tomlKeys" (dict "table" $c.audit "skip" list) }}
 
@@ -63,6 +66,11 @@ token_file = {{ printf "%s/admin-token" $dir | toJson }}
 
 [tenants.images]
 {{- include "livegate.tomlKeys" (dict "table" $t.images "skip" list) }}
+{{- end }}
+{{- if $t.protection }}
+
+[tenants.protection]
+{{- include "livegate.tomlKeys" (dict "table" $t.protection "skip" list) }}
 {{- end }}
 {{- range $k := $t.keys }}
 

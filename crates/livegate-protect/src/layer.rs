@@ -1,0 +1,552 @@
+//! The protection layer: between the payload layer (which accepted the
+//! image) and the vendor call.
+//!
+//! For each request, with the tenant's [`ProtectionPolicy`]:
+//! 1. **`Idempotency-Key`** (when sent): claims the key for this image's
+//!    digest. A stored answer for the same image is served at once (marked
+//!    `x-livegate-idempotent-replay: true`, no vendor call); the key with
+//!    another image is refused (422); a concurrent duplicate waits for the
+//!    first request's answer.
+//! 2. **Fingerprint and metadata removal**, on tokio's blocking pool: the
+//!    perceptual hash of the decoded image (when replay detection is on)
+//!    and the image without its metadata (when removal is on).
+//! 3. **Replay detection**: the store is asked for an earlier image in the
+//!    scope that this one repeats; `flag` names it in
+//!    `x-livegate-replay-of`, `reject` refuses (409) before the vendor.
+//! 4. The vendor body is rewritten when metadata was removed, and the
+//!    inner service (the vendor call) runs.
+//! 5. On the vendor's answer: the image is remembered under its
+//!    transactionId, the score decision is added as `x-livegate-decision`,
+//!    and the answer is stored for the idempotency key (vendor answers below
+//!    500 only: a failed call may be retried for real).
+//!
+//! Everything it did goes into the exchange record's
+//! [`ProtectionFacts`](livegate_core::exchange::ProtectionFacts) (for the
+//! audit trail and the metrics): ids, kinds and distances only.
+//!
+//! Store failures follow `redis.fail_mode`: `closed` refuses the request
+//! (503), otherwise the check is skipped and the record says so.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use livegate_protect::{ProtectError, ProtectLayer, ProtectionPolicy, store::MemoryStore};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = Arc::new(MemoryStore::default());
+//! let svc = ServiceBuilder::new()
+//!     .layer(ProtectLayer::new(store.clone(), store, |_| {
+//!         Some(("tenant-a".to_owned(), ProtectionPolicy::default()))
+//!     }))
+//!     .service(service_fn(|_req: Request<Bytes>| async move {
+//!         Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
+//!     }));
+//! // Without an accepted image in its extensions, a request passes as it is.
+//! let res = svc.oneshot(Request::new(Bytes::new())).await.unwrap();
+//! assert_eq!(res.status(), 200);
+//! # });
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Extensions, HeaderName, HeaderValue, Request, Response, StatusCode};
+use livegate_core::TRANSACTION_ID_HEADER;
+use livegate_core::exchange::{Exchange, ForwardedAnswer};
+use livegate_payload::{AcceptedImage, encode_vendor_body};
+use tower::{Layer, Service};
+
+use crate::fingerprint::perceptual_hash;
+use crate::store::{Claim, Fingerprint, IdempotencyStore, ReplayStore, StoreError, StoredAnswer};
+use crate::strip::{Removed, strip_metadata};
+use crate::{ProtectionPolicy, ReplayMode, ReplayScope};
+
+/// Request header: the client's idempotency key.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Response header: the earlier transactionId a replayed image repeats.
+pub const REPLAY_OF_HEADER: &str = "x-livegate-replay-of";
+/// Response header: `pass`, `fail` or `review`.
+pub const DECISION_HEADER: &str = "x-livegate-decision";
+/// Response header on a stored answer served again: `true`.
+pub const IDEMPOTENT_REPLAY_HEADER: &str = "x-livegate-idempotent-replay";
+
+/// Why the protection layer answered a request itself.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProtectError {
+    #[error("Idempotency-Key is empty, too long or not visible ASCII")]
+    InvalidIdempotencyKey,
+    #[error("image repeats an earlier request (replay policy reject)")]
+    Replay,
+    #[error("Idempotency-Key was used with a different image")]
+    KeyReused,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    InProgress,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The client's `Idempotency-Key`, moved into the request's extensions
+/// by [`capture_idempotency_key`] before the payload layer (which passes
+/// extensions, not headers) runs.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub HeaderValue);
+
+/// Moves the `Idempotency-Key` header (if any) into the extensions, for
+/// [`Protect`]. Validation happens there, so a bad key gets the documented
+/// error.
+pub fn capture_idempotency_key<B>(req: &mut Request<B>) {
+    if let Some(v) = req.headers_mut().remove(IDEMPOTENCY_KEY_HEADER) {
+        req.extensions_mut().insert(IdempotencyKey(v));
+    }
+}
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+fn valid_key(v: &HeaderValue) -> Option<&str> {
+    let b = v.as_bytes();
+    ((1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&b.len())
+        && b.iter().all(|c| (0x21..=0x7e).contains(c)))
+    .then(|| v.to_str().ok())
+    .flatten()
+}
+
+type PolicyFn = dyn Fn(&Extensions) -> Option<(String, ProtectionPolicy)> + Send + Sync;
+
+/// Applies [`Protect`]; see the [module docs](self).
+#[derive(Clone)]
+pub struct ProtectLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    replay: Arc<dyn ReplayStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    policy: Arc<PolicyFn>,
+    fail_closed: bool,
+    lease: Duration,
+}
+
+impl ProtectLayer {
+    /// `policy` gives a request's tenant and protection policy from its
+    /// extensions (`None`: the request passes untouched).
+    pub fn new(
+        replay: Arc<dyn ReplayStore>,
+        idempotency: Arc<dyn IdempotencyStore>,
+        policy: impl Fn(&Extensions) -> Option<(String, ProtectionPolicy)> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                replay,
+                idempotency,
+                policy: Arc::new(policy),
+                fail_closed: false,
+                lease: Duration::from_secs(60),
+            }),
+        }
+    }
+
+    /// Refuse requests (503) when a store cannot be consulted, instead of
+    /// skipping its check.
+    pub fn fail_closed(mut self, closed: bool) -> Self {
+        self.shared_mut().fail_closed = closed;
+        self
+    }
+
+    /// How long an idempotency claim lasts if its holder never answers (a
+    /// crashed replica): longer than the slowest vendor call.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.shared_mut().lease = lease;
+        self
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        // Only while building, before any clone.
+        if Arc::get_mut(&mut self.shared).is_none() {
+            let s = &*self.shared;
+            self.shared = Arc::new(Shared {
+                replay: s.replay.clone(),
+                idempotency: s.idempotency.clone(),
+                policy: s.policy.clone(),
+                fail_closed: s.fail_closed,
+                lease: s.lease,
+            });
+        }
+        Arc::get_mut(&mut self.shared).expect("unique after the copy above")
+    }
+}
+
+impl<S> Layer<S> for ProtectLayer {
+    type Service = Protect<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Protect {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Clone)]
+pub struct Protect<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, E> Service<Request<Bytes>> for Protect<S>
+where
+    S: Service<Request<Bytes>, Response = Response<B>, Error = E> + Clone + Send + 'static,
+    S::Future: Send,
+    B: From<Bytes> + Send + 'static,
+    E: From<ProtectError> + Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = E;
+    type Future = BoxFuture<Result<Response<B>, E>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Bytes>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(protect(shared, inner, req))
+    }
+}
+
+/// What the blocking pool computed for one image.
+#[derive(Default)]
+struct ImageWork {
+    phash: Option<u64>,
+    /// The new vendor body, when metadata was removed.
+    body: Option<Vec<u8>>,
+    removed: Removed,
+}
+
+fn image_work(decoded: &Bytes, phash: bool, strip: bool, max_pixels: u64) -> ImageWork {
+    let mut work = ImageWork::default();
+    if phash {
+        match perceptual_hash(decoded, max_pixels) {
+            Ok(h) => work.phash = Some(h),
+            // Only the exact digest is checked for this image.
+            Err(e) => tracing::debug!(error = %e, "no perceptual hash"),
+        }
+    }
+    if strip {
+        match strip_metadata(decoded) {
+            Ok(s) => {
+                work.removed = s.removed;
+                work.body = s.image.map(|img| encode_vendor_body(&img));
+            }
+            // The header was checked already; a container the stripper
+            // cannot walk is forwarded as it came.
+            Err(e) => tracing::debug!(error = %e, "metadata not removed"),
+        }
+    }
+    work
+}
+
+async fn protect<S, B, E>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    mut req: Request<Bytes>,
+) -> Result<Response<B>, E>
+where
+    S: Service<Request<Bytes>, Response = Response<B>, Error = E>,
+    B: From<Bytes>,
+    E: From<ProtectError>,
+{
+    let ext = req.extensions_mut();
+    let image = ext.remove::<AcceptedImage>();
+    let key = ext.remove::<IdempotencyKey>();
+    let exchange = ext.get::<Exchange>().cloned();
+    let (Some(image), Some((tenant, policy))) = (image, (shared.policy)(req.extensions())) else {
+        return inner.call(req).await;
+    };
+    let note = |f: &dyn Fn(&mut livegate_core::exchange::ProtectionFacts)| {
+        if let Some(x) = &exchange {
+            x.update_protection(f);
+        }
+    };
+
+    // 1. Idempotency-Key.
+    let mut claim = None;
+    if let Some(IdempotencyKey(raw)) = &key {
+        let key = valid_key(raw).ok_or(ProtectError::InvalidIdempotencyKey)?;
+        let claimed = shared
+            .idempotency
+            .claim(
+                &tenant,
+                key,
+                &image.sha256,
+                shared.lease,
+                policy.idempotency_wait(),
+            )
+            .await;
+        match claimed {
+            Ok(Claim::Claimed) => {
+                claim = Some(ClaimGuard {
+                    store: shared.idempotency.clone(),
+                    tenant: tenant.clone(),
+                    key: key.to_owned(),
+                    digest: image.sha256,
+                    done: false,
+                });
+            }
+            Ok(Claim::Done(answer)) => {
+                let txid = answer
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n == TRANSACTION_ID_HEADER)
+                    .map(|(_, v)| v.clone());
+                note(&|p| {
+                    p.idempotent_replay = true;
+                    p.stored_transaction_id.clone_from(&txid);
+                });
+                return Ok(stored_response(answer));
+            }
+            Ok(Claim::Mismatch) => return Err(ProtectError::KeyReused.into()),
+            Ok(Claim::Busy) => return Err(ProtectError::InProgress.into()),
+            Err(e) => store_failed(&shared, &exchange, "idempotency claim", e)?,
+        }
+    }
+
+    // 2. Fingerprint and metadata removal, off the async workers.
+    let replay_on = policy.replay != ReplayMode::Off;
+    let work = match image.decoded {
+        Some(decoded) if replay_on || policy.strip_metadata => {
+            let strip = policy.strip_metadata;
+            let max_pixels = policy.max_pixels;
+            match tokio::task::spawn_blocking(move || {
+                image_work(&decoded, replay_on, strip, max_pixels)
+            })
+            .await
+            {
+                Ok(w) => w,
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // Cancelled: only when the runtime shuts down.
+                    Err(_) => ImageWork::default(),
+                },
+            }
+        }
+        _ => ImageWork::default(),
+    };
+    let fp = Fingerprint {
+        sha256: image.sha256,
+        phash: work.phash,
+    };
+    let scope = match policy.replay_scope {
+        ReplayScope::Tenant => tenant.as_str(),
+        ReplayScope::Global => "*",
+    };
+
+    // 3. Replay detection.
+    if replay_on {
+        match shared
+            .replay
+            .find(scope, &fp, policy.replay_max_distance)
+            .await
+        {
+            Ok(Some(m)) => {
+                note(&|p| {
+                    p.replay_of = Some(m.transaction_id.clone());
+                    p.replay_match = Some(if m.exact { "exact" } else { "perceptual" });
+                    p.replay_distance = Some(m.distance);
+                });
+                if let (Some(x), Ok(v)) = (&exchange, HeaderValue::from_str(&m.transaction_id)) {
+                    x.add_response_header(HeaderName::from_static(REPLAY_OF_HEADER), v);
+                }
+                if policy.replay == ReplayMode::Reject {
+                    return Err(ProtectError::Replay.into());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => store_failed(&shared, &exchange, "replay lookup", e)?,
+        }
+    }
+
+    // 4. The image without its metadata, then the vendor call.
+    if work.removed.any() {
+        let kinds = work.removed.kinds();
+        note(&|p| p.metadata_removed.clone_from(&kinds));
+    }
+    if let Some(body) = work.body {
+        *req.body_mut() = Bytes::from(body);
+    }
+    let mut res = inner.call(req).await?;
+
+    // 5. What the answer tells.
+    let Some(answer) = res.extensions_mut().remove::<ForwardedAnswer>() else {
+        return Ok(res);
+    };
+    if replay_on {
+        if let Some(txid) = answer.transaction_id.as_deref() {
+            let recorded = shared
+                .replay
+                .record(scope, &fp, txid, policy.replay_window())
+                .await;
+            if let Err(e) = recorded {
+                // The vendor has answered: the client gets its answer
+                // whatever the fail mode; only the memory is missing.
+                tracing::warn!(error = %e, "replay record not stored");
+                note(&|p| p.store_error = true);
+            }
+        }
+    }
+    if let (Some(d), Some(score)) = (policy.decision(), answer.score) {
+        let decision = d.decide(score).as_str();
+        note(&|p| p.decision = Some(decision));
+        res.headers_mut().insert(
+            HeaderName::from_static(DECISION_HEADER),
+            HeaderValue::from_static(decision),
+        );
+    }
+    if let Some(mut guard) = claim {
+        if res.status().as_u16() < 500 {
+            let stored = StoredAnswer {
+                status: res.status().as_u16(),
+                body: answer.body,
+                headers: kept_headers(&res, exchange.as_ref()),
+            };
+            let done = guard
+                .store
+                .complete(
+                    &guard.tenant,
+                    &guard.key,
+                    &guard.digest,
+                    &stored,
+                    policy.idempotency_retention(),
+                )
+                .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "idempotent answer not stored");
+                note(&|p| p.store_error = true);
+            } else {
+                guard.done = true;
+            }
+        }
+        // Otherwise the guard releases the key as it drops.
+    }
+    Ok(res)
+}
+
+/// A store error: refuses the request when the deployment fails closed,
+/// else notes it and lets the request go on without that check.
+fn store_failed(
+    shared: &Shared,
+    exchange: &Option<Exchange>,
+    what: &str,
+    e: StoreError,
+) -> Result<(), ProtectError> {
+    tracing::warn!(error = %e, check = what, "protection store failed");
+    if let Some(x) = exchange {
+        x.update_protection(|p| p.store_error = true);
+    }
+    if shared.fail_closed {
+        Err(ProtectError::Store(e))
+    } else {
+        Ok(())
+    }
+}
+
+/// The headers of a forwarded answer that a replay of it gets again.
+fn kept_headers<B>(res: &Response<B>, exchange: Option<&Exchange>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in [TRANSACTION_ID_HEADER, DECISION_HEADER] {
+        if let Some(v) = res.headers().get(name).and_then(|v| v.to_str().ok()) {
+            out.push((name.to_owned(), v.to_owned()));
+        }
+    }
+    if let Some(v) = exchange.and_then(|x| x.response_header(REPLAY_OF_HEADER)) {
+        out.push((REPLAY_OF_HEADER.to_owned(), v));
+    }
+    out
+}
+
+/// A stored answer as the response to a retry.
+fn stored_response<B: From<Bytes>>(answer: StoredAnswer) -> Response<B> {
+    let mut res = Response::new(B::from(answer.body));
+    *res.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in &answer.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    h.insert(
+        HeaderName::from_static(IDEMPOTENT_REPLAY_HEADER),
+        HeaderValue::from_static("true"),
+    );
+    res
+}
+
+/// Releases an idempotency claim that was not completed: the vendor
+/// failed, the answer was a 5xx, or the client went away (the future was
+/// dropped).
+struct ClaimGuard {
+    store: Arc<dyn IdempotencyStore>,
+    tenant: String,
+    key: String,
+    digest: [u8; 32],
+    done: bool,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // the lease ends it
+        };
+        let store = self.store.clone();
+        let tenant = std::mem::take(&mut self.tenant);
+        let key = std::mem::take(&mut self.key);
+        let digest = self.digest;
+        rt.spawn(async move {
+            if let Err(e) = store.release(&tenant, &key, &digest).await {
+                tracing::warn!(error = %e, "idempotency claim not released; its lease ends it");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys() {
+        let ok = HeaderValue::from_static("order-42:retry");
+        assert_eq!(valid_key(&ok), Some("order-42:retry"));
+        for bad in ["", "has space", "tab\there"] {
+            let v = HeaderValue::from_str(bad).unwrap();
+            assert_eq!(valid_key(&v), None, "{bad:?}");
+        }
+        let long = HeaderValue::from_str(&"k".repeat(256)).unwrap();
+        assert_eq!(valid_key(&long), None);
+        let max = HeaderValue::from_str(&"k".repeat(255)).unwrap();
+        assert!(valid_key(&max).is_some());
+        let non_ascii = HeaderValue::from_bytes("é".as_bytes()).unwrap();
+        assert_eq!(valid_key(&non_ascii), None);
+    }
+}
