@@ -22,9 +22,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use livegate_payload::{
-    FormatSet, ImagePolicy, encode_canonical, normalize_base64, prepare_base64, sniff,
-};
+use livegate_payload::{ImagePolicy, encode_canonical, normalize_base64, prepare_base64, sniff};
 
 /// A real JPEG (its header is what a face image starts with) followed by deterministic
 /// pseudo-random filler, which encodes like compressed image data.
@@ -102,13 +100,7 @@ const SIZES: [(&str, usize); 4] = [
 ];
 
 /// Any size of JPEG: the benchmark images keep the 640x480 header.
-const POLICY: ImagePolicy = ImagePolicy {
-    formats: FormatSet::ALL,
-    min_width: 1,
-    min_height: 1,
-    max_width: u32::MAX,
-    max_height: u32::MAX,
-};
+const POLICY: ImagePolicy = ImagePolicy::ANY;
 const SHAPES: [&str; 4] = ["canonical", "data_uri", "crlf76", "url_safe_unpadded"];
 
 fn main() {

@@ -50,6 +50,16 @@ pub struct ImageOverrides {
 }
 
 impl ImagePolicy {
+    /// Every supported format at any size: for benchmarks and tools that
+    /// feed images the vendor's bounds would refuse.
+    pub const ANY: ImagePolicy = ImagePolicy {
+        formats: FormatSet::ALL,
+        min_width: 1,
+        min_height: 1,
+        max_width: u32::MAX,
+        max_height: u32::MAX,
+    };
+
     /// This policy with a tenant's overrides applied.
     #[must_use]
     pub fn with(&self, o: &ImageOverrides) -> ImagePolicy {

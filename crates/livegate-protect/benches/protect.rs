@@ -31,18 +31,12 @@ use criterion::Criterion;
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
 use livegate_payload::{
-    FormatSet, ImagePolicy, encode_canonical, encode_vendor_body, prepare_canonical_keeping,
+    ImagePolicy, encode_canonical, encode_vendor_body, prepare_canonical_keeping,
 };
 use livegate_protect::fingerprint::perceptual_hash;
 use livegate_protect::strip::strip_metadata;
 
-const POLICY: ImagePolicy = ImagePolicy {
-    formats: FormatSet::ALL,
-    min_width: 1,
-    min_height: 1,
-    max_width: u32::MAX,
-    max_height: u32::MAX,
-};
+const POLICY: ImagePolicy = ImagePolicy::ANY;
 
 fn photo() -> Vec<u8> {
     let face = image::load_from_memory(include_bytes!("../../../testdata/face-640x480.jpg"))

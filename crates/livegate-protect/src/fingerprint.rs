@@ -202,14 +202,38 @@ fn cell(i: usize, cells: usize, len: usize) -> (usize, usize) {
     (start, end)
 }
 
-/// Mean luma × 256 (Rec. 709 weights 54 + 183 + 19 = 256, on the high byte
-/// of 16-bit samples) over each grid cell, in one pass over the pixels.
-/// The hot loop after the decode: 1 to 2 ms per megapixel in release builds.
+/// Mean luma × 256 (Rec. 709 weights 54 + 183 + 19 = 256, on the high
+/// byte of 16-bit samples) over each grid cell. The hot loop after the
+/// decode, so in two steps: each grid row's pixel rows are summed byte by
+/// byte into per-byte column sums (a plain widening add the compiler
+/// vectorizes, whatever the pixel layout), then the weights are applied
+/// once per column and the columns summed per cell. Integer arithmetic
+/// throughout: the same result as weighing every pixel.
 fn box_average<const BPP: usize, const SAMPLE: usize, const RGB: bool>(
     buf: &[u8],
     width: usize,
     height: usize,
 ) -> Vec<f64> {
+    // The narrowest column sums that cannot overflow: a byte adds at most
+    // 255 per row of a cell.
+    let rows_per_cell = height / GRID + 1;
+    if rows_per_cell <= usize::from(u16::MAX / 255) {
+        box_average_in::<BPP, SAMPLE, RGB, u16>(buf, width, height)
+    } else if rows_per_cell <= (u32::MAX / 255) as usize {
+        box_average_in::<BPP, SAMPLE, RGB, u32>(buf, width, height)
+    } else {
+        box_average_in::<BPP, SAMPLE, RGB, u64>(buf, width, height)
+    }
+}
+
+fn box_average_in<const BPP: usize, const SAMPLE: usize, const RGB: bool, A>(
+    buf: &[u8],
+    width: usize,
+    height: usize,
+) -> Vec<f64>
+where
+    A: Copy + Default + std::ops::AddAssign + From<u8> + Into<u64>,
+{
     // Decoders write 16-bit samples in native byte order.
     let high = if SAMPLE == 2 && cfg!(target_endian = "little") {
         1
@@ -219,28 +243,26 @@ fn box_average<const BPP: usize, const SAMPLE: usize, const RGB: bool>(
     let stride = width * BPP;
     let columns: Vec<(usize, usize)> = (0..GRID).map(|i| cell(i, GRID, width)).collect();
     let mut grid = vec![0f64; GRID * GRID];
-    let mut sums = vec![0u64; GRID];
+    let mut byte_sums = vec![A::default(); stride];
     for (cy, out) in grid.chunks_exact_mut(GRID).enumerate() {
         let (y0, y1) = cell(cy, GRID, height);
-        sums.fill(0);
+        byte_sums.fill(A::default());
         for row in buf[y0 * stride..y1 * stride].chunks_exact(stride) {
-            for (sum, &(x0, x1)) in sums.iter_mut().zip(&columns) {
-                let mut acc = 0u64;
-                // Fixed-size chunks: no bounds checks in the loop.
-                for px in row[x0 * BPP..x1 * BPP].chunks_exact(BPP) {
-                    let px = &px[high..];
-                    acc += if RGB {
-                        54 * u64::from(px[0])
-                            + 183 * u64::from(px[SAMPLE])
-                            + 19 * u64::from(px[2 * SAMPLE])
-                    } else {
-                        256 * u64::from(px[0])
-                    };
-                }
-                *sum += acc;
+            for (sum, &b) in byte_sums.iter_mut().zip(row) {
+                *sum += A::from(b);
             }
         }
-        for ((o, &sum), &(x0, x1)) in out.iter_mut().zip(&sums).zip(&columns) {
+        for (o, &(x0, x1)) in out.iter_mut().zip(&columns) {
+            let mut sum = 0u64;
+            // Fixed-size chunks: no bounds checks in the loop.
+            for px in byte_sums[x0 * BPP..x1 * BPP].chunks_exact(BPP) {
+                let px = &px[high..];
+                sum += if RGB {
+                    54 * px[0].into() + 183 * px[SAMPLE].into() + 19 * px[2 * SAMPLE].into()
+                } else {
+                    256 * px[0].into()
+                };
+            }
             let count = ((x1 - x0) * (y1 - y0)) as f64;
             *o = sum as f64 / count;
         }
@@ -259,26 +281,42 @@ fn low_frequencies() -> [(usize, usize); COEFFS] {
     std::array::from_fn(|i| all[i])
 }
 
+/// `cos((2x + 1) f π / 2N)` for every grid position `x` and kept frequency
+/// `f`, computed once.
+fn cosines() -> &'static [[f64; BAND]; GRID] {
+    static COS: std::sync::OnceLock<[[f64; BAND]; GRID]> = std::sync::OnceLock::new();
+    COS.get_or_init(|| {
+        std::array::from_fn(|x| {
+            std::array::from_fn(|f| {
+                ((2 * x + 1) as f64 * f as f64 * std::f64::consts::PI / (2 * GRID) as f64).cos()
+            })
+        })
+    })
+}
+
 /// Two bits per low DCT coefficient of the grid: `c > -t` and `c > t`, with
 /// `t` the dead zone. A coefficient near zero (as in symmetric or flat
 /// images) then sits in the middle state, `01`, where a small change moves
 /// no bit; a change of sign across the zone costs two.
 fn dct_hash(grid: &[f64]) -> u64 {
-    // cos((2x + 1) f π / 2N) for the frequencies kept.
-    let cos: Vec<[f64; GRID]> = (0..BAND)
-        .map(|f| {
-            std::array::from_fn(|x| {
-                ((2 * x + 1) as f64 * f as f64 * std::f64::consts::PI / (2 * GRID) as f64).cos()
-            })
-        })
-        .collect();
-    // Separable: the BAND horizontal frequencies of every row, then columns.
+    let cos = cosines();
+    // Separable: the BAND horizontal frequencies of every row (BAND
+    // independent sums per pixel, each still summed left to right), then
+    // columns.
     let rows: Vec<[f64; BAND]> = grid
         .chunks_exact(GRID)
-        .map(|line| std::array::from_fn(|u| line.iter().zip(&cos[u]).map(|(p, k)| p * k).sum()))
+        .map(|line| {
+            let mut acc = [0f64; BAND];
+            for (&p, k) in line.iter().zip(cos) {
+                for (a, k) in acc.iter_mut().zip(k) {
+                    *a += p * k;
+                }
+            }
+            acc
+        })
         .collect();
     let coeffs: [f64; COEFFS] =
-        low_frequencies().map(|(u, v)| rows.iter().zip(&cos[v]).map(|(r, k)| r[u] * k).sum());
+        low_frequencies().map(|(u, v)| rows.iter().zip(cos).map(|(r, k)| r[u] * k[v]).sum());
     let mut magnitudes = coeffs.map(f64::abs);
     magnitudes.sort_unstable_by(f64::total_cmp);
     let t = magnitudes[DEAD_ZONE_RANK];
@@ -444,6 +482,107 @@ mod tests {
                 hamming(h, reference)
             );
         }
+    }
+
+    /// The per-byte column sums give exactly what weighing every pixel of
+    /// every cell gives, for each layout, on images larger and smaller than
+    /// the grid.
+    #[test]
+    fn box_average_matches_the_per_pixel_definition() {
+        fn naive(buf: &[u8], w: usize, h: usize, bpp: usize, sample: usize, rgb: bool) -> Vec<f64> {
+            let high = usize::from(sample == 2 && cfg!(target_endian = "little"));
+            let mut grid = vec![0f64; GRID * GRID];
+            for cy in 0..GRID {
+                let (y0, y1) = cell(cy, GRID, h);
+                for cx in 0..GRID {
+                    let (x0, x1) = cell(cx, GRID, w);
+                    let mut sum = 0u64;
+                    for y in y0..y1 {
+                        for x in x0..x1 {
+                            let px = &buf[(y * w + x) * bpp + high..];
+                            sum += if rgb {
+                                54 * u64::from(px[0])
+                                    + 183 * u64::from(px[sample])
+                                    + 19 * u64::from(px[2 * sample])
+                            } else {
+                                256 * u64::from(px[0])
+                            };
+                        }
+                    }
+                    grid[cy * GRID + cx] = sum as f64 / ((x1 - x0) * (y1 - y0)) as f64;
+                }
+            }
+            grid
+        }
+        let mut state = 0x2545_F491u32;
+        for (w, h) in [(300, 200), (129, 1000), (7, 5), (640, 33)] {
+            let bytes: Vec<u8> = (0..w * h * 8)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    state as u8
+                })
+                .collect();
+            let check = |bpp: usize, sample: usize, rgb: bool, got: Vec<f64>| {
+                let want = naive(&bytes[..w * h * bpp], w, h, bpp, sample, rgb);
+                assert!(got == want, "{w}x{h}, {bpp} bytes per pixel");
+            };
+            check(
+                1,
+                1,
+                false,
+                box_average::<1, 1, false>(&bytes[..w * h], w, h),
+            );
+            check(
+                2,
+                1,
+                false,
+                box_average::<2, 1, false>(&bytes[..w * h * 2], w, h),
+            );
+            check(
+                3,
+                1,
+                true,
+                box_average::<3, 1, true>(&bytes[..w * h * 3], w, h),
+            );
+            check(
+                4,
+                1,
+                true,
+                box_average::<4, 1, true>(&bytes[..w * h * 4], w, h),
+            );
+            check(
+                2,
+                2,
+                false,
+                box_average::<2, 2, false>(&bytes[..w * h * 2], w, h),
+            );
+            check(
+                4,
+                2,
+                false,
+                box_average::<4, 2, false>(&bytes[..w * h * 4], w, h),
+            );
+            check(
+                6,
+                2,
+                true,
+                box_average::<6, 2, true>(&bytes[..w * h * 6], w, h),
+            );
+            check(
+                8,
+                2,
+                true,
+                box_average::<8, 2, true>(&bytes[..w * h * 8], w, h),
+            );
+        }
+        // Tall enough for the 32-bit column sums (301 rows per cell).
+        let (w, h) = (3, GRID * 300);
+        let bytes = vec![255u8; w * h * 3];
+        let got = box_average::<3, 1, true>(&bytes, w, h);
+        assert!(got == naive(&bytes, w, h, 3, 1, true));
+        assert!(got.iter().all(|&v| v == 255.0 * 256.0));
     }
 
     #[test]

@@ -125,9 +125,10 @@ type PolicyFn = dyn Fn(&Extensions) -> Option<(String, ProtectionPolicy)> + Send
 /// Applies [`Protect`]; see the [module docs](self).
 #[derive(Clone)]
 pub struct ProtectLayer {
-    shared: Arc<Shared>,
+    shared: Shared,
 }
 
+#[derive(Clone)]
 struct Shared {
     replay: Arc<dyn ReplayStore>,
     idempotency: Arc<dyn IdempotencyStore>,
@@ -145,43 +146,28 @@ impl ProtectLayer {
         policy: impl Fn(&Extensions) -> Option<(String, ProtectionPolicy)> + Send + Sync + 'static,
     ) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Shared {
                 replay,
                 idempotency,
                 policy: Arc::new(policy),
                 fail_closed: false,
                 lease: Duration::from_secs(60),
-            }),
+            },
         }
     }
 
     /// Refuse requests (503) when a store cannot be consulted, instead of
     /// skipping its check.
     pub fn fail_closed(mut self, closed: bool) -> Self {
-        self.shared_mut().fail_closed = closed;
+        self.shared.fail_closed = closed;
         self
     }
 
     /// How long an idempotency claim lasts if its holder never answers (a
     /// crashed replica): longer than the slowest vendor call.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.shared_mut().lease = lease;
+        self.shared.lease = lease;
         self
-    }
-
-    fn shared_mut(&mut self) -> &mut Shared {
-        // Only while building, before any clone.
-        if Arc::get_mut(&mut self.shared).is_none() {
-            let s = &*self.shared;
-            self.shared = Arc::new(Shared {
-                replay: s.replay.clone(),
-                idempotency: s.idempotency.clone(),
-                policy: s.policy.clone(),
-                fail_closed: s.fail_closed,
-                lease: s.lease,
-            });
-        }
-        Arc::get_mut(&mut self.shared).expect("unique after the copy above")
     }
 }
 
@@ -191,7 +177,7 @@ impl<S> Layer<S> for ProtectLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Protect {
             inner,
-            shared: self.shared.clone(),
+            shared: Arc::new(self.shared.clone()),
         }
     }
 }
