@@ -436,11 +436,24 @@ async fn audit_traces_metrics_and_nothing_leaks() {
     // Traces: the server span continues the client's trace; auth, rate
     // limit, body reading and the vendor call are its children; the vendor
     // got the client span's context.
+    // The protect spans of the other requests (every root is sampled) say
+    // what protection found: the re-sent JPEGs are exact replays, the
+    // tagged photo lost its EXIF, the retry was served from the store.
+    let protect_found = |s: &[livegate_telemetry::testkit::ReceivedSpan]| {
+        let protect = || s.iter().filter(|x| x.name == "protect");
+        protect().any(|x| {
+            x.attr("replay_match") == Some("exact") && x.attr("replay_distance") == Some("0")
+        }) && protect().any(|x| {
+            x.attr("metadata_removed")
+                .is_some_and(|m| m.contains("exif"))
+        }) && protect().any(|x| x.attr("idempotent_replay") == Some("true"))
+    };
     let spans = otlp
         .wait_for(
             |s| {
-                s.iter().filter(|x| x.trace_id == trace).count() >= 5
+                s.iter().filter(|x| x.trace_id == trace).count() >= 6
                     && s.iter().any(|x| x.trace_id == trace && x.kind == "server")
+                    && protect_found(s)
             },
             std::time::Duration::from_secs(30),
         )
@@ -472,13 +485,14 @@ async fn audit_traces_metrics_and_nothing_leaks() {
             .map(|s| s.parse::<f64>().unwrap()),
         Some(score)
     );
-    for name in ["auth", "rate_limit", "read_and_normalize"] {
+    for name in ["auth", "rate_limit", "read_and_normalize", "protect"] {
         let s = ours
             .iter()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no {name} span in {ours:#?}"));
         assert_eq!(s.parent_span_id, server.span_id, "{name}");
     }
+    assert!(protect_found(&spans), "{spans:#?}");
     let vendor = ours.iter().find(|s| s.kind == "client").unwrap();
     assert_eq!(vendor.name, "POST");
     assert_eq!(vendor.parent_span_id, server.span_id);

@@ -24,6 +24,12 @@
 //! [`ProtectionFacts`](livegate_core::exchange::ProtectionFacts) (for the
 //! audit trail and the metrics): ids, kinds and distances only.
 //!
+//! Steps 1 to 3 run in a child span of the request's, `protect` (target
+//! `livegate::trace`: exported to traces, never formatted into logs), with
+//! `replay_match`, `replay_distance`, `metadata_removed` and
+//! `idempotent_replay` when they apply; it ends before the vendor call, so
+//! the vendor's client span stays a child of the request's span.
+//!
 //! Store failures follow `redis.fail_mode`: `closed` refuses the request
 //! (503), otherwise the check is skipped and the record says so.
 //!
@@ -64,6 +70,7 @@ use livegate_core::TRANSACTION_ID_HEADER;
 use livegate_core::exchange::{Exchange, ForwardedAnswer};
 use livegate_payload::{AcceptedImage, encode_vendor_body};
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::fingerprint::perceptual_hash;
 use crate::store::{Claim, Fingerprint, IdempotencyStore, ReplayStore, StoreError, StoredAnswer};
@@ -268,6 +275,16 @@ where
             x.update_protection(f);
         }
     };
+    // Ends (is dropped) before the vendor call.
+    let span = tracing::info_span!(
+        target: "livegate::trace",
+        "protect",
+        otel.kind = "internal",
+        replay_match = tracing::field::Empty,
+        replay_distance = tracing::field::Empty,
+        metadata_removed = tracing::field::Empty,
+        idempotent_replay = tracing::field::Empty,
+    );
 
     // 1. Idempotency-Key.
     let mut claim = None;
@@ -282,6 +299,7 @@ where
                 shared.lease,
                 policy.idempotency_wait(),
             )
+            .instrument(span.clone())
             .await;
         match claimed {
             Ok(Claim::Claimed) => {
@@ -303,6 +321,7 @@ where
                     p.idempotent_replay = true;
                     p.stored_transaction_id.clone_from(&txid);
                 });
+                span.record("idempotent_replay", true);
                 return Ok(stored_response(answer));
             }
             Ok(Claim::Mismatch) => return Err(ProtectError::KeyReused.into()),
@@ -320,6 +339,7 @@ where
             match tokio::task::spawn_blocking(move || {
                 image_work(&decoded, replay_on, strip, max_pixels)
             })
+            .instrument(span.clone())
             .await
             {
                 Ok(w) => w,
@@ -346,6 +366,7 @@ where
         match shared
             .replay
             .find(scope, &fp, policy.replay_max_distance)
+            .instrument(span.clone())
             .await
         {
             Ok(Some(m)) => {
@@ -354,6 +375,8 @@ where
                     p.replay_match = Some(if m.exact { "exact" } else { "perceptual" });
                     p.replay_distance = Some(m.distance);
                 });
+                span.record("replay_match", if m.exact { "exact" } else { "perceptual" });
+                span.record("replay_distance", m.distance);
                 if let (Some(x), Ok(v)) = (&exchange, HeaderValue::from_str(&m.transaction_id)) {
                     x.add_response_header(HeaderName::from_static(REPLAY_OF_HEADER), v);
                 }
@@ -369,8 +392,10 @@ where
     // 4. The image without its metadata, then the vendor call.
     if work.removed.any() {
         let kinds = work.removed.kinds();
+        span.record("metadata_removed", kinds.join(",").as_str());
         note(&|p| p.metadata_removed.clone_from(&kinds));
     }
+    drop(span);
     if let Some(body) = work.body {
         *req.body_mut() = Bytes::from(body);
     }
