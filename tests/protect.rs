@@ -111,6 +111,24 @@ fn tenant_with(id: &str, key: &TestKey, protection: &str) -> String {
     s
 }
 
+/// A gateway configuration: the simulator as the vendor, these tenants
+/// (id, key, `[tenants.protection]` lines) and any further sections.
+fn config(stub: &str, tenants: &[(&str, &TestKey, &str)], sections: &str) -> String {
+    let tenants: String = tenants
+        .iter()
+        .map(|(id, key, protection)| tenant_with(id, key, protection))
+        .collect();
+    format!(
+        "{}\n{sections}",
+        config_with_vendor(stub, VENDOR_KEY, &tenants)
+    )
+}
+
+/// The `[audit]` section of a file sink at `path`.
+fn audit_file(path: &std::path::Path) -> String {
+    format!("[audit]\nsink = \"file\"\npath = \"{}\"\n", path.display())
+}
+
 async fn post_image(gw: &Proc, key: &str, img: &[u8], extra: &[(&str, &str)]) -> Resp {
     let mut h = vec![("content-type", "application/json"), ("x-api-key", key)];
     h.extend_from_slice(extra);
@@ -151,18 +169,13 @@ async fn replays_are_flagged_or_refused_per_tenant_policy() {
     let (flag, strict) = (make_key(), make_key());
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let cfg = format!(
-        "{}\n[audit]\nsink = \"file\"\npath = \"{}\"\n",
-        config_with_vendor(
-            &stub.base_url(),
-            VENDOR_KEY,
-            &format!(
-                "{}{}",
-                tenant_with("flagger", &flag, ""),
-                tenant_with("strict", &strict, "replay = \"reject\""),
-            ),
-        ),
-        audit.display()
+    let cfg = config(
+        &stub.base_url(),
+        &[
+            ("flagger", &flag, ""),
+            ("strict", &strict, "replay = \"reject\""),
+        ],
+        &audit_file(&audit),
     );
     let gw = Proc::serve(Some(&cfg), &[]);
     let face = testdata("face-640x480.jpg");
@@ -242,18 +255,13 @@ async fn metadata_is_removed_losslessly_before_the_vendor() {
     let (on, off) = (make_key(), make_key());
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let cfg = format!(
-        "{}\n[audit]\nsink = \"file\"\npath = \"{}\"\n",
-        config_with_vendor(
-            &stub.base_url(),
-            VENDOR_KEY,
-            &format!(
-                "{}{}",
-                tenant_with("stripped", &on, ""),
-                tenant_with("kept", &off, "strip_metadata = false"),
-            ),
-        ),
-        audit.display()
+    let cfg = config(
+        &stub.base_url(),
+        &[
+            ("stripped", &on, ""),
+            ("kept", &off, "strip_metadata = false"),
+        ],
+        &audit_file(&audit),
     );
     let gw = Proc::serve(Some(&cfg), &[]);
     let plain = testdata("face-640x480.jpg");
@@ -318,14 +326,13 @@ async fn the_score_threshold_answers_a_decision_header() {
         .await
         .unwrap();
     let (judged, plain) = (make_key(), make_key());
-    let cfg = config_with_vendor(
+    let cfg = config(
         &stub.base_url(),
-        VENDOR_KEY,
-        &format!(
-            "{}{}",
-            tenant_with("judged", &judged, "score_threshold = 60\nreview_band = 25"),
-            tenant_with("plain", &plain, ""),
-        ),
+        &[
+            ("judged", &judged, "score_threshold = 60\nreview_band = 25"),
+            ("plain", &plain, ""),
+        ],
+        "",
     );
     let gw = Proc::serve(Some(&cfg), &[]);
     let base = testdata("face-640x480.jpg");
@@ -375,7 +382,7 @@ async fn an_idempotency_key_gets_one_vendor_call() {
     sim.latency = Duration::from_millis(400);
     let stub = livegate_stub::spawn(sim).await.unwrap();
     let key = make_key();
-    let cfg = config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenant_with("acme", &key, ""));
+    let cfg = config(&stub.base_url(), &[("acme", &key, "")], "");
     let gw = Proc::serve(Some(&cfg), &[]);
     let face = testdata("face-640x480.jpg");
     let k = &key.plaintext;
@@ -433,10 +440,10 @@ async fn two_replicas_share_replays_and_idempotency_through_redis() {
     sim.latency = Duration::from_millis(400);
     let stub = livegate_stub::spawn(sim).await.unwrap();
     let key = make_key();
-    let cfg = format!(
-        "{}\n[redis]\nurl = \"{}\"\n",
-        config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenant_with("acme", &key, "")),
-        redis.url()
+    let cfg = config(
+        &stub.base_url(),
+        &[("acme", &key, "")],
+        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
     );
     let a = Proc::serve(Some(&cfg), &[]);
     let b = Proc::serve(Some(&cfg), &[]);
@@ -504,11 +511,10 @@ async fn a_dead_protection_store_is_skipped_or_refused_per_fail_mode() {
     let key = make_key();
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let cfg = format!(
-        "{}\n[redis]\nurl = \"{}\"\n[audit]\nsink = \"file\"\npath = \"{}\"\n",
-        config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenant_with("acme", &key, "")),
-        redis.url(),
-        audit.display()
+    let cfg = config(
+        &stub.base_url(),
+        &[("acme", &key, "")],
+        &format!("[redis]\nurl = \"{}\"\n{}", redis.url(), audit_file(&audit)),
     );
     let open = Proc::serve(Some(&cfg), &[]);
     let closed = Proc::serve(Some(&cfg), &[("LIVEGATE_REDIS__FAIL_MODE", "closed")]);

@@ -81,6 +81,11 @@ async fn find(s: &dyn ReplayStore, scope: &str, f: Fingerprint, max: u32) -> Opt
     s.find(scope, &f, max).await.unwrap()
 }
 
+/// Records `f` under `tx` for an hour.
+async fn record(s: &dyn ReplayStore, scope: &str, f: Fingerprint, tx: &str) {
+    s.record(scope, &f, tx, HOUR).await.unwrap();
+}
+
 fn found(tx: &str, exact: bool, distance: u32) -> Option<ReplayMatch> {
     Some(ReplayMatch {
         transaction_id: tx.to_owned(),
@@ -90,12 +95,8 @@ fn found(tx: &str, exact: bool, distance: u32) -> Option<ReplayMatch> {
 }
 
 async fn exact_replay(s: &dyn ReplayStore) {
-    s.record("acme", &fp(1, Some(BASE)), "tx-1", HOUR)
-        .await
-        .unwrap();
-    s.record("acme", &fp(1, Some(BASE)), "tx-2", HOUR)
-        .await
-        .unwrap();
+    record(s, "acme", fp(1, Some(BASE)), "tx-1").await;
+    record(s, "acme", fp(1, Some(BASE)), "tx-2").await;
     // The same bytes again: the first transaction, even with no hash.
     assert_eq!(
         find(s, "acme", fp(1, Some(BASE)), 7).await,
@@ -109,7 +110,7 @@ async fn exact_replay(s: &dyn ReplayStore) {
     assert_eq!(find(s, "other", fp(1, Some(BASE)), 7).await, None);
 
     // An image without a perceptual hash is remembered by digest only.
-    s.record("acme", &fp(2, None), "tx-3", HOUR).await.unwrap();
+    record(s, "acme", fp(2, None), "tx-3").await;
     assert_eq!(
         find(s, "acme", fp(2, None), 7).await,
         found("tx-3", true, 0)
@@ -124,9 +125,7 @@ async fn exact_replay(s: &dyn ReplayStore) {
 }
 
 async fn perceptual_distances(s: &dyn ReplayStore) {
-    s.record("acme", &fp(1, Some(BASE)), "tx-base", HOUR)
-        .await
-        .unwrap();
+    record(s, "acme", fp(1, Some(BASE)), "tx-base").await;
     // d bits apart, in d different bands: only bands d.. agree.
     for d in 0..=MAX_DISTANCE {
         let q = flip_bands(0..d);
@@ -148,9 +147,7 @@ async fn perceptual_distances(s: &dyn ReplayStore) {
 }
 
 async fn perceptual_band_limit(s: &dyn ReplayStore) {
-    s.record("acme", &fp(1, Some(BASE)), "tx-base", HOUR)
-        .await
-        .unwrap();
+    record(s, "acme", fp(1, Some(BASE)), "tx-base").await;
     // max_distance 3 finds 3 (in whichever bands), not 4.
     for bands in [[0, 1, 2], [1, 2, 3], [5, 6, 7]] {
         let q = flip_bands(bands);
@@ -179,24 +176,16 @@ async fn perceptual_band_limit(s: &dyn ReplayStore) {
 
 async fn nearest_and_exact_preferred(s: &dyn ReplayStore) {
     let q = BASE;
-    s.record("acme", &fp(1, Some(q ^ 0b11111)), "tx-far", HOUR)
-        .await
-        .unwrap();
-    s.record("acme", &fp(2, Some(q ^ (0b11 << 40))), "tx-near", HOUR)
-        .await
-        .unwrap();
-    s.record("acme", &fp(3, Some(q ^ 0xf000_0000)), "tx-mid", HOUR)
-        .await
-        .unwrap();
+    record(s, "acme", fp(1, Some(q ^ 0b11111)), "tx-far").await;
+    record(s, "acme", fp(2, Some(q ^ (0b11 << 40))), "tx-near").await;
+    record(s, "acme", fp(3, Some(q ^ 0xf000_0000)), "tx-mid").await;
     assert_eq!(
         find(s, "acme", fp(9, Some(q)), 7).await,
         found("tx-near", false, 2)
     );
     // A tie goes to the earlier recorded (named so that name order would
     // pick the later one).
-    s.record("acme", &fp(4, Some(q ^ (0b11 << 8))), "tx-a-later", HOUR)
-        .await
-        .unwrap();
+    record(s, "acme", fp(4, Some(q ^ (0b11 << 8))), "tx-a-later").await;
     assert_eq!(
         find(s, "acme", fp(9, Some(q)), 7).await,
         found("tx-near", false, 2)
@@ -204,12 +193,8 @@ async fn nearest_and_exact_preferred(s: &dyn ReplayStore) {
 
     // Same hash as tx-first but other bytes; exact wins over an earlier
     // perceptual match at distance 0.
-    s.record("acme", &fp(5, Some(q)), "tx-first", HOUR)
-        .await
-        .unwrap();
-    s.record("acme", &fp(6, Some(q)), "tx-second", HOUR)
-        .await
-        .unwrap();
+    record(s, "acme", fp(5, Some(q)), "tx-first").await;
+    record(s, "acme", fp(6, Some(q)), "tx-second").await;
     assert_eq!(
         find(s, "acme", fp(6, Some(q)), 7).await,
         found("tx-second", true, 0)
@@ -224,9 +209,7 @@ async fn replay_window_expiry(s: &dyn ReplayStore) {
     s.record("acme", &fp(1, Some(BASE)), "tx-short", SHORT)
         .await
         .unwrap();
-    s.record("acme", &fp(2, Some(!BASE)), "tx-long", HOUR)
-        .await
-        .unwrap();
+    record(s, "acme", fp(2, Some(!BASE)), "tx-long").await;
     assert_eq!(
         find(s, "acme", fp(1, None), 7).await,
         found("tx-short", true, 0)
@@ -243,9 +226,7 @@ async fn replay_window_expiry(s: &dyn ReplayStore) {
         found("tx-long", false, 0)
     );
     // Once expired, the digest is new again: its next transaction counts.
-    s.record("acme", &fp(1, Some(BASE)), "tx-again", HOUR)
-        .await
-        .unwrap();
+    record(s, "acme", fp(1, Some(BASE)), "tx-again").await;
     assert_eq!(
         find(s, "acme", fp(1, None), 7).await,
         found("tx-again", true, 0)
@@ -476,9 +457,7 @@ async fn redis_buckets_are_trimmed_and_every_key_expires() {
     // Shares band 0 only (the other bands differ), with a longer window:
     // the bucket lives as long as its latest member.
     let other = (BASE & 0xff) | (!BASE & !0xff);
-    s.record("acme", &fp(2, Some(other)), "tx-new", HOUR)
-        .await
-        .unwrap();
+    record(&s, "acme", fp(2, Some(other)), "tx-new").await;
     let members: Vec<String> = redis::cmd("ZRANGE")
         .arg(bucket)
         .arg(0)
@@ -491,9 +470,7 @@ async fn redis_buckets_are_trimmed_and_every_key_expires() {
 
     sleep(PAST_SHORT).await;
     // The old member expired; the next record into the bucket removes it.
-    s.record("acme", &fp(3, Some(BASE)), "tx-3", HOUR)
-        .await
-        .unwrap();
+    record(&s, "acme", fp(3, Some(BASE)), "tx-3").await;
     let members: Vec<String> = redis::cmd("ZRANGE")
         .arg(bucket)
         .arg(0)
@@ -540,12 +517,8 @@ async fn redis_never_stores_the_idempotency_key() {
 async fn redis_cluster_keeps_each_operation_in_one_slot() {
     let cluster = Cluster::start();
     let s = redis_store(&cluster.urls().join(","));
-    s.record("acme", &fp(1, Some(BASE)), "tx-1", HOUR)
-        .await
-        .unwrap();
-    s.record("globex", &fp(2, Some(BASE)), "tx-2", HOUR)
-        .await
-        .unwrap();
+    record(&s, "acme", fp(1, Some(BASE)), "tx-1").await;
+    record(&s, "globex", fp(2, Some(BASE)), "tx-2").await;
     assert_eq!(
         find(&s, "acme", fp(1, None), 7).await,
         found("tx-1", true, 0)
