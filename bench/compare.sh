@@ -78,6 +78,8 @@
 #   livegate-audit-devnull as all, audit sink "stdout" with stdout sent to
 #                    /dev/null (the audit trail cannot be switched off; this
 #                    is its cheapest form).
+#   Every livegate runs with MIMALLOC_ARENA_EAGER_COMMIT=0, as the container
+#   image (deploy/docker/Dockerfile) sets it.
 #   livegate-no-protection as all, with replay detection off and metadata
 #                    removal off: the cost of both (a perceptual hash — a
 #                    full decode of the JPEG — and a segment walk per image,
@@ -283,7 +285,7 @@ start_config() {
       fi
       out=$tmp/cfg.out
       [[ $c != livegate-audit-devnull ]] || out=/dev/null
-      env LIVEGATE_SERVER__LISTEN="$addr" LIVEGATE_OPS__LISTEN=127.0.0.1:0 LIVEGATE_SERVER__SHUTDOWN_DELAY_MS=0 \
+      env MIMALLOC_ARENA_EAGER_COMMIT=0 LIVEGATE_SERVER__LISTEN="$addr" LIVEGATE_OPS__LISTEN=127.0.0.1:0 LIVEGATE_SERVER__SHUTDOWN_DELAY_MS=0 \
         "${otel[@]}" "$bin" serve --config "$tmp/$c.toml" >"$out" 2>"$tmp/cfg.err" &
       cfg_pid=$!
       wait_port "$port" "$cfg_pid" "$tmp/cfg.err"

@@ -563,6 +563,13 @@ class ChartTest(unittest.TestCase):
             with self.subTest(values=name):
                 self.assertEqual(check(r), [])
 
+    def test_image_and_benchmark_commit_arenas_lazily(self):
+        # The measured memory setting (README, "The allocator") ships in the
+        # image, and the benchmark measures what ships.
+        self.assertRegex((REPO / "deploy/docker/Dockerfile").read_text(),
+                         r"(?m)^ENV MIMALLOC_ARENA_EAGER_COMMIT=0$")
+        self.assertIn("env MIMALLOC_ARENA_EAGER_COMMIT=0 ", (REPO / "bench/compare.sh").read_text())
+
     def test_lint_strict(self):
         # Helm's only remark is "icon is recommended" (severity 1, info): no icon ships.
         for name, make in VARIANTS.items():
