@@ -50,7 +50,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use ::redis::{RedisError, Script};
+use ::redis::Script;
 use livegate_redis::{Backend, Conn, Failure, describe};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -190,13 +190,16 @@ impl RedisStore {
 
     /// Runs one round trip under the timeout; `what` names the operation
     /// in the error.
-    async fn run<T, F, Fut>(&self, what: &str, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(Conn) -> Fut,
-        Fut: Future<Output = Result<T, RedisError>>,
-    {
+    /// Runs one script invocation under the store's timeout.
+    async fn invoke<T: ::redis::FromRedisValue>(
+        &self,
+        what: &str,
+        invocation: ::redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
         self.backend
-            .run(self.timeout, f)
+            .run(self.timeout, |mut c: Conn| async move {
+                invocation.invoke_async(&mut c).await
+            })
             .await
             .map_err(|failure| unavailable(what, &failure))
     }
@@ -211,11 +214,7 @@ impl RedisStore {
         let pending = pending_value(digest);
         let mut invocation = CLAIM.prepare_invoke();
         invocation.key(key).arg(&pending).arg(millis(lease));
-        let found: Option<Vec<u8>> = self
-            .run("idempotency claim", |mut c| async move {
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
+        let found: Option<Vec<u8>> = self.invoke("idempotency claim", invocation).await?;
         let Some(value) = found else {
             return Ok(Some(Claim::Claimed));
         };
@@ -311,11 +310,7 @@ impl ReplayStore for RedisStore {
             }
         }
         Box::pin(async move {
-            let reply: Vec<String> = self
-                .run("replay find", |mut c| async move {
-                    invocation.invoke_async(&mut c).await
-                })
-                .await?;
+            let reply: Vec<String> = self.invoke("replay find", invocation).await?;
             match reply.split_first() {
                 Some((kind, rest)) if kind == "x" && rest.len() == 1 => Ok(Some(ReplayMatch {
                     transaction_id: rest[0].clone(),
@@ -351,11 +346,7 @@ impl ReplayStore for RedisStore {
                 }
                 invocation.arg(format!("{p:016x}:{transaction_id}"));
             }
-            let _recorded: i64 = self
-                .run("replay record", |mut c| async move {
-                    invocation.invoke_async(&mut c).await
-                })
-                .await?;
+            let _recorded: i64 = self.invoke("replay record", invocation).await?;
             Ok(())
         })
     }
@@ -493,11 +484,7 @@ impl IdempotencyStore for RedisStore {
                 .arg(pending_value(digest))
                 .arg(done_value(digest, answer))
                 .arg(millis(retention));
-            let _stored: i64 = self
-                .run("idempotency complete", |mut c| async move {
-                    invocation.invoke_async(&mut c).await
-                })
-                .await?;
+            let _stored: i64 = self.invoke("idempotency complete", invocation).await?;
             Ok(())
         })
     }
@@ -513,11 +500,7 @@ impl IdempotencyStore for RedisStore {
             invocation
                 .key(self.idem_key(scope, key))
                 .arg(pending_value(digest));
-            let _deleted: i64 = self
-                .run("idempotency release", |mut c| async move {
-                    invocation.invoke_async(&mut c).await
-                })
-                .await?;
+            let _deleted: i64 = self.invoke("idempotency release", invocation).await?;
             Ok(())
         })
     }
