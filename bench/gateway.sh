@@ -23,8 +23,12 @@
 #              the median per case.
 #   CONNS      wrk connections (default 16; one wrk thread).
 #   IMAGE      JPEG to send (default testdata/face-640x480.jpg), padded with
-#   SIZE_KB    random COM segments to SIZE_KB KiB (default 150, i.e. ~200 KB of
-#              base64; 0 = send the image as it is).
+#   SIZE_KB    APP2 segments of random bytes to SIZE_KB KiB (default 150, i.e.
+#              ~200 KB of base64; 0 = send the image as it is).
+#   REPLAY     [protection] replay mode for builds that have replay detection
+#              (default: the build's own default, i.e. flag); REPLAY=off
+#              measures the request pipeline without the perceptual hash, to
+#              compare with builds from before it existed.
 #
 # Modes:
 #   without BASELINE: one simulator and one gateway; cases direct-canonical
@@ -61,6 +65,7 @@ CONNS=${CONNS:-16}
 IMAGE=${IMAGE:-testdata/face-640x480.jpg}
 SIZE_KB=${SIZE_KB:-150}
 BASELINE=${BASELINE:-}
+REPLAY=${REPLAY:-}
 CANDIDATE=${CANDIDATE:-}
 if [[ -n $BASELINE ]]; then ROUNDS=${ROUNDS:-2}; else ROUNDS=${ROUNDS:-1}; fi
 
@@ -118,6 +123,9 @@ for who in "${whos[@]}"; do
   {
     printf '[vendor]\nbase_url = "http://%s"\napi_key = "%s"\n' "$stub" "$vendor_key"
     printf '[auth]\npepper = "%s"\n[log]\nlevel = "warn"\n' "$pepper"
+    if [[ -n $REPLAY ]] && grep -aq "replay_window_hours" "${!bin_var}"; then
+      printf '[protection]\nreplay = "%s"\n' "$REPLAY"
+    fi
     printf '[[tenants]]\nid = "bench"\n'
     sed -n '/^\[\[tenants.keys\]\]/,$p' "$tmp/key-$who.out"
   } >"$tmp/gateway-$who.toml"

@@ -252,7 +252,7 @@ async fn metadata_is_removed_losslessly_before_the_vendor() {
     let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY).recording())
         .await
         .unwrap();
-    let (on, off) = (make_key(), make_key());
+    let (on, off, inline) = (make_key(), make_key(), make_key());
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let cfg = config(
@@ -260,6 +260,8 @@ async fn metadata_is_removed_losslessly_before_the_vendor() {
         &[
             ("stripped", &on, ""),
             ("kept", &off, "strip_metadata = false"),
+            // No fingerprint to take: removal runs in the request's task.
+            ("stripped-inline", &inline, "replay = \"off\""),
         ],
         &audit_file(&audit),
     );
@@ -298,8 +300,13 @@ async fn metadata_is_removed_losslessly_before_the_vendor() {
     let sent: serde_json::Value = serde_json::from_slice(&stub.last_body().unwrap()).unwrap();
     assert_eq!(sent["faceImage"].as_str().unwrap(), b64(&tagged));
 
+    // Without replay detection, the same removal, byte for byte.
+    let r = post_image(&gw, &inline.plaintext, &tagged, &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(stub.last_body().unwrap(), body);
+
     // The audit record says what kinds were removed, never what they said.
-    let lines = audit_settled(&audit, 2).await;
+    let lines = audit_settled(&audit, 3).await;
     let removed = &lines[0]["metadataRemoved"];
     let kinds: Vec<&str> = removed
         .as_array()
@@ -309,6 +316,7 @@ async fn metadata_is_removed_losslessly_before_the_vendor() {
         .collect();
     assert!(kinds.contains(&"exif") && kinds.contains(&"xmp") && kinds.contains(&"comment"));
     assert!(lines[1]["metadataRemoved"].is_null());
+    assert_eq!(lines[2]["metadataRemoved"], lines[0]["metadataRemoved"]);
     // Nothing the gateway printed or recorded holds the metadata.
     let everything = format!(
         "{}{}",

@@ -11,7 +11,7 @@ use livegate_core::{Secret, Timestamp};
 use livegate_payload::{FormatSet, ImageFormat};
 use serde::Deserialize;
 
-use crate::{Config, LogFormat};
+use crate::{Config, LogFormat, MAX_BLOCKING_THREADS};
 
 /// Prefix of environment overrides: `LIVEGATE_VENDOR__TIMEOUT_MS=500`
 /// overrides `vendor.timeout_ms` (`__` separates sections).
@@ -469,6 +469,13 @@ impl Config {
             p.push(
                 "audit.stream must not be empty and audit.stream_max_len must be at least 1".into(),
             );
+        }
+        if s.blocking_threads
+            .is_some_and(|n| !(1..=MAX_BLOCKING_THREADS).contains(&n))
+        {
+            p.push(format!(
+                "server.blocking_threads must be between 1 and {MAX_BLOCKING_THREADS}"
+            ));
         }
         if s.max_header_bytes < 1024 {
             p.push("server.max_header_bytes must be at least 1024".into());

@@ -66,6 +66,10 @@ pub struct ServerConfig {
     pub inflight_body_budget_bytes: u64,
     /// Bodies larger than this are decoded and hashed on the blocking pool.
     pub blocking_threshold_bytes: usize,
+    /// Threads of the blocking pool (image decodes, large bodies) at most,
+    /// which is also how many images are fingerprinted at once; none: two
+    /// per CPU.
+    pub blocking_threads: Option<usize>,
     /// On SIGTERM, how long `/readyz` answers 503 while requests are still
     /// served, before the listener stops accepting.
     pub shutdown_delay_ms: u64,
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             max_inflight_requests: 512,
             inflight_body_budget_bytes: 256 * 1024 * 1024,
             blocking_threshold_bytes: 512 * 1024,
+            blocking_threads: None,
             shutdown_delay_ms: 5_000,
             drain_timeout_ms: 10_000,
             tls_cert_file: None,
@@ -99,7 +104,15 @@ impl Default for ServerConfig {
     }
 }
 
+/// Most threads `server.blocking_threads` may ask for.
+pub const MAX_BLOCKING_THREADS: usize = 512;
+
 impl ServerConfig {
+    /// `blocking_threads`, or two per CPU the process may use.
+    pub fn blocking_threads(&self) -> usize {
+        self.blocking_threads
+            .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, usize::from))
+    }
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_millis(self.body_read_timeout_ms)
     }

@@ -215,3 +215,25 @@ timeout_ms = \"soon-secret-value\"
     assert!(msg.contains("LIVEGATE_VENDOR__TIMEOUT_MS"), "{msg}");
     assert!(!msg.contains("later-secret"), "{msg}");
 }
+
+#[test]
+fn blocking_threads_default_to_two_per_cpu_and_are_bounded() {
+    let c = load(None, env(&[])).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(c.server.blocking_threads, None);
+    assert_eq!(c.server.blocking_threads(), 2 * cpus);
+
+    let c = load(None, env(&[("LIVEGATE_SERVER__BLOCKING_THREADS", "3")])).unwrap();
+    assert_eq!(c.server.blocking_threads(), 3);
+
+    for bad in ["0", "513"] {
+        let msg = problems(load(
+            None,
+            env(&[("LIVEGATE_SERVER__BLOCKING_THREADS", bad)]),
+        ));
+        assert!(
+            msg.contains("server.blocking_threads must be between 1 and 512"),
+            "{bad}: {msg}"
+        );
+    }
+}

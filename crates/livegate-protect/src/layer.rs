@@ -149,6 +149,9 @@ struct Shared {
     lease: Duration,
     /// Permits for the image work (fingerprint and metadata removal).
     image_slots: Arc<tokio::sync::Semaphore>,
+    /// Metadata removal alone (no fingerprint) runs in the request's task
+    /// for images up to this size.
+    inline_up_to: usize,
 }
 
 impl ProtectLayer {
@@ -169,6 +172,7 @@ impl ProtectLayer {
                 image_slots: Arc::new(tokio::sync::Semaphore::new(
                     2 * std::thread::available_parallelism().map_or(1, usize::from),
                 )),
+                inline_up_to: livegate_payload::layer::BLOCKING_ABOVE,
             },
         }
     }
@@ -185,6 +189,18 @@ impl ProtectLayer {
     /// connections, from the hand-over gaps; two per CPU none). At least 1.
     pub fn image_concurrency(mut self, images: usize) -> Self {
         self.shared.image_slots = Arc::new(tokio::sync::Semaphore::new(images.max(1)));
+        self
+    }
+
+    /// Images larger than `bytes` have their metadata removed on tokio's
+    /// blocking pool when there is no fingerprint to take; smaller ones in
+    /// the request's own task, which saves two thread hand-overs a request
+    /// (removal is a walk over the container's segments, and a copy only
+    /// when something is removed). A fingerprint (a pixel decode) always
+    /// runs on the blocking pool. The default is the payload layer's
+    /// [`BLOCKING_ABOVE`](livegate_payload::layer::BLOCKING_ABOVE).
+    pub fn blocking_above(mut self, bytes: usize) -> Self {
+        self.shared.inline_up_to = bytes;
         self
     }
 
@@ -353,6 +369,10 @@ where
     // 2. Fingerprint and metadata removal, off the async workers.
     let replay_on = policy.replay != ReplayMode::Off;
     let work = match image.decoded {
+        Some(decoded) if !replay_on && decoded.len() <= shared.inline_up_to => {
+            let _entered = span.enter();
+            image_work(&decoded, false, policy.strip_metadata, policy.max_pixels)
+        }
         Some(decoded) if replay_on || policy.strip_metadata => {
             let strip = policy.strip_metadata;
             let max_pixels = policy.max_pixels;

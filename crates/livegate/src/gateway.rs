@@ -96,6 +96,8 @@ pub struct Gateway {
     pub body_read_timeout: Duration,
     /// Bodies larger than this are decoded and hashed on the blocking pool.
     pub blocking_above: usize,
+    /// Images fingerprinted at once, at most.
+    pub image_concurrency: usize,
     /// Concurrent liveness requests and in-flight body bytes.
     pub admission: Arc<Admission>,
     /// Tenants' rates and quotas.
@@ -215,6 +217,8 @@ where
                 },
             )
             .fail_closed(gw.store_fail_closed)
+            .blocking_above(gw.blocking_above)
+            .image_concurrency(gw.image_concurrency)
             .lease(gw.protection_lease),
         )
         .service(Forward::new(vendor, gw.vendor_endpoint.clone()));

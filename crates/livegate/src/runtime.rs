@@ -131,6 +131,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
         body_read_timeout: config.server.body_read_timeout(),
         blocking_above: config.server.blocking_threshold_bytes,
+        image_concurrency: config.server.blocking_threads(),
         admission: Admission::new(
             config.server.max_inflight_requests,
             usize::try_from(config.server.inflight_body_budget_bytes).unwrap_or(usize::MAX),
