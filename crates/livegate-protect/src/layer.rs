@@ -7,19 +7,22 @@
 //!    `x-livegate-idempotent-replay: true`, no vendor call); the key with
 //!    another image is refused (422); a concurrent duplicate waits for the
 //!    first request's answer.
-//! 2. **Fingerprint and metadata removal**, on tokio's blocking pool: the
-//!    perceptual hash of the decoded image (when replay detection is on)
-//!    and the image without its metadata (when removal is on). At most two
-//!    images per CPU at a time ([`ProtectLayer::image_concurrency`]); the
-//!    others wait their turn without a thread. The bound is on memory as
-//!    much as CPU: a decode holds the image's pixels (up to `max_pixels` × 3
-//!    bytes and the decoder's planes), which the body budget of admission
-//!    control does not count — a small JPEG can decode to hundreds of MB.
-//! 3. **Replay detection**: the store is asked for an earlier image in the
-//!    scope that this one repeats; `flag` names it in
-//!    `x-livegate-replay-of`, `reject` refuses (409) before the vendor.
-//! 4. The vendor body is rewritten when metadata was removed, and the
-//!    inner service (the vendor call) runs.
+//! 2. **Metadata removal** (when on): the image without its metadata,
+//!    which becomes the vendor body; in the request's task for images up
+//!    to [`ProtectLayer::blocking_above`], else on tokio's blocking pool.
+//! 3. **Fingerprint and replay detection** (when on): the perceptual hash
+//!    of the decoded image, on the blocking pool, at most two images per
+//!    CPU at a time ([`ProtectLayer::image_concurrency`]; the others wait
+//!    their turn without a thread). The bound is on memory as much as CPU:
+//!    a decode holds the image's pixels (up to `max_pixels` × 3 bytes and
+//!    the decoder's planes), which the body budget of admission control
+//!    does not count — a small JPEG can decode to hundreds of MB. Then the
+//!    store is asked for an earlier image in the scope that this one
+//!    repeats. `reject` refuses (409) before the vendor; `flag` names it in
+//!    `x-livegate-replay-of`, and since nothing it finds stops the request,
+//!    the fingerprint and lookup run while the vendor works (unless the
+//!    deployment fails closed, when a failed lookup must refuse first).
+//! 4. The inner service (the vendor call) runs.
 //! 5. On the vendor's answer: the image is remembered under its
 //!    transactionId, the score decision is added as `x-livegate-decision`,
 //!    and the answer is stored for the idempotency key (vendor answers below
@@ -32,8 +35,9 @@
 //! Steps 1 to 3 run in a child span of the request's, `protect` (target
 //! `livegate::trace`: exported to traces, never formatted into logs), with
 //! `replay_match`, `replay_distance`, `metadata_removed` and
-//! `idempotent_replay` when they apply; it ends before the vendor call, so
-//! the vendor's client span stays a child of the request's span.
+//! `idempotent_replay` when they apply; it ends with the lookup, and the
+//! vendor call is never inside it, so the vendor's client span stays a
+//! child of the request's span (in `flag` mode the two overlap in time).
 //!
 //! Store failures follow `redis.fail_mode`: `closed` refuses the request
 //! (503), otherwise the check is skipped and the record says so.
@@ -78,7 +82,9 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::fingerprint::perceptual_hash;
-use crate::store::{Claim, Fingerprint, IdempotencyStore, ReplayStore, StoreError, StoredAnswer};
+use crate::store::{
+    Claim, Fingerprint, IdempotencyStore, ReplayMatch, ReplayStore, StoreError, StoredAnswer,
+};
 use crate::strip::{Removed, strip_metadata};
 use crate::{ProtectionPolicy, ReplayMode, ReplayScope};
 
@@ -366,87 +372,106 @@ where
         }
     }
 
-    // 2. Fingerprint and metadata removal, off the async workers.
+    // 2. Fingerprint and metadata removal. In `flag` mode, when a failed
+    // lookup would not refuse the request, nothing before the vendor call
+    // waits for the fingerprint: it is taken, and the lookup made, while the
+    // vendor works (the decode can take longer than the vendor on a large
+    // photo). Otherwise both come first.
     let replay_on = policy.replay != ReplayMode::Off;
+    let alongside = policy.replay == ReplayMode::Flag && !shared.fail_closed;
+    let strip = policy.strip_metadata;
+    let max_pixels = policy.max_pixels;
+    let mut later = None;
     let work = match image.decoded {
-        Some(decoded) if !replay_on && decoded.len() <= shared.inline_up_to => {
-            let _entered = span.enter();
-            image_work(&decoded, false, policy.strip_metadata, policy.max_pixels)
-        }
-        Some(decoded) if replay_on || policy.strip_metadata => {
-            let strip = policy.strip_metadata;
-            let max_pixels = policy.max_pixels;
-            let slots = shared.image_slots.clone();
-            let work = async move {
-                // The semaphore is never closed. The permit goes with the
-                // work, so a request that goes away frees its slot only
-                // when its image work ends.
-                let slot = slots.acquire_owned().await;
-                tokio::task::spawn_blocking(move || {
-                    let _slot = slot;
-                    image_work(&decoded, replay_on, strip, max_pixels)
+        Some(decoded) if replay_on && alongside => {
+            let work = if !strip {
+                ImageWork::default()
+            } else if decoded.len() <= shared.inline_up_to {
+                let _entered = span.enter();
+                image_work(&decoded, false, true, max_pixels)
+            } else {
+                let decoded = decoded.clone();
+                on_pool(&shared, move || {
+                    image_work(&decoded, false, true, max_pixels)
                 })
+                .instrument(span.clone())
                 .await
             };
-            match work.instrument(span.clone()).await {
-                Ok(w) => w,
-                Err(e) => match e.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    // Cancelled: only when the runtime shuts down.
-                    Err(_) => ImageWork::default(),
-                },
-            }
+            later = Some(decoded);
+            work
+        }
+        Some(decoded) if !replay_on && decoded.len() <= shared.inline_up_to => {
+            let _entered = span.enter();
+            image_work(&decoded, false, strip, max_pixels)
+        }
+        Some(decoded) if replay_on || strip => {
+            on_pool(&shared, move || {
+                image_work(&decoded, replay_on, strip, max_pixels)
+            })
+            .instrument(span.clone())
+            .await
         }
         _ => ImageWork::default(),
     };
-    let fp = Fingerprint {
-        sha256: image.sha256,
-        phash: work.phash,
-    };
-    let scope = match policy.replay_scope {
-        ReplayScope::Tenant => tenant.as_str(),
-        ReplayScope::Global => "*",
-    };
-
-    // 3. Replay detection.
-    if replay_on {
-        match shared
-            .replay
-            .find(scope, &fp, policy.replay_max_distance)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(Some(m)) => {
-                note(&|p| {
-                    p.replay_of = Some(m.transaction_id.clone());
-                    p.replay_match = Some(if m.exact { "exact" } else { "perceptual" });
-                    p.replay_distance = Some(m.distance);
-                });
-                span.record("replay_match", if m.exact { "exact" } else { "perceptual" });
-                span.record("replay_distance", m.distance);
-                if let (Some(x), Ok(v)) = (&exchange, HeaderValue::from_str(&m.transaction_id)) {
-                    x.add_response_header(HeaderName::from_static(REPLAY_OF_HEADER), v);
-                }
-                if policy.replay == ReplayMode::Reject {
-                    return Err(ProtectError::Replay.into());
-                }
-            }
-            Ok(None) => {}
-            Err(e) => store_failed(&shared, &exchange, "replay lookup", e)?,
-        }
-    }
-
-    // 4. The image without its metadata, then the vendor call.
     if work.removed.any() {
         let kinds = work.removed.kinds();
         span.record("metadata_removed", kinds.join(",").as_str());
         note(&|p| p.metadata_removed.clone_from(&kinds));
     }
-    drop(span);
     if let Some(body) = work.body {
         *req.body_mut() = Bytes::from(body);
     }
-    let mut res = inner.call(req).await?;
+    let scope = match policy.replay_scope {
+        ReplayScope::Tenant => tenant.clone(),
+        ReplayScope::Global => "*".to_owned(),
+    };
+    let mut fp = Fingerprint {
+        sha256: image.sha256,
+        phash: work.phash,
+    };
+
+    // 3. Replay detection, then 4. the vendor call.
+    let mut res = if let Some(decoded) = later {
+        let find = async {
+            let work = on_pool(&shared, move || {
+                image_work(&decoded, true, false, max_pixels)
+            })
+            .await;
+            let fp = Fingerprint {
+                sha256: image.sha256,
+                phash: work.phash,
+            };
+            let found = shared
+                .replay
+                .find(&scope, &fp, policy.replay_max_distance)
+                .await;
+            if let Ok(Some(m)) = &found {
+                let span = tracing::Span::current();
+                span.record("replay_match", if m.exact { "exact" } else { "perceptual" });
+                span.record("replay_distance", m.distance);
+            }
+            (fp, found)
+        };
+        // The span ends with the lookup (this is its last handle), so it
+        // does not enclose the vendor call's span.
+        let lookup = async move { find.instrument(span).await };
+        let ((found_fp, found), res) = tokio::join!(lookup, inner.call(req));
+        fp = found_fp;
+        // `alongside`: neither a match nor a store error refuses.
+        replay_found(&shared, &exchange, policy.replay, found, None)?;
+        res?
+    } else {
+        if replay_on {
+            let found = shared
+                .replay
+                .find(&scope, &fp, policy.replay_max_distance)
+                .instrument(span.clone())
+                .await;
+            replay_found(&shared, &exchange, policy.replay, found, Some(&span))?;
+        }
+        drop(span);
+        inner.call(req).await?
+    };
 
     // 5. What the answer tells.
     let Some(answer) = res.extensions_mut().remove::<ForwardedAnswer>() else {
@@ -456,7 +481,7 @@ where
         if let Some(txid) = answer.transaction_id.as_deref() {
             let recorded = shared
                 .replay
-                .record(scope, &fp, txid, policy.replay_window())
+                .record(&scope, &fp, txid, policy.replay_window())
                 .await;
             if let Err(e) = recorded {
                 // The vendor has answered: the client gets its answer
@@ -519,6 +544,63 @@ fn store_failed(
         Err(ProtectError::Store(e))
     } else {
         Ok(())
+    }
+}
+
+/// What a replay lookup found, into the exchange record, the response
+/// headers and the `protect` span (when it is still open); `reject` refuses
+/// a match, and a store error refuses when the deployment fails closed.
+fn replay_found(
+    shared: &Shared,
+    exchange: &Option<Exchange>,
+    mode: ReplayMode,
+    found: Result<Option<ReplayMatch>, StoreError>,
+    span: Option<&tracing::Span>,
+) -> Result<(), ProtectError> {
+    let m = match found {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(()),
+        Err(e) => return store_failed(shared, exchange, "replay lookup", e),
+    };
+    let kind = if m.exact { "exact" } else { "perceptual" };
+    if let Some(x) = exchange {
+        x.update_protection(|p| {
+            p.replay_of = Some(m.transaction_id.clone());
+            p.replay_match = Some(kind);
+            p.replay_distance = Some(m.distance);
+        });
+        if let Ok(v) = HeaderValue::from_str(&m.transaction_id) {
+            x.add_response_header(HeaderName::from_static(REPLAY_OF_HEADER), v);
+        }
+    }
+    if let Some(span) = span {
+        span.record("replay_match", kind);
+        span.record("replay_distance", m.distance);
+    }
+    if mode == ReplayMode::Reject {
+        return Err(ProtectError::Replay);
+    }
+    Ok(())
+}
+
+/// Image work on tokio's blocking pool, under one of the image permits.
+/// A panic there is carried back to the request's task.
+async fn on_pool(shared: &Shared, work: impl FnOnce() -> ImageWork + Send + 'static) -> ImageWork {
+    // The semaphore is never closed. The permit goes with the work, so a
+    // request that goes away frees its slot only when its image work ends.
+    let slot = shared.image_slots.clone().acquire_owned().await;
+    let done = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
+    .await;
+    match done {
+        Ok(w) => w,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: only when the runtime shuts down.
+            Err(_) => ImageWork::default(),
+        },
     }
 }
 
@@ -598,6 +680,9 @@ mod tests {
 
     static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
     static MOST_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+    /// Held by the tests that do image work, so that the counts above see
+    /// one test's work alone.
+    static IMAGE_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
     /// Counts the image work running at once (this module's tests only).
     pub(super) struct InFlight;
@@ -622,6 +707,7 @@ mod tests {
     async fn image_work_is_bounded() {
         use tower::{ServiceExt, service_fn};
 
+        let _alone = IMAGE_TESTS.lock().await;
         let png = {
             let img = image::RgbImage::from_fn(1200, 900, |x, y| {
                 image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
@@ -654,6 +740,111 @@ mod tests {
         }
         let most = MOST_IN_FLIGHT.load(Ordering::SeqCst);
         assert!((1..=2).contains(&most), "{most} images at once");
+    }
+
+    /// A replay store that records whether it was asked, and in `flag`
+    /// mode answers only once the vendor has been called: a layer that
+    /// waited for the lookup before the vendor call would never finish.
+    struct OrderedStore {
+        vendor_called: Arc<tokio::sync::Notify>,
+        looked_up: Arc<std::sync::atomic::AtomicBool>,
+        wait_for_vendor: bool,
+    }
+
+    impl ReplayStore for OrderedStore {
+        fn find(
+            &self,
+            _: &str,
+            _: &Fingerprint,
+            _: u32,
+        ) -> crate::store::BoxFuture<'_, Result<Option<ReplayMatch>, StoreError>> {
+            Box::pin(async move {
+                if self.wait_for_vendor {
+                    self.vendor_called.notified().await;
+                }
+                self.looked_up.store(true, Ordering::SeqCst);
+                Ok(None)
+            })
+        }
+
+        fn record<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a Fingerprint,
+            _: &'a str,
+            _: Duration,
+        ) -> crate::store::BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    /// `flag`: the fingerprint is taken and looked up while the vendor
+    /// works; `reject`, or `flag` failing closed: before the vendor call.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flag_mode_looks_up_alongside_the_vendor_call() {
+        use tower::{ServiceExt, service_fn};
+
+        let _alone = IMAGE_TESTS.lock().await;
+        let png = {
+            let img = image::RgbImage::from_fn(320, 240, |x, y| {
+                image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+            });
+            let mut out = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+                .unwrap();
+            Bytes::from(out)
+        };
+        for (mode, fail_closed, alongside) in [
+            (ReplayMode::Flag, false, true),
+            (ReplayMode::Reject, false, false),
+            (ReplayMode::Flag, true, false),
+        ] {
+            let called = Arc::new(tokio::sync::Notify::new());
+            let looked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let store = Arc::new(OrderedStore {
+                vendor_called: called.clone(),
+                looked_up: looked.clone(),
+                wait_for_vendor: alongside,
+            });
+            let policy = ProtectionPolicy {
+                replay: mode,
+                ..ProtectionPolicy::default()
+            };
+            let seen = looked.clone();
+            let svc =
+                ProtectLayer::new(store, Arc::new(MemoryStore::default()), move |_| {
+                    Some(("t".to_owned(), policy))
+                })
+                .fail_closed(fail_closed)
+                .layer(service_fn(move |_req: Request<Bytes>| {
+                    let order = if seen.load(Ordering::SeqCst) {
+                        "lookup first"
+                    } else {
+                        "vendor first"
+                    };
+                    called.notify_one();
+                    async move {
+                        Ok::<_, ProtectError>(Response::new(Bytes::from_static(order.as_bytes())))
+                    }
+                }));
+            let mut req = Request::new(Bytes::new());
+            req.extensions_mut().insert(AcceptedImage {
+                format: livegate_payload::ImageFormat::Png,
+                sha256: [7; 32],
+                decoded: Some(png.clone()),
+            });
+            let res = tokio::time::timeout(Duration::from_secs(30), svc.oneshot(req))
+                .await
+                .unwrap_or_else(|_| panic!("{mode:?}: the lookup waited for the vendor call"))
+                .unwrap();
+            let expected = if alongside {
+                "vendor first"
+            } else {
+                "lookup first"
+            };
+            assert_eq!(res.body(), expected, "{mode:?}, fail closed {fail_closed}");
+            assert!(looked.load(Ordering::SeqCst), "{mode:?}: looked up");
+        }
     }
 
     #[test]
