@@ -701,6 +701,17 @@ mod tests {
         }
     }
 
+    /// A PNG of `w`×`h` pixels of busy colours.
+    fn png(w: u32, h: u32) -> Bytes {
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+        });
+        let mut out = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        Bytes::from(out)
+    }
+
     /// Twelve requests at once, each with an image to fingerprint: all are
     /// answered, never more than `image_concurrency` decodes at a time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -708,15 +719,7 @@ mod tests {
         use tower::{ServiceExt, service_fn};
 
         let _alone = IMAGE_TESTS.lock().await;
-        let png = {
-            let img = image::RgbImage::from_fn(1200, 900, |x, y| {
-                image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
-            });
-            let mut out = Vec::new();
-            img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-                .unwrap();
-            Bytes::from(out)
-        };
+        let png = png(1200, 900);
         let store = Arc::new(MemoryStore::default());
         let svc = ProtectLayer::new(store.clone(), store, |_| {
             Some(("t".to_owned(), ProtectionPolicy::default()))
@@ -785,15 +788,7 @@ mod tests {
         use tower::{ServiceExt, service_fn};
 
         let _alone = IMAGE_TESTS.lock().await;
-        let png = {
-            let img = image::RgbImage::from_fn(320, 240, |x, y| {
-                image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
-            });
-            let mut out = Vec::new();
-            img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-                .unwrap();
-            Bytes::from(out)
-        };
+        let png = png(320, 240);
         for (mode, fail_closed, alongside) in [
             (ReplayMode::Flag, false, true),
             (ReplayMode::Reject, false, false),
