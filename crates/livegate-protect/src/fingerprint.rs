@@ -524,58 +524,20 @@ mod tests {
                     state as u8
                 })
                 .collect();
-            let check = |bpp: usize, sample: usize, rgb: bool, got: Vec<f64>| {
-                let want = naive(&bytes[..w * h * bpp], w, h, bpp, sample, rgb);
-                assert!(got == want, "{w}x{h}, {bpp} bytes per pixel");
-            };
-            check(
-                1,
-                1,
-                false,
-                box_average::<1, 1, false>(&bytes[..w * h], w, h),
-            );
-            check(
-                2,
-                1,
-                false,
-                box_average::<2, 1, false>(&bytes[..w * h * 2], w, h),
-            );
-            check(
-                3,
-                1,
-                true,
-                box_average::<3, 1, true>(&bytes[..w * h * 3], w, h),
-            );
-            check(
-                4,
-                1,
-                true,
-                box_average::<4, 1, true>(&bytes[..w * h * 4], w, h),
-            );
-            check(
-                2,
-                2,
-                false,
-                box_average::<2, 2, false>(&bytes[..w * h * 2], w, h),
-            );
-            check(
-                4,
-                2,
-                false,
-                box_average::<4, 2, false>(&bytes[..w * h * 4], w, h),
-            );
-            check(
-                6,
-                2,
-                true,
-                box_average::<6, 2, true>(&bytes[..w * h * 6], w, h),
-            );
-            check(
-                8,
-                2,
-                true,
-                box_average::<8, 2, true>(&bytes[..w * h * 8], w, h),
-            );
+            // <bytes per pixel, bytes per sample, RGB>: const generics, so
+            // each layout is named once, here.
+            macro_rules! check {
+                ($($bpp:literal, $sample:literal, $rgb:literal;)*) => {$(
+                    let buf = &bytes[..w * h * $bpp];
+                    let got = box_average::<$bpp, $sample, $rgb>(buf, w, h);
+                    let want = naive(buf, w, h, $bpp, $sample, $rgb);
+                    assert!(got == want, "{w}x{h}, {} bytes per pixel", $bpp);
+                )*};
+            }
+            check! {
+                1, 1, false; 2, 1, false; 3, 1, true; 4, 1, true;
+                2, 2, false; 4, 2, false; 6, 2, true; 8, 2, true;
+            }
         }
         // Tall enough for the 32-bit column sums (301 rows per cell).
         let (w, h) = (3, GRID * 300);

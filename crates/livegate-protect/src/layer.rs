@@ -155,9 +155,9 @@ struct Shared {
     lease: Duration,
     /// Permits for the image work (fingerprint and metadata removal).
     image_slots: Arc<tokio::sync::Semaphore>,
-    /// Metadata removal alone (no fingerprint) runs in the request's task
-    /// for images up to this size.
-    inline_up_to: usize,
+    /// Metadata removal alone (no fingerprint) of larger images runs on
+    /// the blocking pool; of smaller ones, in the request's task.
+    blocking_above: usize,
 }
 
 impl ProtectLayer {
@@ -178,7 +178,7 @@ impl ProtectLayer {
                 image_slots: Arc::new(tokio::sync::Semaphore::new(
                     2 * std::thread::available_parallelism().map_or(1, usize::from),
                 )),
-                inline_up_to: livegate_payload::layer::BLOCKING_ABOVE,
+                blocking_above: livegate_payload::layer::BLOCKING_ABOVE,
             },
         }
     }
@@ -206,7 +206,7 @@ impl ProtectLayer {
     /// runs on the blocking pool. The default is the payload layer's
     /// [`BLOCKING_ABOVE`](livegate_payload::layer::BLOCKING_ABOVE).
     pub fn blocking_above(mut self, bytes: usize) -> Self {
-        self.shared.inline_up_to = bytes;
+        self.shared.blocking_above = bytes;
         self
     }
 
@@ -379,34 +379,20 @@ where
     // photo). Otherwise both come first.
     let replay_on = policy.replay != ReplayMode::Off;
     let alongside = policy.replay == ReplayMode::Flag && !shared.fail_closed;
+    let phash_now = replay_on && !alongside;
     let strip = policy.strip_metadata;
     let max_pixels = policy.max_pixels;
-    let mut later = None;
-    let work = match image.decoded {
-        Some(decoded) if replay_on && alongside => {
-            let work = if !strip {
-                ImageWork::default()
-            } else if decoded.len() <= shared.inline_up_to {
-                let _entered = span.enter();
-                image_work(&decoded, false, true, max_pixels)
-            } else {
-                let decoded = decoded.clone();
-                on_pool(&shared, move || {
-                    image_work(&decoded, false, true, max_pixels)
-                })
-                .instrument(span.clone())
-                .await
-            };
-            later = Some(decoded);
-            work
-        }
-        Some(decoded) if !replay_on && decoded.len() <= shared.inline_up_to => {
+    let work = match &image.decoded {
+        // Removal alone is a walk over the segments: small images stay in
+        // this task; a fingerprint (a pixel decode) never does.
+        Some(decoded) if !phash_now && decoded.len() <= shared.blocking_above => {
             let _entered = span.enter();
-            image_work(&decoded, false, strip, max_pixels)
+            image_work(decoded, false, strip, max_pixels)
         }
-        Some(decoded) if replay_on || strip => {
+        Some(decoded) if phash_now || strip => {
+            let decoded = decoded.clone();
             on_pool(&shared, move || {
-                image_work(&decoded, replay_on, strip, max_pixels)
+                image_work(&decoded, phash_now, strip, max_pixels)
             })
             .instrument(span.clone())
             .await
@@ -429,48 +415,53 @@ where
         sha256: image.sha256,
         phash: work.phash,
     };
-
-    // 3. Replay detection, then 4. the vendor call.
-    let mut res = if let Some(decoded) = later {
-        let find = async {
-            let work = on_pool(&shared, move || {
-                image_work(&decoded, true, false, max_pixels)
-            })
-            .await;
-            let fp = Fingerprint {
-                sha256: image.sha256,
-                phash: work.phash,
-            };
+    let lookup = |fp: Fingerprint| {
+        let (shared, scope) = (&shared, &scope);
+        async move {
             let found = shared
                 .replay
-                .find(&scope, &fp, policy.replay_max_distance)
+                .find(scope, &fp, policy.replay_max_distance)
                 .await;
             if let Ok(Some(m)) = &found {
                 let span = tracing::Span::current();
-                span.record("replay_match", if m.exact { "exact" } else { "perceptual" });
+                span.record("replay_match", m.kind());
                 span.record("replay_distance", m.distance);
             }
             (fp, found)
-        };
-        // The span ends with the lookup (this is its last handle), so it
-        // does not enclose the vendor call's span.
-        let lookup = async move { find.instrument(span).await };
-        let ((found_fp, found), res) = tokio::join!(lookup, inner.call(req));
-        fp = found_fp;
-        // `alongside`: neither a match nor a store error refuses.
-        replay_found(&shared, &exchange, policy.replay, found, None)?;
-        res?
-    } else {
-        if replay_on {
-            let found = shared
-                .replay
-                .find(&scope, &fp, policy.replay_max_distance)
-                .instrument(span.clone())
-                .await;
-            replay_found(&shared, &exchange, policy.replay, found, Some(&span))?;
         }
-        drop(span);
-        inner.call(req).await?
+    };
+
+    // 3. Replay detection, then 4. the vendor call.
+    let mut res = match image.decoded {
+        Some(decoded) if replay_on && alongside => {
+            let fingerprint_then_lookup = async {
+                let work = on_pool(&shared, move || {
+                    image_work(&decoded, true, false, max_pixels)
+                })
+                .await;
+                lookup(Fingerprint {
+                    phash: work.phash,
+                    ..fp
+                })
+                .await
+            };
+            // The span ends with the lookup (this is its last handle), so
+            // it does not enclose the vendor call's span.
+            let in_span = async move { fingerprint_then_lookup.instrument(span).await };
+            let ((looked_up, found), res) = tokio::join!(in_span, inner.call(req));
+            fp = looked_up;
+            // `alongside`: neither a match nor a store error refuses.
+            replay_found(&shared, &exchange, policy.replay, found)?;
+            res?
+        }
+        _ => {
+            if replay_on {
+                let (_, found) = lookup(fp).instrument(span.clone()).await;
+                replay_found(&shared, &exchange, policy.replay, found)?;
+            }
+            drop(span);
+            inner.call(req).await?
+        }
     };
 
     // 5. What the answer tells.
@@ -547,35 +538,29 @@ fn store_failed(
     }
 }
 
-/// What a replay lookup found, into the exchange record, the response
-/// headers and the `protect` span (when it is still open); `reject` refuses
+/// What a replay lookup found, into the exchange record and the response
+/// headers; `reject` refuses
 /// a match, and a store error refuses when the deployment fails closed.
 fn replay_found(
     shared: &Shared,
     exchange: &Option<Exchange>,
     mode: ReplayMode,
     found: Result<Option<ReplayMatch>, StoreError>,
-    span: Option<&tracing::Span>,
 ) -> Result<(), ProtectError> {
     let m = match found {
         Ok(Some(m)) => m,
         Ok(None) => return Ok(()),
         Err(e) => return store_failed(shared, exchange, "replay lookup", e),
     };
-    let kind = if m.exact { "exact" } else { "perceptual" };
     if let Some(x) = exchange {
         x.update_protection(|p| {
             p.replay_of = Some(m.transaction_id.clone());
-            p.replay_match = Some(kind);
+            p.replay_match = Some(m.kind());
             p.replay_distance = Some(m.distance);
         });
         if let Ok(v) = HeaderValue::from_str(&m.transaction_id) {
             x.add_response_header(HeaderName::from_static(REPLAY_OF_HEADER), v);
         }
-    }
-    if let Some(span) = span {
-        span.record("replay_match", kind);
-        span.record("replay_distance", m.distance);
     }
     if mode == ReplayMode::Reject {
         return Err(ProtectError::Replay);

@@ -323,15 +323,14 @@ fn load(arg: &ConfigArg) -> anyhow::Result<Config> {
     )?)
 }
 
+/// The runtime of the commands other than `serve` (tokio's default
+/// blocking pool: at most 512 threads).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+    runtime_with_blocking_threads(512)
 }
 
 /// The gateway's runtime: its blocking pool is bounded by
-/// `server.blocking_threads` (tokio's default is 512). Each thread that
+/// `server.blocking_threads`. Each thread that
 /// handled an image keeps its allocator's freed pages for a while, so an
 /// unbounded pool, which on a busy machine starts a thread whenever none
 /// is idle at that instant, multiplied peak memory. Measured on 2 CPUs at
@@ -342,8 +341,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn server_runtime(
     server: &livegate_config::ServerConfig,
 ) -> anyhow::Result<tokio::runtime::Runtime> {
+    runtime_with_blocking_threads(server.blocking_threads())
+}
+
+fn runtime_with_blocking_threads(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(server.blocking_threads())
+        .max_blocking_threads(threads)
         .enable_all()
         .build()
         .context("starting the async runtime")

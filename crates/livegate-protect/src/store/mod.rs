@@ -39,6 +39,13 @@ pub struct ReplayMatch {
     pub distance: u32,
 }
 
+impl ReplayMatch {
+    /// `exact` or `perceptual`, as the audit record and the span say it.
+    pub fn kind(&self) -> &'static str {
+        if self.exact { "exact" } else { "perceptual" }
+    }
+}
+
 /// The largest perceptual distance a store can search for: the index is
 /// [`BANDS`] bands of `64 / BANDS` bits, and two hashes within
 /// `BANDS - 1` bits of each other agree on at least one band
