@@ -166,6 +166,8 @@ pub fn vendor_body(canonical: &str) -> Vec<u8> {
 /// L1 cache for the hash and the sniffer that read it right after.
 const CHUNK_SYMBOLS: usize = 16 * 1024;
 const CHUNK_BYTES: usize = CHUNK_SYMBOLS / 4 * 3;
+/// What the sniffer reserves at once for a header past the first chunk.
+const HEAD_RESERVE: usize = 256 * 1024;
 
 /// What one decoding pass learnt.
 struct Scan {
@@ -185,7 +187,7 @@ impl Scan {
         }
         let mut buf = [0u8; CHUNK_BYTES];
         let mut hash = Sha256::new();
-        let mut sniffer = Sniffer::default();
+        let mut sniffer = Sniffer::for_image_of(b64.len() / 4 * 3);
         let mut size = 0;
         let mut chunks = b64.chunks(CHUNK_SYMBOLS).peekable();
         // Nothing at all is not canonical base64 of anything.
@@ -243,9 +245,10 @@ impl Scan {
 /// Sniffs an image that arrives in chunks, keeping only as much of its start
 /// as the header needs (a JPEG's metadata segments may push its frame header
 /// past the first chunk).
-#[derive(Default)]
 struct Sniffer {
     head: Vec<u8>,
+    /// The image's size, at most: what `head` may have to hold.
+    size_hint: usize,
     /// Head length at the last look; looking again only once the head has
     /// doubled keeps the total sniffing work linear in the image size.
     looked_at: usize,
@@ -253,6 +256,15 @@ struct Sniffer {
 }
 
 impl Sniffer {
+    fn for_image_of(size_hint: usize) -> Self {
+        Sniffer {
+            head: Vec::new(),
+            size_hint,
+            looked_at: 0,
+            verdict: None,
+        }
+    }
+
     fn feed(&mut self, chunk: &[u8]) {
         if self.verdict.is_some() {
             return;
@@ -267,6 +279,11 @@ impl Sniffer {
                 }
             }
             self.looked_at = chunk.len();
+            // Once, so that the head is not moved as it grows: a phone's
+            // photo may carry 100 KB of metadata before its frame header.
+            // Beyond HEAD_RESERVE it grows as a Vec does.
+            self.head
+                .reserve_exact(self.size_hint.clamp(chunk.len(), HEAD_RESERVE));
         }
         self.head.extend_from_slice(chunk);
         if self.head.len() >= 2 * self.looked_at {
@@ -342,5 +359,33 @@ mod tests {
         let info = scan.sniffed.unwrap();
         assert_eq!((info.width, info.height), (320, 240));
         assert_eq!(sniff(&jpeg), Ok(info));
+    }
+
+    #[test]
+    fn the_head_is_reserved_once() {
+        // 150 KB of metadata before the frame header, fed in chunks: the
+        // head is allocated once, for all of it, and never moved.
+        let mut jpeg = vec![0xFF, 0xD8];
+        for _ in 0..3 {
+            jpeg.extend_from_slice(&[0xFF, 0xE2, 0xC3, 0x52]);
+            jpeg.extend(std::iter::repeat_n(0x42, 50_000));
+        }
+        jpeg.extend_from_slice(&[
+            0xFF, 0xC0, 0, 17, 8, 0, 240, 1, 64, 3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1,
+        ]);
+        let mut sniffer = Sniffer::for_image_of(jpeg.len());
+        let mut first = None;
+        for chunk in jpeg.chunks(CHUNK_BYTES) {
+            sniffer.feed(chunk);
+            let at = (sniffer.head.as_ptr(), sniffer.head.capacity());
+            assert_eq!(*first.get_or_insert(at), at, "the head moved");
+        }
+        assert_eq!(first.map(|(_, cap)| cap), Some(jpeg.len()));
+        let info = sniffer.finish().unwrap();
+        assert_eq!((info.width, info.height), (320, 240));
+        // Beyond HEAD_RESERVE the head grows as it must.
+        let mut big = Sniffer::for_image_of(10 << 20);
+        big.feed(&jpeg[..CHUNK_BYTES]);
+        assert_eq!(big.head.capacity(), HEAD_RESERVE);
     }
 }
