@@ -128,6 +128,16 @@ warm_up() {
     { cat "$tmp/warm.out" >&2; tail -20 "$tmp/gw-$1.out" >&2; die "warm-up $1: no requests, or non-200s or errors"; }
 }
 
+wait_port() { # PORT PID LOG [SECONDS, default 10]: until PORT accepts, or die if PID exits
+  for _ in $(seq $((${4:-10} * 20))); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return; fi
+    kill -0 "$2" 2>/dev/null || { cat "$3" >&2 || true; die "process $2 exited (see above)"; }
+    sleep 0.05
+  done
+  cat "$3" >&2 || true
+  die "nothing listens on 127.0.0.1:$1"
+}
+
 free_port() { # a loopback TCP port nobody listens on right now (never 6379)
   python3 -c 'import socket
 while True:

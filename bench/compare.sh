@@ -187,15 +187,6 @@ cp target/release/examples/otlp_sink "$tmp/otlp_sink"
 label="working tree (HEAD $(git rev-parse --short HEAD), $(git status --porcelain --untracked-files=no | wc -l) changed files)"
 
 # --- helpers --------------------------------------------------------------------
-wait_port() { # PORT PID LOG: until PORT accepts, or die if PID exits
-  for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return; fi
-    kill -0 "$2" 2>/dev/null || { cat "$3" >&2 || true; die "process $2 exited (see above)"; }
-    sleep 0.05
-  done
-  cat "$3" >&2 || true
-  die "nothing listens on 127.0.0.1:$1"
-}
 ticks() { # pid... -> summed utime+stime
   local p t=0
   for p; do t=$((t + $(cpu_ticks "$p"))); done

@@ -108,11 +108,7 @@ count() {
     valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$bin" serve --config "$tmp/gw.toml" >"$tmp/gw.out" 2>&1 &
   lg=$!
   pids+=("$lg")
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    kill -0 "$lg" 2>/dev/null || { cat "$tmp/gw.out" >&2; die "gateway exited"; }
-    sleep 0.1
-  done
+  wait_port "$port" "$lg" "$tmp/gw.out" 60 # valgrind starts slowly
   post() { # N: POSTs, one at a time; dies on any answer but 200
     local codes
     codes=$(for _ in $(seq "$1"); do
@@ -146,10 +142,7 @@ idle_rss() {
     "$bin" serve --config "$tmp/gw.toml" >"$tmp/gw.out" 2>&1 &
   lg=$!
   pids+=("$lg")
-  for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    sleep 0.05
-  done
+  wait_port "$port" "$lg" "$tmp/gw.out"
   sleep 1
   local total own
   total=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB$/\1/p' "/proc/$lg/status")

@@ -385,9 +385,9 @@ where
     let work = match &image.decoded {
         // Removal alone is a walk over the segments: small images stay in
         // this task; a fingerprint (a pixel decode) never does.
-        Some(decoded) if !phash_now && decoded.len() <= shared.blocking_above => {
+        Some(decoded) if strip && !phash_now && decoded.len() <= shared.blocking_above => {
             let _entered = span.enter();
-            image_work(decoded, false, strip, max_pixels)
+            image_work(decoded, false, true, max_pixels)
         }
         Some(decoded) if phash_now || strip => {
             let decoded = decoded.clone();
