@@ -12,7 +12,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use livegate_protect::fingerprint::{DEFAULT_MAX_DISTANCE, hamming, perceptual_hash};
+use livegate_protect::fingerprint::{
+    DEFAULT_MAX_DISTANCE, hamming, perceptual_hash, reference_hash,
+};
 
 /// The gateway's default pixel limit; the largest corpus photo has 4.9 MP.
 const MAX_PIXELS: u64 = 50_000_000;
@@ -147,6 +149,27 @@ pub(crate) mod corpus {
         out
     }
 
+    /// A progressive JPEG (4:2:0, a restart marker every 4 MCUs), as web
+    /// tools save them.
+    fn progressive(image: &DynamicImage, quality: u8) -> Vec<u8> {
+        use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+        let rgb = image.to_rgb8();
+        let mut out = Vec::new();
+        let mut encoder = Encoder::new(&mut out, quality);
+        encoder.set_progressive(true);
+        encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
+        encoder.set_restart_interval(4);
+        encoder
+            .encode(
+                rgb.as_raw(),
+                rgb.width() as u16,
+                rgb.height() as u16,
+                ColorType::Rgb,
+            )
+            .expect("progressive JPEG encoding of a decoded photo");
+        out
+    }
+
     /// `n` percent of `len`, rounded, at least one pixel.
     fn percent(len: u32, n: u32) -> u32 {
         ((len * n + 50) / 100).max(1)
@@ -174,6 +197,20 @@ pub(crate) mod corpus {
                 bytes: jpeg(&img, 85),
             });
         }
+        out.push(Variant {
+            kind: "progressive-q90",
+            bytes: progressive(&img, 90),
+        });
+        // A thumbnail: short side 56 px (the full-decode path).
+        let (tw, th) = if w < h {
+            (56, (h * 56).div_ceil(w))
+        } else {
+            ((w * 56).div_ceil(h), 56)
+        };
+        out.push(Variant {
+            kind: "thumbnail-56px",
+            bytes: jpeg(&img.resize_exact(tw, th, FilterType::Triangle), 90),
+        });
         let (w90, h90) = (percent(w, 90), percent(h, 90));
         for (kind, filter) in [
             ("resize-90%-lanczos3", FilterType::Lanczos3),
@@ -383,6 +420,63 @@ fn variants_match_and_distinct_photos_do_not() {
         missed_asserted.is_empty(),
         "variants not detected: {missed_asserted:#?}"
     );
+}
+
+/// Fingerprints stored before the reduced decodes (a full-resolution decode,
+/// [`reference_hash`]) keep matching after the upgrade: the stored hash of
+/// each original matches the new hash of every re-sent variant, and the two
+/// hashes of one image are close.
+#[test]
+fn stored_fingerprints_keep_matching() {
+    let photos = corpus::load(None);
+    // Per photo: (kind, old hash, new hash) of each variant, original first.
+    let pairs: Vec<Vec<(&'static str, u64, u64)>> = corpus::par_map(&photos, |photo| {
+        corpus::variants(photo)
+            .into_iter()
+            .map(|v| {
+                let old = reference_hash(&v.bytes, MAX_PIXELS).expect("full decode");
+                let new = perceptual_hash(&v.bytes, MAX_PIXELS).expect("reduced decode");
+                (v.kind, old, new)
+            })
+            .collect()
+    });
+    let same_image: Vec<u32> = pairs
+        .iter()
+        .flatten()
+        .map(|&(_, old, new)| hamming(old, new))
+        .collect();
+    let mut missed = Vec::new();
+    let mut across = Vec::new();
+    for (photo, variants) in photos.iter().zip(&pairs) {
+        let stored = variants[0].1;
+        for &(kind, _, new) in variants {
+            let d = hamming(stored, new);
+            across.push(d);
+            if d > DEFAULT_MAX_DISTANCE && !NOT_ASSERTED.contains(&photo.name.as_str()) {
+                missed.push(format!("{} {kind}: {d}", photo.name));
+            }
+        }
+    }
+    let total = same_image.len();
+    println!(
+        "old vs new hash of the same image: {}/{total} identical, {}/{total} within 2 bits",
+        same_image.iter().filter(|&&d| d == 0).count(),
+        same_image.iter().filter(|&&d| d <= 2).count(),
+    );
+    print_histogram("old vs new, same image", &histogram(same_image));
+    print_histogram(
+        "stored (old) original vs new variant",
+        &histogram(across.iter().copied()),
+    );
+    println!(
+        "stored originals matched {}/{} new variants",
+        across
+            .iter()
+            .filter(|&&d| d <= DEFAULT_MAX_DISTANCE)
+            .count(),
+        across.len()
+    );
+    assert!(missed.is_empty(), "stored fingerprints missed: {missed:#?}");
 }
 
 /// Different people's faces, aligned and cropped alike, are what a liveness

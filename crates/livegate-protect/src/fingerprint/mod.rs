@@ -8,16 +8,31 @@
 //! The design, chosen by measurement on 32 real photographs and 100 aligned
 //! face crops (`tests/replay_corpus.rs`, `examples/replay_eval.rs`):
 //!
-//! 1. Decode under limits: the header's pixel count is checked against the
-//!    caller's `max_pixels` before any pixel buffer exists, and the decoder
-//!    gets an allocation cap derived from it (decompression bombs).
-//! 2. Average the luma (Rec. 709 weights) over a 128×128 grid of equal-area
-//!    cells: a box filter in one pass over the decoded pixels, with no
-//!    grayscale or resized copy. The aspect ratio is not kept.
-//! 3. Take the 32 lowest-frequency coefficients of the grid's 2-D DCT-II
-//!    after DC, and code each in two bits against a dead zone `±t` (`t` the
-//!    magnitude a third of them stay under): `00` below `-t`, `01` inside,
-//!    `11` above `t`.
+//! 1. Average the luma (Rec. 709 weights) over the image at low
+//!    resolution, never holding the full-resolution frame:
+//!    - **JPEG** (short side ≥ 256 px): decoded at 1/8 scale from the DC
+//!      coefficients alone ([`jpeg`]): one mean per 8×8 block, at the cost
+//!      of the entropy decode (the floor of any JPEG decode), with memory of
+//!      2 bytes per block and component; a progressive image's AC scans are
+//!      not even decoded.
+//!    - **PNG** (not interlaced): rows streamed into a 128×128 grid of
+//!      equal-area cells ([`png`]): memory O(width).
+//!    - **Anything else** (WebP, interlaced PNG, JPEG with a short side under
+//!      256 px): decoded whole, only when the decoded frame fits
+//!      [`FULL_DECODE_MAX_BYTES`] (else no perceptual hash: the exact digest
+//!      still applies), then box-averaged into the same grid.
+//! 2. Take the 32 lowest-frequency coefficients of the 2-D DCT-II after DC,
+//!    and code each in two bits against a dead zone `±t` (`t` the magnitude
+//!    a third of them stay under): `00` below `-t`, `01` inside, `11` above
+//!    `t`. JPEG blocks are resampled into the same grid first: each cell
+//!    takes the blocks it overlaps, weighed by the share of the cell each
+//!    covers in source pixels (the last block of a row or column covers
+//!    fewer than 8; a naive block-to-cell assignment put those in the wrong
+//!    cells and missed replays). So hashes of every path are comparable, and
+//!    fingerprints stored before the 1/8-scale decode still match
+//!    (`tests/replay_corpus.rs` checks both on the corpus). Measured there:
+//!    a DCT weighed directly on the blocks at their true centres detected
+//!    299/300 variants, the resampled grid 300/300 (the full decode 297).
 //!
 //! Why: low frequencies describe where the frame is light and dark, which
 //! recompression, resizing and a 2 % crop barely move; the plain DCT hash
@@ -27,6 +42,11 @@
 //! keeps those coefficients in the middle state. Coarser codes (more levels
 //! for fewer coefficients) tolerate crops even better but put different
 //! people's aligned face crops within 7 bits of each other.
+//!
+//! Memory: at most ~[`FULL_DECODE_MAX_BYTES`] plus decoder tables for any
+//! image (peaks per format are measured in `tests/fingerprint_memory.rs`);
+//! the pixel limit (`max_pixels`) is checked against the header before
+//! anything is allocated.
 //!
 //! Limits: an image without low-frequency structure (a flat texture such as
 //! a brick wall) has no stable hash; the states are not equally likely, so
@@ -39,6 +59,9 @@
 use std::io::Cursor;
 
 use image::{ColorType, ImageDecoder, ImageFormat, ImageReader, Limits};
+
+mod jpeg;
+mod png;
 
 /// Default Hamming-distance threshold for a perceptual match.
 ///
@@ -66,6 +89,15 @@ const DEAD_ZONE_RANK: usize = 10;
 const MAX_BYTES_PER_PIXEL: u64 = 8;
 /// Room for a decoder's own tables and buffers beyond the output image.
 const DECODER_SLACK: u64 = 16 << 20;
+/// The largest decoded frame (bytes) of an image that has no reduced path
+/// (WebP, interlaced PNG, a JPEG with a short side under
+/// [`JPEG_DC_MIN_SIDE`]): 4 M pixels of RGBA, 2 M of 16-bit RGBA. Larger
+/// ones get no perceptual hash.
+pub const FULL_DECODE_MAX_BYTES: u64 = 16 << 20;
+/// JPEGs whose short side is at least this are hashed from 1/8 scale (32
+/// blocks or more across); smaller ones are decoded whole (cheap at that
+/// size, and exact).
+const JPEG_DC_MIN_SIDE: u32 = 256;
 
 /// Why no perceptual hash was computed. Messages never contain image bytes.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -89,10 +121,11 @@ impl FingerprintError {
 }
 
 /// A 64-bit perceptual hash of the image's pixels (decoded under limits: at
-/// most `max_pixels` pixels by the header, and an allocation cap derived
-/// from it), for JPEG, PNG and WebP. Compare two with [`hamming`].
+/// most `max_pixels` pixels by the header, and memory bounded whatever the
+/// size; see the [module docs](self)), for JPEG, PNG and WebP. Compare two
+/// with [`hamming`].
 ///
-/// CPU-bound (the decode dominates: a few milliseconds for a 1 MP JPEG in
+/// CPU-bound (the entropy decode dominates: ~0.1 ms for a 640×480 JPEG in
 /// release builds): call it from a blocking pool.
 pub fn perceptual_hash(image: &[u8], max_pixels: u64) -> Result<u64, FingerprintError> {
     // The decoders are fuzzed but third-party: a panic in one must cost this
@@ -106,13 +139,43 @@ pub fn hamming(a: u64, b: u64) -> u32 {
     (a ^ b).count_ones()
 }
 
-fn hash_inner(image: &[u8], max_pixels: u64) -> Result<u64, FingerprintError> {
-    let grid = luma_grid(image, max_pixels)?;
-    Ok(dct_hash(&grid))
+/// The hash from a full-resolution decode of any JPEG, PNG or WebP (no
+/// reduced path, no [`FULL_DECODE_MAX_BYTES`] bound): how every fingerprint
+/// was taken before the reduced decodes. For comparisons in tests and
+/// benchmarks only; it may allocate `max_pixels` × 8 bytes.
+#[doc(hidden)]
+pub fn reference_hash(image: &[u8], max_pixels: u64) -> Result<u64, FingerprintError> {
+    std::panic::catch_unwind(|| {
+        Ok(encode(&grid_coefficients(&luma_grid(
+            image,
+            max_pixels,
+            u64::MAX,
+        )?)))
+    })
+    .unwrap_or_else(|_| Err(FingerprintError::undecodable("decoder failure")))
 }
 
-/// Decodes the image under limits and averages its luma over the grid.
-fn luma_grid(image: &[u8], max_pixels: u64) -> Result<Vec<f64>, FingerprintError> {
+fn hash_inner(image: &[u8], max_pixels: u64) -> Result<u64, FingerprintError> {
+    if image.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let (w, h) =
+            jpeg::dimensions(image).ok_or(FingerprintError::undecodable("corrupt image data"))?;
+        if w.min(h) >= JPEG_DC_MIN_SIDE {
+            let blocks = jpeg::decode(image, max_pixels)?;
+            return Ok(encode(&grid_coefficients(&grid_from_blocks(&blocks))));
+        }
+    } else if image.starts_with(b"\x89PNG\r\n\x1a\n") {
+        if let Some(grid) = png::grid(image, max_pixels)? {
+            return Ok(encode(&grid_coefficients(&grid)));
+        }
+    }
+    let grid = luma_grid(image, max_pixels, FULL_DECODE_MAX_BYTES)?;
+    Ok(encode(&grid_coefficients(&grid)))
+}
+
+/// Decodes the image whole under limits (at most `max_pixels` pixels, a
+/// decoded frame of at most `max_bytes`) and averages its luma over the
+/// grid.
+fn luma_grid(image: &[u8], max_pixels: u64, max_bytes: u64) -> Result<Vec<f64>, FingerprintError> {
     let mut reader = ImageReader::new(Cursor::new(image))
         .with_guessed_format()
         .map_err(|_| FingerprintError::undecodable("unreadable"))?;
@@ -153,6 +216,11 @@ fn luma_grid(image: &[u8], max_pixels: u64) -> Result<Vec<f64>, FingerprintError
     decoder.set_limits(limits).map_err(|e| decode_error(&e))?;
     let color = decoder.color_type();
     let len = decoder.total_bytes();
+    if len > max_bytes {
+        return Err(FingerprintError::undecodable(
+            "too large to decode whole for a fingerprint",
+        ));
+    }
     let len = usize::try_from(len)
         .ok()
         .filter(|_| len <= max_alloc && len <= isize::MAX as u64)
@@ -203,60 +271,93 @@ fn cell(i: usize, cells: usize, len: usize) -> (usize, usize) {
 }
 
 /// Mean luma × 256 (Rec. 709 weights 54 + 183 + 19 = 256, on the high
-/// byte of 16-bit samples) over each grid cell. The hot loop after the
-/// decode, so in two steps: each grid row's pixel rows are summed byte by
-/// byte into per-byte column sums (a plain widening add the compiler
-/// vectorizes, whatever the pixel layout), then the weights are applied
-/// once per column and the columns summed per cell. Integer arithmetic
-/// throughout: the same result as weighing every pixel.
+/// byte of 16-bit samples) over each grid cell of a decoded frame.
 fn box_average<const BPP: usize, const SAMPLE: usize, const RGB: bool>(
     buf: &[u8],
     width: usize,
     height: usize,
 ) -> Vec<f64> {
+    // Decoders write 16-bit samples in native byte order.
+    let high = usize::from(SAMPLE == 2 && cfg!(target_endian = "little"));
+    let mut sink = grid_sink::<BPP, SAMPLE, RGB>(width as u32, height as u32, high);
+    for row in buf.chunks_exact(width * BPP).take(height) {
+        sink.push_row(row);
+    }
+    sink.finish()
+}
+
+/// Takes an image's rows in order, top to bottom, and averages their luma
+/// over the grid, holding one grid row's sums at a time.
+pub(crate) trait RowSink {
+    fn push_row(&mut self, row: &[u8]);
+    fn finish(self: Box<Self>) -> Vec<f64>;
+}
+
+/// The [`RowSink`] for a pixel layout: `BPP` bytes per pixel, `SAMPLE`
+/// bytes per sample (the sample's high byte at offset `high`), RGB or gray
+/// first.
+pub(crate) fn grid_sink<const BPP: usize, const SAMPLE: usize, const RGB: bool>(
+    width: u32,
+    height: u32,
+    high: usize,
+) -> Box<dyn RowSink> {
+    let (width, height) = (width as usize, height as usize);
     // The narrowest column sums that cannot overflow: a byte adds at most
     // 255 per row of a cell.
     let rows_per_cell = height / GRID + 1;
     if rows_per_cell <= usize::from(u16::MAX / 255) {
-        box_average_in::<BPP, SAMPLE, RGB, u16>(buf, width, height)
+        Box::new(GridRows::<BPP, SAMPLE, RGB, u16>::new(width, height, high))
     } else if rows_per_cell <= (u32::MAX / 255) as usize {
-        box_average_in::<BPP, SAMPLE, RGB, u32>(buf, width, height)
+        Box::new(GridRows::<BPP, SAMPLE, RGB, u32>::new(width, height, high))
     } else {
-        box_average_in::<BPP, SAMPLE, RGB, u64>(buf, width, height)
+        Box::new(GridRows::<BPP, SAMPLE, RGB, u64>::new(width, height, high))
     }
 }
 
-fn box_average_in<const BPP: usize, const SAMPLE: usize, const RGB: bool, A>(
-    buf: &[u8],
-    width: usize,
+/// The box filter in two steps: each grid row's pixel rows are summed byte
+/// by byte into per-byte column sums (a plain widening add the compiler
+/// vectorizes, whatever the pixel layout), then the weights are applied
+/// once per column and the columns summed per cell. Integer arithmetic
+/// throughout: the same result as weighing every pixel.
+struct GridRows<const BPP: usize, const SAMPLE: usize, const RGB: bool, A> {
     height: usize,
-) -> Vec<f64>
+    high: usize,
+    columns: Vec<(usize, usize)>,
+    widths: Vec<f64>,
+    grid: Vec<f64>,
+    byte_sums: Vec<A>,
+    /// The next pixel row, and the next grid row to fill.
+    y: usize,
+    cy: usize,
+}
+
+impl<const BPP: usize, const SAMPLE: usize, const RGB: bool, A> GridRows<BPP, SAMPLE, RGB, A>
 where
     A: Copy + Default + std::ops::AddAssign + From<u8> + Into<u64>,
 {
-    // Decoders write 16-bit samples in native byte order.
-    let high = if SAMPLE == 2 && cfg!(target_endian = "little") {
-        1
-    } else {
-        0
-    };
-    let stride = width * BPP;
-    let columns: Vec<(usize, usize)> = (0..GRID).map(|i| cell(i, GRID, width)).collect();
-    let widths: Vec<f64> = columns.iter().map(|&(x0, x1)| (x1 - x0) as f64).collect();
-    let mut grid = vec![0f64; GRID * GRID];
-    let mut byte_sums = vec![A::default(); stride];
-    for (cy, out) in grid.chunks_exact_mut(GRID).enumerate() {
-        let (y0, y1) = cell(cy, GRID, height);
-        byte_sums.fill(A::default());
-        for row in buf[y0 * stride..y1 * stride].chunks_exact(stride) {
-            for (sum, &b) in byte_sums.iter_mut().zip(row) {
-                *sum += A::from(b);
-            }
+    fn new(width: usize, height: usize, high: usize) -> Self {
+        let columns: Vec<(usize, usize)> = (0..GRID).map(|i| cell(i, GRID, width)).collect();
+        let widths = columns.iter().map(|&(x0, x1)| (x1 - x0) as f64).collect();
+        Self {
+            height,
+            high,
+            columns,
+            widths,
+            grid: vec![0f64; GRID * GRID],
+            byte_sums: vec![A::default(); width * BPP],
+            y: 0,
+            cy: 0,
         }
-        for (o, &(x0, x1)) in out.iter_mut().zip(&columns) {
+    }
+
+    /// Turns the column sums of rows `y0..y1` into grid row `cy`.
+    fn flush(&mut self, cy: usize, y0: usize, y1: usize) {
+        let out = &mut self.grid[cy * GRID..(cy + 1) * GRID];
+        let high = self.high;
+        for (o, &(x0, x1)) in out.iter_mut().zip(&self.columns) {
             let mut sum = 0u64;
             // Fixed-size chunks: no bounds checks in the loop.
-            for px in byte_sums[x0 * BPP..x1 * BPP].chunks_exact(BPP) {
+            for px in self.byte_sums[x0 * BPP..x1 * BPP].chunks_exact(BPP) {
                 let px = &px[high..];
                 sum += if RGB {
                     54 * px[0].into() + 183 * px[SAMPLE].into() + 19 * px[2 * SAMPLE].into()
@@ -273,11 +374,45 @@ where
         // vectorizes (divpd); each is still one correctly rounded
         // sum / count, the count a product of two integers, exact in f64.
         let rows = (y1 - y0) as f64;
-        for (o, w) in out.iter_mut().zip(&widths) {
+        for (o, w) in out.iter_mut().zip(&self.widths) {
             *o /= w * rows;
         }
     }
-    grid
+}
+
+impl<const BPP: usize, const SAMPLE: usize, const RGB: bool, A> RowSink
+    for GridRows<BPP, SAMPLE, RGB, A>
+where
+    A: Copy + Default + std::ops::AddAssign + From<u8> + Into<u64>,
+{
+    fn push_row(&mut self, row: &[u8]) {
+        if self.y >= self.height {
+            return;
+        }
+        for (sum, &b) in self.byte_sums.iter_mut().zip(row) {
+            *sum += A::from(b);
+        }
+        self.y += 1;
+        // Every grid row whose cell ends here (several for images shorter
+        // than the grid, whose cells repeat one pixel row each).
+        let mut flushed = false;
+        while self.cy < GRID {
+            let (y0, y1) = cell(self.cy, GRID, self.height);
+            if y1 != self.y {
+                break;
+            }
+            self.flush(self.cy, y0, y1);
+            self.cy += 1;
+            flushed = true;
+        }
+        if flushed {
+            self.byte_sums.fill(A::default());
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Vec<f64> {
+        self.grid
+    }
 }
 
 /// The `COEFFS` lowest DCT frequencies after DC, as `(u, v)`: by `u + v`,
@@ -304,15 +439,11 @@ fn cosines() -> &'static [[f64; BAND]; GRID] {
     })
 }
 
-/// Two bits per low DCT coefficient of the grid: `c > -t` and `c > t`, with
-/// `t` the dead zone. A coefficient near zero (as in symmetric or flat
-/// images) then sits in the middle state, `01`, where a small change moves
-/// no bit; a change of sign across the zone costs two.
-fn dct_hash(grid: &[f64]) -> u64 {
+/// The `COEFFS` low DCT coefficients of the grid: separable, the BAND
+/// horizontal frequencies of every row (BAND independent sums per pixel,
+/// each still summed left to right), then columns.
+fn grid_coefficients(grid: &[f64]) -> [f64; COEFFS] {
     let cos = cosines();
-    // Separable: the BAND horizontal frequencies of every row (BAND
-    // independent sums per pixel, each still summed left to right), then
-    // columns.
     let rows: Vec<[f64; BAND]> = grid
         .chunks_exact(GRID)
         .map(|line| {
@@ -325,8 +456,54 @@ fn dct_hash(grid: &[f64]) -> u64 {
             acc
         })
         .collect();
-    let coeffs: [f64; COEFFS] =
-        low_frequencies().map(|(u, v)| rows.iter().zip(cos).map(|(r, k)| r[u] * k[v]).sum());
+    low_frequencies().map(|(u, v)| rows.iter().zip(cos).map(|(r, k)| r[u] * k[v]).sum())
+}
+
+/// For each grid cell over `len` pixels: the blocks of 8 it overlaps, each
+/// with the fraction of the cell it covers.
+fn cell_overlaps(len: usize) -> Vec<Vec<(usize, f64)>> {
+    (0..GRID)
+        .map(|g| {
+            let (start, end) = cell(g, GRID, len);
+            (start / 8..end.div_ceil(8))
+                .map(|i| {
+                    let (b0, b1) = (8 * i, (8 * i + 8).min(len));
+                    let covered = b1.min(end) - b0.max(start);
+                    (i, covered as f64 / (end - start) as f64)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The grid from the means of 8×8 blocks: each cell the area-weighted mean
+/// of the blocks it overlaps (a block taken as uniform).
+fn grid_from_blocks(b: &jpeg::Blocks) -> Vec<f64> {
+    let ox = cell_overlaps(b.width);
+    let oy = cell_overlaps(b.height);
+    let rows: Vec<[f64; GRID]> = b
+        .luma
+        .chunks_exact(b.cols)
+        .map(|line| {
+            std::array::from_fn(|g| ox[g].iter().map(|&(i, w)| f64::from(line[i]) * w).sum())
+        })
+        .collect();
+    let mut grid = vec![0f64; GRID * GRID];
+    for (gy, out) in grid.chunks_exact_mut(GRID).enumerate() {
+        for &(j, w) in &oy[gy] {
+            for (o, &v) in out.iter_mut().zip(&rows[j]) {
+                *o += v * w;
+            }
+        }
+    }
+    grid
+}
+
+/// Two bits per low DCT coefficient: `c > -t` and `c > t`, with `t` the
+/// dead zone. A coefficient near zero (as in symmetric or flat images) then
+/// sits in the middle state, `01`, where a small change moves no bit; a
+/// change of sign across the zone costs two.
+fn encode(coeffs: &[f64; COEFFS]) -> u64 {
     let mut magnitudes = coeffs.map(f64::abs);
     magnitudes.sort_unstable_by(f64::total_cmp);
     let t = magnitudes[DEAD_ZONE_RANK];
