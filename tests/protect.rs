@@ -247,6 +247,65 @@ async fn replays_are_flagged_or_refused_per_tenant_policy() {
     }
 }
 
+/// Under `global` scope a match with another tenant's image is reported as
+/// `other-tenant`, never by that tenant's transactionId; a tenant's own
+/// matches still name theirs. Every match has `replayCheck` in its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_scope_never_names_another_tenants_transaction() {
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
+    let (a, b) = (make_key(), make_key());
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let global = "replay_scope = \"global\"";
+    let cfg = config(
+        &stub.base_url(),
+        &[("acme", &a, global), ("globex", &b, global)],
+        &audit_file(&audit),
+    );
+    let gw = Proc::serve(Some(&cfg), &[]);
+    let face = testdata("face-640x480.jpg");
+
+    let first = post_image(&gw, &a.plaintext, &face, &[]).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let txid = header(&first, "x-transaction-id").unwrap().to_owned();
+    // Another tenant: the match is reported, its owner's id is not.
+    let theirs = post_image(&gw, &b.plaintext, &reencode(&face, 70), &[]).await;
+    assert_eq!(theirs.status, 200);
+    assert_eq!(
+        header(&theirs, "x-livegate-replay-of"),
+        Some("other-tenant")
+    );
+    let theirs_exact = post_image(&gw, &b.plaintext, &face, &[]).await;
+    assert_eq!(
+        header(&theirs_exact, "x-livegate-replay-of"),
+        Some("other-tenant")
+    );
+    // The owner's own re-send names its transaction.
+    let own = post_image(&gw, &a.plaintext, &face, &[]).await;
+    assert_eq!(header(&own, "x-livegate-replay-of"), Some(txid.as_str()));
+
+    let lines = audit_settled(&audit, 4).await;
+    let of_globex: Vec<_> = lines.iter().filter(|l| l["tenant"] == "globex").collect();
+    assert_eq!(of_globex.len(), 2);
+    for l in &of_globex {
+        assert_eq!(l["replayOf"], "other-tenant", "{l}");
+        assert_eq!(l["replayCheck"], "perceptual", "{l}");
+    }
+    let everything = format!(
+        "{}{}",
+        gw.output(),
+        std::fs::read_to_string(&audit).unwrap()
+    );
+    let globex_lines: String = of_globex.iter().map(|l| l.to_string()).collect();
+    assert!(
+        !globex_lines.contains(&txid),
+        "globex's records name acme's transaction"
+    );
+    assert!(everything.contains(&txid), "acme's own records do");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_is_removed_losslessly_before_the_vendor() {
     let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY).recording())

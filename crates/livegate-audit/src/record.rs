@@ -8,7 +8,7 @@ use serde::Serialize;
 /// The keys of every audit line, in the order they are written. A line
 /// has exactly these, `null` when unknown, and nothing else: never the
 /// image, a key, a header or the operator's error cause.
-pub const KEYS: [&str; 28] = [
+pub const KEYS: [&str; 29] = [
     "seq",
     "instanceId",
     "time",
@@ -33,6 +33,7 @@ pub const KEYS: [&str; 28] = [
     "replayOf",
     "replayMatch",
     "replayDistance",
+    "replayCheck",
     "metadataRemoved",
     "decision",
     "idempotentReplay",
@@ -70,6 +71,10 @@ struct Line<'a> {
     /// `exact` or `perceptual`.
     replay_match: Option<&'static str>,
     replay_distance: Option<u32>,
+    /// `perceptual`, `exact` or `skipped` (the fingerprint had no decode
+    /// slot in time: the exact check only); `null` with replay detection
+    /// off.
+    replay_check: Option<&'static str>,
     /// Kinds of metadata removed (`exif`, `xmp`, ...), never what it said;
     /// `null` when nothing was removed.
     metadata_removed: Option<&'a [&'static str]>,
@@ -123,6 +128,7 @@ pub fn to_json_line(seq: u64, instance_id: &str, record: &ExchangeRecord) -> Str
         replay_of: prot.and_then(|p| p.replay_of.as_deref()),
         replay_match: prot.and_then(|p| p.replay_match),
         replay_distance: prot.and_then(|p| p.replay_distance),
+        replay_check: prot.and_then(|p| p.replay_check),
         metadata_removed: prot
             .map(|p| p.metadata_removed.as_slice())
             .filter(|m| !m.is_empty()),
@@ -237,6 +243,7 @@ mod tests {
             replay_of: Some("tx-0001".into()),
             replay_match: Some("perceptual"),
             replay_distance: Some(3),
+            replay_check: Some("perceptual"),
             metadata_removed: vec!["exif", "comment"],
             decision: Some("pass"),
             ..ProtectionFacts::default()
@@ -255,7 +262,7 @@ mod tests {
                     r#""imageSha256":"{}","imageBytes":51234,"imageFormat":"jpeg","#,
                     r#""imageWidth":640,"imageHeight":480,"#,
                     r#""traceId":"4bf92f3577b34da6a3ce929d0e0e4736","replayOf":"tx-0001","#,
-                    r#""replayMatch":"perceptual","replayDistance":3,"#,
+                    r#""replayMatch":"perceptual","replayDistance":3,"replayCheck":"perceptual","#,
                     r#""metadataRemoved":["exif","comment"],"decision":"pass","#,
                     r#""idempotentReplay":false,"protectionStoreError":false}}"#
                 ),
@@ -304,7 +311,7 @@ mod tests {
                 r#""vendorStatus":null,"liveness_score":null,"upstreamMs":0.0,"totalMs":12.345,"#,
                 r#""imageSha256":null,"imageBytes":null,"imageFormat":null,"#,
                 r#""imageWidth":null,"imageHeight":null,"traceId":null,"replayOf":null,"#,
-                r#""replayMatch":null,"replayDistance":null,"metadataRemoved":null,"#,
+                r#""replayMatch":null,"replayDistance":null,"replayCheck":null,"metadataRemoved":null,"#,
                 r#""decision":null,"idempotentReplay":false,"protectionStoreError":false}"#
             )
         );
@@ -332,7 +339,7 @@ mod tests {
                     r#""liveness_score":null,"upstreamMs":null,"totalMs":12.345,"#,
                     r#""imageSha256":"{}","imageBytes":51234,"imageFormat":"jpeg","#,
                     r#""imageWidth":640,"imageHeight":480,"traceId":null,"replayOf":null,"#,
-                    r#""replayMatch":null,"replayDistance":null,"metadataRemoved":null,"#,
+                    r#""replayMatch":null,"replayDistance":null,"replayCheck":null,"metadataRemoved":null,"#,
                     r#""decision":null,"idempotentReplay":false,"protectionStoreError":false}}"#
                 ),
                 "ab".repeat(32)

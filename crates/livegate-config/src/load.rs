@@ -641,7 +641,7 @@ impl Config {
 
 /// `images.formats must …` when the problem starts with a key's name.
 fn policy_problem(at: &str, problem: &str) -> String {
-    const KEYS: [&str; 8] = [
+    const KEYS: [&str; 10] = [
         "formats",
         "min_",
         "replay_",
@@ -650,6 +650,8 @@ fn policy_problem(at: &str, problem: &str) -> String {
         "idempotency_",
         "max_pixels",
         "strip_",
+        "slot_wait_ms",
+        "fingerprint_",
     ];
     if KEYS.iter().any(|k| problem.starts_with(k)) {
         format!("{at}.{problem}")

@@ -152,6 +152,8 @@ error_kinds! {
     AuditUnavailable => (SERVICE_UNAVAILABLE, 50305, "audit trail is unavailable, retry later"),
     /// The replay or idempotency store cannot be reached and `redis.fail_mode` is `closed`.
     ProtectionUnavailable => (SERVICE_UNAVAILABLE, 50306, "protection store is unavailable, retry later"),
+    /// The tenant's replay policy is `reject` and its image could not be fingerprinted in time: no decode slot within `protection.slot_wait_ms` (the tenant already holds its share of them), or the fingerprint took longer than `protection.fingerprint_deadline_ms`; retry after `Retry-After`. Other tenants are not affected; a `flag` tenant goes on with the exact check instead.
+    FingerprintBusy => (SERVICE_UNAVAILABLE, 50307, "image fingerprinting is busy, retry later"),
     /// The vendor did not answer within the configured timeout.
     VendorTimeout => (GATEWAY_TIMEOUT, 50401, "liveness vendor timed out"),
 }

@@ -127,6 +127,7 @@ pub struct Metrics {
     metadata_removed: Family<TenantLabel, Counter>,
     idempotent_replays: Family<TenantLabel, Counter>,
     protection_store_errors: Family<TenantLabel, Counter>,
+    fingerprints_skipped: Family<TenantLabel, Counter>,
     /// The parts' state of the scrape being encoded.
     state: Arc<Mutex<State>>,
 }
@@ -278,6 +279,12 @@ impl Metrics {
             "Requests whose replay or idempotency check was skipped or not stored because its store failed",
             protection_store_errors.clone(),
         );
+        let fingerprints_skipped = Family::<TenantLabel, Counter>::default();
+        registry.register(
+            "fingerprints_skipped",
+            "Requests whose perceptual replay check was skipped (no decode slot within protection.slot_wait_ms, or past the fingerprint deadline), by tenant",
+            fingerprints_skipped.clone(),
+        );
         registry.register_collector(Box::new(PartsCollector(state.clone())));
         Self {
             registry,
@@ -295,6 +302,7 @@ impl Metrics {
             metadata_removed,
             idempotent_replays,
             protection_store_errors,
+            fingerprints_skipped,
             state,
         }
     }
@@ -391,6 +399,9 @@ impl ExchangeSink for Metrics {
             }
             if p.store_error {
                 self.protection_store_errors.get_or_create(&t).inc();
+            }
+            if p.replay_check == Some("skipped") {
+                self.fingerprints_skipped.get_or_create(&t).inc();
             }
         }
         self.duration

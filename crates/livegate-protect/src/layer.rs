@@ -11,16 +11,23 @@
 //!    which becomes the vendor body; in the request's task for images up
 //!    to [`ProtectLayer::blocking_above`], else on tokio's blocking pool.
 //! 3. **Fingerprint and replay detection** (when on): the perceptual hash
-//!    of the decoded image, on the blocking pool, at most two images per
-//!    CPU at a time ([`ProtectLayer::image_concurrency`]; the others wait
-//!    their turn without a thread). The bound is on memory as much as CPU:
-//!    a decode holds the image's pixels (up to `max_pixels` × 3 bytes and
-//!    the decoder's planes), which the body budget of admission control
-//!    does not count — a small JPEG can decode to hundreds of MB. Then the
-//!    store is asked for an earlier image in the scope that this one
-//!    repeats. `reject` refuses (409) before the vendor; `flag` names it in
-//!    `x-livegate-replay-of`, and since nothing it finds stops the request,
-//!    the fingerprint and lookup run while the vendor works (unless the
+//!    of the decoded image, on the blocking pool, in one of the **decode
+//!    slots** ([`ProtectLayer::image_concurrency`], two per CPU by default;
+//!    each fingerprint's memory is bounded, see
+//!    [`fingerprint`](crate::fingerprint)). The slots are shared fairly: a
+//!    tenant holds at most half of them, so one tenant's flood leaves the
+//!    other half to everyone else, and a request waits for its slot at most
+//!    `slot_wait_ms` (250 ms by default). Without a slot in time — or when
+//!    the fingerprint takes longer than `fingerprint_deadline_ms` — a `flag`
+//!    request goes on with the exact check only (`replayCheck: "skipped"`
+//!    in its audit record, counted per tenant), a `reject` request is
+//!    refused with 503 and `Retry-After` (only that tenant's: the others
+//!    still find slots). Then the store is asked for an earlier image in the
+//!    scope that this one repeats. `reject` refuses (409) before the vendor;
+//!    `flag` names it in `x-livegate-replay-of` (under `global` scope,
+//!    another tenant's image is named `other-tenant`, never by its
+//!    transactionId), and since nothing it finds stops the request, the
+//!    fingerprint and lookup run while the vendor works (unless the
 //!    deployment fails closed, when a failed lookup must refuse first).
 //! 4. The inner service (the vendor call) runs.
 //! 5. On the vendor's answer: the image is remembered under its
@@ -66,6 +73,7 @@
 //! # });
 //! ```
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -108,6 +116,10 @@ pub enum ProtectError {
     KeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
     InProgress,
+    /// No decode slot within `slot_wait_ms` (or the fingerprint over its
+    /// deadline) for a tenant whose replay policy is `reject`.
+    #[error("image fingerprinting is busy for this tenant")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -153,8 +165,12 @@ struct Shared {
     policy: Arc<PolicyFn>,
     fail_closed: bool,
     lease: Duration,
-    /// Permits for the image work (fingerprint and metadata removal).
+    /// Decode slots, all tenants together.
     image_slots: Arc<tokio::sync::Semaphore>,
+    /// Each tenant's share of the decode slots (half of them), made on
+    /// first use: one entry per tenant that has sent an image.
+    tenant_slots: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    per_tenant: usize,
     /// Metadata removal alone (no fingerprint) of larger images runs on
     /// the blocking pool; of smaller ones, in the request's task.
     blocking_above: usize,
@@ -175,12 +191,13 @@ impl ProtectLayer {
                 policy: Arc::new(policy),
                 fail_closed: false,
                 lease: Duration::from_secs(60),
-                image_slots: Arc::new(tokio::sync::Semaphore::new(
-                    2 * std::thread::available_parallelism().map_or(1, usize::from),
-                )),
+                image_slots: Arc::new(tokio::sync::Semaphore::new(0)),
+                tenant_slots: Arc::default(),
+                per_tenant: 1,
                 blocking_above: livegate_payload::layer::BLOCKING_ABOVE,
             },
         }
+        .image_concurrency(2 * std::thread::available_parallelism().map_or(1, usize::from))
     }
 
     /// Refuse requests (503) when a store cannot be consulted, instead of
@@ -190,11 +207,16 @@ impl ProtectLayer {
         self
     }
 
-    /// How many images may be fingerprinted (decoded) at once; the default
-    /// is two per CPU (measured: one per CPU cost ~5 % throughput at 16
-    /// connections, from the hand-over gaps; two per CPU none). At least 1.
+    /// How many images may be fingerprinted (decoded) at once, the decode
+    /// slots; one tenant holds at most half of them (at least one). The
+    /// default is two per CPU (measured: one per CPU cost ~5 % throughput
+    /// at 16 connections, from the hand-over gaps; two per CPU none). At
+    /// least 1.
     pub fn image_concurrency(mut self, images: usize) -> Self {
-        self.shared.image_slots = Arc::new(tokio::sync::Semaphore::new(images.max(1)));
+        let images = images.max(1);
+        self.shared.image_slots = Arc::new(tokio::sync::Semaphore::new(images));
+        self.shared.tenant_slots = Arc::default();
+        self.shared.per_tenant = (images / 2).max(1);
         self
     }
 
@@ -265,6 +287,9 @@ where
 #[derive(Default)]
 struct ImageWork {
     phash: Option<u64>,
+    /// The fingerprint was asked for but not taken: no decode slot in time,
+    /// or past its deadline.
+    skipped: bool,
     /// The new vendor body, when metadata was removed.
     body: Option<Vec<u8>>,
     removed: Removed,
@@ -382,7 +407,7 @@ where
     let phash_now = replay_on && !alongside;
     let strip = policy.strip_metadata;
     let max_pixels = policy.max_pixels;
-    let work = match &image.decoded {
+    let mut work = match &image.decoded {
         // Removal alone is a walk over the segments: small images stay in
         // this task; a fingerprint (a pixel decode) never does.
         Some(decoded) if strip && !phash_now && decoded.len() <= shared.blocking_above => {
@@ -390,21 +415,22 @@ where
             image_work(decoded, false, true, max_pixels)
         }
         Some(decoded) if phash_now || strip => {
-            let decoded = decoded.clone();
-            on_pool(&shared, move || {
-                image_work(&decoded, phash_now, strip, max_pixels)
-            })
-            .instrument(span.clone())
-            .await
+            on_pool(&shared, &tenant, &policy, decoded.clone(), phash_now, strip)
+                .instrument(span.clone())
+                .await
         }
         _ => ImageWork::default(),
     };
+    if work.skipped && policy.replay == ReplayMode::Reject {
+        note(&|p| p.replay_check = Some(REPLAY_CHECK_SKIPPED));
+        return Err(ProtectError::Busy.into());
+    }
     if work.removed.any() {
         let kinds = work.removed.kinds();
         span.record("metadata_removed", kinds.join(",").as_str());
         note(&|p| p.metadata_removed.clone_from(&kinds));
     }
-    if let Some(body) = work.body {
+    if let Some(body) = work.body.take() {
         *req.body_mut() = Bytes::from(body);
     }
     let scope = match policy.replay_scope {
@@ -415,6 +441,10 @@ where
         sha256: image.sha256,
         phash: work.phash,
     };
+    if replay_on && !alongside {
+        let check = replay_check(&work);
+        note(&|p| p.replay_check = Some(check));
+    }
     let lookup = |fp: Fingerprint| {
         let (shared, scope) = (&shared, &scope);
         async move {
@@ -435,10 +465,9 @@ where
     let mut res = match image.decoded {
         Some(decoded) if replay_on && alongside => {
             let fingerprint_then_lookup = async {
-                let work = on_pool(&shared, move || {
-                    image_work(&decoded, true, false, max_pixels)
-                })
-                .await;
+                let work = on_pool(&shared, &tenant, &policy, decoded, true, false).await;
+                let check = replay_check(&work);
+                note(&|p| p.replay_check = Some(check));
                 lookup(Fingerprint {
                     phash: work.phash,
                     ..fp
@@ -451,13 +480,27 @@ where
             let ((looked_up, found), res) = tokio::join!(in_span, inner.call(req));
             fp = looked_up;
             // `alongside`: neither a match nor a store error refuses.
-            replay_found(&shared, &exchange, policy.replay, found)?;
+            replay_found(
+                &shared,
+                &exchange,
+                &tenant,
+                policy.replay_scope,
+                policy.replay,
+                found,
+            )?;
             res?
         }
         _ => {
             if replay_on {
                 let (_, found) = lookup(fp).instrument(span.clone()).await;
-                replay_found(&shared, &exchange, policy.replay, found)?;
+                replay_found(
+                    &shared,
+                    &exchange,
+                    &tenant,
+                    policy.replay_scope,
+                    policy.replay,
+                    found,
+                )?;
             }
             drop(span);
             inner.call(req).await?
@@ -472,7 +515,12 @@ where
         if let Some(txid) = answer.transaction_id.as_deref() {
             let recorded = shared
                 .replay
-                .record(&scope, &fp, txid, policy.replay_window())
+                .record(
+                    &scope,
+                    &fp,
+                    &stored_id(&tenant, txid),
+                    policy.replay_window(),
+                )
                 .await;
             if let Err(e) = recorded {
                 // The vendor has answered: the client gets its answer
@@ -544,6 +592,8 @@ fn store_failed(
 fn replay_found(
     shared: &Shared,
     exchange: &Option<Exchange>,
+    tenant: &str,
+    scope: ReplayScope,
     mode: ReplayMode,
     found: Result<Option<ReplayMatch>, StoreError>,
 ) -> Result<(), ProtectError> {
@@ -552,13 +602,15 @@ fn replay_found(
         Ok(None) => return Ok(()),
         Err(e) => return store_failed(shared, exchange, "replay lookup", e),
     };
+    // Another tenant's image is never named by its transactionId.
+    let earlier = earlier_image(scope, tenant, &m.transaction_id);
     if let Some(x) = exchange {
         x.update_protection(|p| {
-            p.replay_of = Some(m.transaction_id.clone());
+            p.replay_of = Some(earlier.to_owned());
             p.replay_match = Some(m.kind());
             p.replay_distance = Some(m.distance);
         });
-        if let Ok(v) = HeaderValue::from_str(&m.transaction_id) {
+        if let Ok(v) = HeaderValue::from_str(earlier) {
             x.add_response_header(HeaderName::from_static(REPLAY_OF_HEADER), v);
         }
     }
@@ -568,25 +620,139 @@ fn replay_found(
     Ok(())
 }
 
-/// Image work on tokio's blocking pool, under one of the image permits.
-/// A panic there is carried back to the request's task.
-async fn on_pool(shared: &Shared, work: impl FnOnce() -> ImageWork + Send + 'static) -> ImageWork {
-    // The semaphore is never closed. The permit goes with the work, so a
-    // request that goes away frees its slot only when its image work ends.
-    let slot = shared.image_slots.clone().acquire_owned().await;
-    let done = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        work()
-    })
-    .await;
-    match done {
+/// `x-livegate-replay-of` (and `replayOf` in the audit record) when the
+/// earlier image was another tenant's (`global` scope).
+pub const OTHER_TENANT: &str = "other-tenant";
+
+/// What the replay store keeps as an image's id: `<tenant> <transactionId>`
+/// (tenant ids and the vendor's transactionIds hold no space), so that a
+/// match in the `global` scope tells whose image it was.
+fn stored_id(tenant: &str, transaction_id: &str) -> String {
+    format!("{tenant} {transaction_id}")
+}
+
+/// What a match tells `tenant` of the earlier image: its transactionId when
+/// it was the tenant's own, else [`OTHER_TENANT`]. An id stored before
+/// owners were recorded (a bare transactionId) is the tenant's own in the
+/// `tenant` scope, which holds nothing else, and anyone's in the `global`
+/// one.
+fn earlier_image<'a>(scope: ReplayScope, tenant: &str, stored: &'a str) -> &'a str {
+    match (stored.split_once(' '), scope) {
+        (Some((owner, txid)), _) if owner == tenant => txid,
+        (None, ReplayScope::Tenant) => stored,
+        _ => OTHER_TENANT,
+    }
+}
+
+/// `replayCheck` in the audit record: both checks ran.
+pub const REPLAY_CHECK_PERCEPTUAL: &str = "perceptual";
+/// `replayCheck`: the exact check only, the image having no perceptual
+/// hash (a format or size the fingerprint does not decode).
+pub const REPLAY_CHECK_EXACT: &str = "exact";
+/// `replayCheck`: the exact check only, the fingerprint skipped (no decode
+/// slot within `slot_wait_ms`, or past `fingerprint_deadline_ms`).
+pub const REPLAY_CHECK_SKIPPED: &str = "skipped";
+
+fn replay_check(work: &ImageWork) -> &'static str {
+    match (work.phash, work.skipped) {
+        (Some(_), _) => REPLAY_CHECK_PERCEPTUAL,
+        (None, true) => REPLAY_CHECK_SKIPPED,
+        (None, false) => REPLAY_CHECK_EXACT,
+    }
+}
+
+/// Image work on tokio's blocking pool. A fingerprint needs a decode slot
+/// (one of the tenant's share and one of all, each waited for until
+/// `slot_wait_ms` from now); without one it is skipped, and metadata
+/// removal, when asked for, runs all the same (it decodes no pixels). A
+/// fingerprint alone is waited for at most `fingerprint_deadline_ms`; past
+/// it the request goes on without it, and the decode ends on the pool still
+/// holding its slots. A panic there is carried back to the request's task.
+async fn on_pool(
+    shared: &Shared,
+    tenant: &str,
+    policy: &ProtectionPolicy,
+    decoded: Bytes,
+    mut phash: bool,
+    strip: bool,
+) -> ImageWork {
+    let mut slots = None;
+    let mut skipped = false;
+    if phash {
+        slots = decode_slots(shared, tenant, policy.slot_wait()).await;
+        phash = slots.is_some();
+        skipped = !phash;
+    }
+    if !phash && !strip {
+        return ImageWork {
+            skipped,
+            ..ImageWork::default()
+        };
+    }
+    let max_pixels = policy.max_pixels;
+    // The slots go with the work: a request that goes away (or stops
+    // waiting) frees them only when its decode ends.
+    let task = tokio::task::spawn_blocking(move || {
+        let _slots = slots;
+        image_work(&decoded, phash, strip, max_pixels)
+    });
+    let done = if phash && !strip {
+        match tokio::time::timeout(policy.fingerprint_deadline(), task).await {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::debug!("fingerprint past its deadline; the exact check only");
+                return ImageWork {
+                    skipped: true,
+                    ..ImageWork::default()
+                };
+            }
+        }
+    } else {
+        task.await
+    };
+    let mut work = match done {
         Ok(w) => w,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
             // Cancelled: only when the runtime shuts down.
             Err(_) => ImageWork::default(),
         },
-    }
+    };
+    work.skipped = skipped;
+    work
+}
+
+type DecodeSlots = (
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+/// A slot of the tenant's share, then one of all, both by `wait` from now.
+async fn decode_slots(shared: &Shared, tenant: &str, wait: Duration) -> Option<DecodeSlots> {
+    let share = {
+        let mut shares = shared
+            .tenant_slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match shares.get(tenant) {
+            Some(s) => s.clone(),
+            None => shares
+                .entry(tenant.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(shared.per_tenant)))
+                .clone(),
+        }
+    };
+    let until = tokio::time::Instant::now() + wait;
+    // The semaphores are never closed.
+    let mine = tokio::time::timeout_at(until, share.acquire_owned())
+        .await
+        .ok()?
+        .ok()?;
+    let any = tokio::time::timeout_at(until, shared.image_slots.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()?;
+    Some((mine, any))
 }
 
 /// The headers of a forwarded answer that a replay of it gets again.
@@ -825,6 +991,105 @@ mod tests {
             assert_eq!(res.body(), expected, "{mode:?}, fail closed {fail_closed}");
             assert!(looked.load(Ordering::SeqCst), "{mode:?}: looked up");
         }
+    }
+
+    /// One tenant holds at most half of the decode slots: with its share
+    /// taken, its next request waits `slot_wait` and gets none, while
+    /// another tenant's gets one at once.
+    #[tokio::test(start_paused = true)]
+    async fn decode_slots_are_shared_fairly() {
+        let store = Arc::new(MemoryStore::default());
+        let layer = ProtectLayer::new(store.clone(), store, |_| None).image_concurrency(4);
+        let shared = &layer.shared;
+        let wait = Duration::from_millis(250);
+        let a1 = decode_slots(shared, "a", wait).await.expect("a's first");
+        let a2 = decode_slots(shared, "a", wait).await.expect("a's second");
+        let started = tokio::time::Instant::now();
+        assert!(
+            decode_slots(shared, "a", wait).await.is_none(),
+            "a over half"
+        );
+        assert_eq!(started.elapsed(), wait, "waited its deadline, no longer");
+        let b = decode_slots(shared, "b", wait)
+            .await
+            .expect("b finds a slot");
+        let c = decode_slots(shared, "c", wait)
+            .await
+            .expect("c finds one too");
+        // All four taken: a fifth waits for one to be released.
+        let started = tokio::time::Instant::now();
+        assert!(decode_slots(shared, "d", wait).await.is_none());
+        assert_eq!(started.elapsed(), wait);
+        drop(a1);
+        assert!(decode_slots(shared, "d", wait).await.is_some());
+        drop((a2, b, c));
+        // One slot in all: a tenant may still take it.
+        let store = Arc::new(MemoryStore::default());
+        let one = ProtectLayer::new(store.clone(), store, |_| None).image_concurrency(1);
+        assert!(decode_slots(&one.shared, "a", wait).await.is_some());
+    }
+
+    /// A tenant over its share of the slots: `reject` is refused (Busy,
+    /// 503), `flag` goes on to the vendor with the exact check only and
+    /// `replayCheck: "skipped"`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_slot_reject_is_busy_and_flag_is_skipped() {
+        use tower::{ServiceExt, service_fn};
+
+        let png = png(320, 240);
+        for (mode, expect_busy) in [(ReplayMode::Reject, true), (ReplayMode::Flag, false)] {
+            let store = Arc::new(MemoryStore::default());
+            let policy = ProtectionPolicy {
+                replay: mode,
+                slot_wait_ms: 20,
+                ..ProtectionPolicy::default()
+            };
+            let layer = ProtectLayer::new(store.clone(), store, move |_| {
+                Some(("a".to_owned(), policy))
+            })
+            .image_concurrency(2);
+            // Tenant a's share (one slot of two) is held elsewhere.
+            let held = decode_slots(&layer.shared, "a", Duration::ZERO)
+                .await
+                .expect("a slot");
+            let svc = layer.layer(service_fn(|_req: Request<Bytes>| async move {
+                Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
+            }));
+            let exchange = Exchange::detached("r-1");
+            let mut req = Request::new(Bytes::new());
+            req.extensions_mut().insert(exchange.clone());
+            req.extensions_mut().insert(AcceptedImage {
+                format: livegate_payload::ImageFormat::Png,
+                sha256: [9; 32],
+                decoded: Some(png.clone()),
+            });
+            let res = svc.oneshot(req).await;
+            if expect_busy {
+                assert_eq!(res.err(), Some(ProtectError::Busy), "{mode:?}");
+            } else {
+                assert_eq!(res.expect("forwarded").status(), 200);
+            }
+            let facts = exchange.protection().expect("facts");
+            assert_eq!(facts.replay_check, Some(REPLAY_CHECK_SKIPPED), "{mode:?}");
+            drop(held);
+        }
+    }
+
+    #[test]
+    fn another_tenants_image_is_never_named() {
+        let stored = stored_id("acme", "tx-1");
+        assert_eq!(earlier_image(ReplayScope::Global, "acme", &stored), "tx-1");
+        assert_eq!(earlier_image(ReplayScope::Tenant, "acme", &stored), "tx-1");
+        assert_eq!(
+            earlier_image(ReplayScope::Global, "globex", &stored),
+            OTHER_TENANT
+        );
+        // Recorded before owners were: its own in the tenant scope only.
+        assert_eq!(earlier_image(ReplayScope::Tenant, "acme", "tx-0"), "tx-0");
+        assert_eq!(
+            earlier_image(ReplayScope::Global, "acme", "tx-0"),
+            OTHER_TENANT
+        );
     }
 
     #[test]

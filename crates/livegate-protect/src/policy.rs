@@ -90,7 +90,8 @@ impl ScoreDecision {
 /// Deserialized from `[protection]` (`replay`, `replay_window_hours`,
 /// `replay_scope`, `replay_max_distance`, `strip_metadata`,
 /// `score_threshold`, `review_band`, and the deployment-only
-/// `idempotency_retention_hours`, `idempotency_wait_ms`, `max_pixels`).
+/// `idempotency_retention_hours`, `idempotency_wait_ms`, `max_pixels`,
+/// `slot_wait_ms`, `fingerprint_deadline_ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtectionPolicy {
@@ -114,6 +115,13 @@ pub struct ProtectionPolicy {
     /// hash (only their exact digest is checked): the bound against
     /// decompression bombs (deployment-wide).
     pub max_pixels: u64,
+    /// How long a request waits for a decode slot before its fingerprint
+    /// is skipped (`flag`) or it is refused with 503 (`reject`)
+    /// (deployment-wide).
+    pub slot_wait_ms: u64,
+    /// How long a request waits for its fingerprint before going on without
+    /// it (deployment-wide).
+    pub fingerprint_deadline_ms: u64,
 }
 
 impl Default for ProtectionPolicy {
@@ -131,6 +139,8 @@ impl Default for ProtectionPolicy {
             idempotency_retention_hours: 24,
             idempotency_wait_ms: 30_000,
             max_pixels: 50_000_000,
+            slot_wait_ms: 250,
+            fingerprint_deadline_ms: 1_000,
         }
     }
 }
@@ -163,6 +173,16 @@ impl ProtectionPolicy {
         Duration::from_millis(self.idempotency_wait_ms)
     }
 
+    /// How long a request waits for a decode slot.
+    pub fn slot_wait(&self) -> Duration {
+        Duration::from_millis(self.slot_wait_ms)
+    }
+
+    /// How long a request waits for its fingerprint.
+    pub fn fingerprint_deadline(&self) -> Duration {
+        Duration::from_millis(self.fingerprint_deadline_ms)
+    }
+
     /// The score decision, when a threshold is set.
     pub fn decision(&self) -> Option<ScoreDecision> {
         self.score_threshold.map(|threshold| ScoreDecision {
@@ -192,6 +212,12 @@ impl ProtectionPolicy {
         }
         if self.max_pixels == 0 {
             p.push("max_pixels must be at least 1");
+        }
+        if self.slot_wait_ms > 60_000 {
+            p.push("slot_wait_ms must be at most 60000");
+        }
+        if !(1..=60_000).contains(&self.fingerprint_deadline_ms) {
+            p.push("fingerprint_deadline_ms must be between 1 and 60000");
         }
         p
     }

@@ -56,6 +56,7 @@ impl ToErrorKind for GatewayError {
                 ProtectError::KeyReused => ErrorKind::IdempotencyKeyReused,
                 ProtectError::InProgress => ErrorKind::IdempotencyInProgress,
                 ProtectError::Store(_) => ErrorKind::ProtectionUnavailable,
+                ProtectError::Busy => ErrorKind::FingerprintBusy,
             },
         }
     }
@@ -74,9 +75,9 @@ impl ToErrorKind for GatewayError {
             ) => Some(*retry_after),
             GatewayError::RateLimit(Refused::Unavailable) => Some(OVERLOADED_RETRY),
             GatewayError::Audit(a) => Some(a.retry_after),
-            GatewayError::Protect(ProtectError::InProgress | ProtectError::Store(_)) => {
-                Some(OVERLOADED_RETRY)
-            }
+            GatewayError::Protect(
+                ProtectError::InProgress | ProtectError::Store(_) | ProtectError::Busy,
+            ) => Some(OVERLOADED_RETRY),
             _ => None,
         }
     }

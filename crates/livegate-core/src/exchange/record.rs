@@ -107,6 +107,11 @@ pub struct ProtectionFacts {
     /// `exact` (same bytes) or `perceptual`, with the Hamming distance.
     pub replay_match: Option<&'static str>,
     pub replay_distance: Option<u32>,
+    /// Which replay checks ran: `perceptual` (exact and perceptual),
+    /// `exact` (the image has no perceptual hash), `skipped` (the
+    /// fingerprint had no decode slot in time or passed its deadline: the
+    /// exact check only). `None` when replay detection is off.
+    pub replay_check: Option<&'static str>,
     /// Kinds of metadata removed before forwarding (`exif`, `xmp`, ...);
     /// empty when nothing was removed.
     pub metadata_removed: Vec<&'static str>,
@@ -230,6 +235,18 @@ impl Exchange {
     /// Changes the protection facts (created empty on first use).
     pub fn update_protection(&self, change: impl FnOnce(&mut ProtectionFacts)) {
         change(self.draft().protection.get_or_insert_with(Default::default));
+    }
+
+    /// What the protection layer has noted so far.
+    pub fn protection(&self) -> Option<ProtectionFacts> {
+        self.draft().protection.clone()
+    }
+
+    /// An exchange no [`ExchangeLayer`](crate::exchange::ExchangeLayer)
+    /// will complete: for the tests of the layers that write to it.
+    #[doc(hidden)]
+    pub fn detached(request_id: &str) -> Self {
+        Self::new(request_id, SystemTime::now())
     }
 
     pub fn set_trace_id(&self, trace_id: String) {
