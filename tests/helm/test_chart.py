@@ -918,7 +918,7 @@ class ChartTest(unittest.TestCase):
         """Quantities in every form a limit is written in; exactly the sum
         is enough."""
         for memory in ("512Mi", "0.5Gi", "1Gi", "458752Ki", "0.4375Gi", "512M", "470000k", "4.7e8",
-                       "536870912", 536870912, "1G", "1Ti"):
+                       "536870912", 536870912, "1G", "1Ti", 2**40, "1099511627776"):
             with self.subTest(memory=memory):
                 r = render({"resources": {"limits": {"memory": memory}}})
                 self.assertEqual(check_sizing(r), [])

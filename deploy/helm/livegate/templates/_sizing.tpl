@@ -23,7 +23,7 @@ Ki Mi Gi Ti Pi Ei, n u m k M G T P E, or a decimal exponent eN / EN.
 {{- define "livegate.quantity" -}}
 {{- $q := .q }}
 {{- if or (kindIs "float64" $q) (kindIs "int" $q) (kindIs "int64" $q) }}
-{{- $q = printf "%.3f" (float64 $q) }}
+{{- $q = printf "%.3f" (float64 $q) | trimSuffix ".000" }}
 {{- end }}
 {{- $q = toString $q | trim }}
 {{- $re := "^([0-9]*)(?:\\.([0-9]*))?(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][0-9]+)?$" }}
