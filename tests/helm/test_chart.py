@@ -29,6 +29,7 @@ import tomllib
 import unittest
 import urllib.error
 import urllib.request
+from fractions import Fraction
 from pathlib import Path
 
 import helm_python
@@ -104,8 +105,10 @@ class Rendered:
             out = ch.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
             self.values = ch.merge_values(values)
         self.objects: list[dict] = []
+        self.notes = ""
         for path, text in sorted(out.items()):
             if path.endswith("NOTES.txt"):
+                self.notes = text
                 continue
             for doc in yaml.safe_load_all(text):
                 if doc:
@@ -501,6 +504,100 @@ def check_config_wired(r: Rendered) -> list[str]:
     return p
 
 
+# Sizing (values.yaml `sizing`): the chart's rule written again here, with
+# the test's own exact reading of Kubernetes quantities, to check what the
+# chart renders and refuses.
+
+QUANTITY = re.compile(r"^([0-9]*)(?:\.([0-9]*))?(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][0-9]+)?$")
+QUANTITY_SUFFIX = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+                   "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
+                   "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+MIB = 2**20
+# livegate's own default server.inflight_body_budget_bytes, and the most
+# blocking threads it accepts (MAX_BLOCKING_THREADS).
+DEFAULT_BODY_BUDGET = 256 * MIB
+MAX_BLOCKING_THREADS = 512
+
+
+def quantity(q) -> Fraction:
+    """A Kubernetes quantity ("512Mi", "1.5", "500m", "4.7e8", 536870912), exactly."""
+    if isinstance(q, int):
+        return Fraction(q)
+    s = str(q).strip()
+    m = QUANTITY.match(s)
+    if not m or not re.match(r"\.?[0-9]", s):
+        raise ValueError(f"not a quantity: {q!r}")
+    whole, frac, suffix = m.group(1) or "0", m.group(2) or "", m.group(3) or ""
+    number = int(whole) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+    if len(suffix) > 1 and suffix[0] in "eE" and suffix[1:].isdigit():
+        return number * 10 ** int(suffix[1:])
+    return number * QUANTITY_SUFFIX[suffix]
+
+
+def mib(n: int) -> str:
+    """Bytes as the chart writes them in its messages."""
+    return f"{n // MIB} MiB" if n % MIB == 0 else f"{n / MIB:.1f} MiB"
+
+
+def expected_sizing(values: dict, limits: dict) -> dict:
+    """Decode slots and the memory livegate may use, from the merged values
+    and the container's rendered resources.limits."""
+    server, sizing = values["config"]["server"], values["sizing"]
+    explicit = server.get("blocking_threads")
+    if explicit is not None:
+        slots, source = int(explicit), "config.server.blocking_threads"
+    elif limits.get("cpu") is not None:
+        millis = math.ceil(quantity(limits["cpu"]) * 1000)  # Kubernetes keeps millicores
+        slots = min(MAX_BLOCKING_THREADS, max(2, math.ceil(Fraction(2 * millis, 1000))))
+        source = "resources.limits.cpu"
+    else:
+        slots, source = int(sizing["defaultBlockingThreads"]), "sizing.defaultBlockingThreads"
+    budget = int(server.get("inflight_body_budget_bytes") or DEFAULT_BODY_BUDGET)
+    peak, baseline = int(sizing["fingerprintPeakBytes"]), int(sizing["baselineBytes"])
+    need = budget + slots * peak + baseline
+    memory = limits.get("memory")
+    if isinstance(memory, float) and memory.is_integer():
+        memory = int(memory)
+    return {"slots": slots, "source": source, "need": need, "memory": memory,
+            "limit": None if memory is None else math.ceil(quantity(memory)),
+            "terms": f"inflight_body_budget_bytes {mib(budget)} + {slots} decode slots × {mib(peak)} + {mib(baseline)} baseline"}
+
+
+def too_small_message(values: dict) -> str:
+    """The start of the message a too-small memory limit fails rendering with."""
+    merged = merge_values(values)
+    want = expected_sizing(merged, merged["resources"].get("limits") or {})
+    return f"resources.limits.memory {want['memory']} is below the {mib(want['need'])} livegate may use: {want['terms']}"
+
+
+def merge_values(values: dict, chart_dir: Path = CHART) -> dict:
+    with helm_python.Chart.load(str(chart_dir)) as ch:
+        return ch.merge_values(values)
+
+
+def check_sizing(r: Rendered) -> list[str]:
+    """server.blocking_threads is a number, the one the rule gives; the
+    container's memory limit (as rendered) holds what livegate may use;
+    NOTES names the sum, and warns when there is no memory limit."""
+    p = []
+    (c,) = [c for c in r.pod()["spec"]["containers"] if c["name"] == "livegate"]
+    want = expected_sizing(r.values, c.get("resources", {}).get("limits") or {})
+    got = r.config().get("server", {}).get("blocking_threads")
+    if type(got) is not int or got != want["slots"]:
+        p.append(f"server.blocking_threads is {got!r}, expected {want['slots']} (from {want['source']})")
+    if want["limit"] is not None and want["limit"] < want["need"]:
+        p.append(f"resources.limits.memory {want['memory']} is below the {mib(want['need'])} livegate may use "
+                 f"({want['terms']}), yet the chart rendered")
+    if f"livegate may use {mib(want['need'])}: {want['terms']}" not in r.notes:
+        p.append(f"NOTES does not name the {mib(want['need'])} livegate may use")
+    warned = "WARNING: resources.limits.memory is not set" in r.notes
+    if want["limit"] is None and not warned:
+        p.append("no memory limit, and NOTES does not warn")
+    if want["limit"] is not None and warned:
+        p.append("NOTES warns of a missing memory limit, but there is one")
+    return p
+
+
 # The [protection] keys a tenant may override ([tenants.protection]).
 TENANT_PROTECTION_KEYS = ("replay", "replay_window_hours", "replay_scope", "replay_max_distance",
                           "strip_metadata", "score_threshold", "review_band")
@@ -731,6 +828,136 @@ class ChartTest(unittest.TestCase):
                 self.assertIn(f'sum by ({by}) (rate({metric}{{tenant=~"$tenant"}}[$__rate_interval]))', exprs)
         for p in below:
             self.assertEqual(p["datasource"], {"type": "prometheus", "uid": "${datasource}"})
+
+    def test_sizing(self):
+        """Every variant: blocking_threads is the rule's number and the
+        memory limit holds what livegate may use (check_sizing)."""
+        self.each(check_sizing)
+
+    def test_sizing_defaults_fit(self):
+        """values.yaml and values-production.yaml set no CPU limit: 4 decode
+        slots, 256 + 4 x 32 + 64 = 448 MiB, under 512Mi and 768Mi."""
+        defaults = load_yaml(CHART / "values.yaml")["sizing"]
+        self.assertEqual(defaults, {"defaultBlockingThreads": 4, "fingerprintPeakBytes": 32 * MIB,
+                                    "baselineBytes": 64 * MIB})
+        for name, limit in (("default", "512Mi"), ("production", "768Mi")):
+            with self.subTest(values=name):
+                r = self.rendered[name]
+                self.assertEqual(r.config()["server"]["blocking_threads"], 4)
+                self.assertEqual(r.containers()[0]["resources"]["limits"], {"memory": limit})
+                self.assertIn("Sizing: 4 decode slots (server.blocking_threads, from "
+                              "sizing.defaultBlockingThreads, no CPU limit);\nlivegate may use 448 MiB: "
+                              "inflight_body_budget_bytes 256 MiB + 4 decode slots × 32 MiB + 64 MiB baseline.",
+                              r.notes)
+                self.assertNotIn("WARNING: resources.limits.memory", r.notes)
+
+    def test_sizing_blocking_threads_derived(self):
+        """Two per CPU of the CPU limit, rounded up, at least 2, at most 512;
+        an explicit value wins; no CPU limit: sizing.defaultBlockingThreads.
+        Each rendered config is accepted by livegate."""
+        big = {"memory": "32Gi"}
+        cases = [
+            ({"resources": {"limits": {"cpu": "1500m", **big}}}, 3),
+            ({"resources": {"limits": {"cpu": "500m", **big}}}, 2),
+            ({"resources": {"limits": {"cpu": "100m", **big}}}, 2),
+            ({"resources": {"limits": {"cpu": "1", **big}}}, 2),
+            ({"resources": {"limits": {"cpu": "1.5", **big}}}, 3),
+            ({"resources": {"limits": {"cpu": "1.25", **big}}}, 3),
+            ({"resources": {"limits": {"cpu": "2", **big}}}, 4),
+            ({"resources": {"limits": {"cpu": 2, **big}}}, 4),
+            ({"resources": {"limits": {"cpu": "3001m", **big}}}, 7),
+            ({"resources": {"limits": {"cpu": "0.0001", **big}}}, 2),
+            ({"resources": {"limits": {"cpu": "2e0", **big}}}, 4),
+            ({"resources": {"limits": {"cpu": "300", **big}}}, 512),
+            # explicit wins, above and below the CPU rule, and with no CPU limit
+            ({"config": {"server": {"blocking_threads": 6}}, "resources": {"limits": {"cpu": "1", **big}}}, 6),
+            ({"config": {"server": {"blocking_threads": 1}}, "resources": {"limits": {"cpu": "8", **big}}}, 1),
+            ({"config": {"server": {"blocking_threads": 3}}}, 3),
+            # no CPU limit
+            ({}, 4),
+            ({"resources": {"limits": {"memory": "1Gi"}}}, 4),
+            ({"sizing": {"defaultBlockingThreads": 8}, "resources": {"limits": big}}, 8),
+        ]
+        for values, slots in cases:
+            with self.subTest(values=values):
+                self.assertEqual(check_schema(CHART, values), [])
+                r = render(values)
+                self.assertEqual(r.config()["server"]["blocking_threads"], slots)
+                self.assertEqual(check_sizing(r), [])
+                self.assertEqual(check_config(r), [])
+
+    def test_sizing_memory_limit_too_small_fails(self):
+        """A memory limit below body budget + slots x peak + baseline fails
+        rendering with the sum and each term named."""
+        cases = {
+            "400Mi": {"resources": {"limits": {"memory": "400Mi"}}},
+            "1 KiB short": {"resources": {"limits": {"memory": "458751Ki"}}},
+            "megabytes": {"resources": {"limits": {"memory": "460M"}}},
+            "millibytes, the classic typo": {"resources": {"limits": {"memory": "512m"}}},
+            "plain bytes": {"resources": {"limits": {"memory": 400000000}}},
+            "exponent": {"resources": {"limits": {"memory": "4.5e8"}}},
+            "CPU limit 4: 8 slots": {"resources": {"limits": {"cpu": "4"}}},
+            "explicit 16 slots": {"config": {"server": {"blocking_threads": 16}}},
+            "bigger body budget": {"config": {"server": {"inflight_body_budget_bytes": 512 * MIB}}},
+            "bigger peak": {"sizing": {"fingerprintPeakBytes": 64 * MIB}},
+            "production, 8 CPUs": {**production_values(), "resources": {"limits": {"cpu": "8", "memory": "768Mi"}}},
+        }
+        for name, values in cases.items():
+            with self.subTest(case=name):
+                want = too_small_message(values)
+                with self.assertRaises(helm_python.HelmError) as cm:
+                    render(values)
+                self.assertIn(want, str(cm.exception))
+        self.assertIn("resources.limits.memory 400Mi is below the 448 MiB livegate may use: "
+                      "inflight_body_budget_bytes 256 MiB + 4 decode slots × 32 MiB + 64 MiB baseline",
+                      too_small_message(cases["400Mi"]))
+        self.assertIn("576 MiB livegate may use: inflight_body_budget_bytes 256 MiB + 8 decode slots × 32 MiB",
+                      too_small_message(cases["CPU limit 4: 8 slots"]))
+
+    def test_sizing_memory_limit_forms(self):
+        """Quantities in every form a limit is written in; exactly the sum
+        is enough."""
+        for memory in ("512Mi", "0.5Gi", "1Gi", "458752Ki", "0.4375Gi", "512M", "470000k", "4.7e8",
+                       "536870912", 536870912, "1G", "1Ti", 2**40, "1099511627776"):
+            with self.subTest(memory=memory):
+                r = render({"resources": {"limits": {"memory": memory}}})
+                self.assertEqual(check_sizing(r), [])
+
+    def test_sizing_no_memory_limit(self):
+        """No memory limit renders (nothing of its own to be OOM-killed by),
+        and NOTES warns, naming what livegate may use."""
+        r = render({"resources": {"limits": {"memory": None}}})
+        self.assertNotIn("memory", r.containers()[0]["resources"].get("limits") or {})
+        self.assertEqual(check_sizing(r), [])
+        self.assertIn("WARNING: resources.limits.memory is not set, so the chart could not check it\n"
+                      "against the 448 MiB above.", r.notes)
+        r = render({"resources": {"limits": {"memory": None, "cpu": "3"}}})
+        self.assertEqual(r.config()["server"]["blocking_threads"], 6)
+        self.assertIn("against the 512 MiB above.", r.notes)
+
+    def test_sizing_unreadable_quantity(self):
+        """Strings the schema's pattern lets through but that are no quantity
+        fail rendering by name, never size anything by guess."""
+        for what, values in (("resources.limits.memory", {"resources": {"limits": {"memory": "1.2.3Mi"}}}),
+                             ("resources.limits.cpu", {"resources": {"limits": {"cpu": "1..5"}}}),
+                             ("resources.limits.cpu", {"resources": {"limits": {"cpu": "."}}})):
+            with self.subTest(values=values):
+                self.assertEqual(check_schema(CHART, values), [])
+                with self.assertRaises(helm_python.HelmError) as cm:
+                    render(values)
+                self.assertIn(f"{what} ", str(cm.exception))
+                self.assertIn("cannot be read as a Kubernetes quantity", str(cm.exception))
+
+    def test_sizing_quantity_reader(self):
+        """The test's own reader of quantities, on Kubernetes' examples."""
+        for q, want in (("128974848", 128974848), ("129e6", 129000000), ("129M", 129000000),
+                        ("123Mi", 123 * MIB), ("0.5Gi", 512 * MIB), ("500m", Fraction(1, 2)),
+                        ("1.5", Fraction(3, 2)), (".5", Fraction(1, 2)), ("1E", 10**18), ("2Ei", 2**61)):
+            with self.subTest(q=q):
+                self.assertEqual(quantity(q), want)
+        for q in ("", ".", "1.2.3", "1Mb", "-1"):
+            with self.subTest(q=q), self.assertRaises(ValueError):
+                quantity(q)
 
     def test_config_change_rolls_pods(self):
         a = render({})
@@ -1044,6 +1271,49 @@ class BrokenChartTest(unittest.TestCase):
     def test_config_integer_written_as_float(self):
         r = self.broken({"templates/_helpers.tpl": [("{{- int64 $v }}", "{{- toString (float64 $v) }}.0")]})
         self.assertFails(check_config(r), "check-config exit 2")
+
+    def test_schema_sizing(self):
+        for sizing in ({"defaultBlockingThreads": 0}, {"defaultBlockingThreads": 513},
+                       {"defaultBlockingThreads": "4"}, {"fingerprintPeakBytes": 0},
+                       {"fingerprintPeakBytes": "32Mi"}, {"baselineBytes": -1}, {"slots": 4}):
+            with self.subTest(sizing=sizing):
+                p = check_schema(CHART, {"sizing": sizing})
+                self.assertTrue(any(x.startswith("helm:") for x in p), p)
+                self.assertTrue(any(x.startswith("jsonschema:") for x in p), p)
+
+    def test_sizing_one_thread_per_cpu(self):
+        r = self.broken({"templates/_sizing.tpl": [("(mul 2 (atoi $millis))", "(mul 1 (atoi $millis))")]},
+                        values={"resources": {"limits": {"cpu": "2", "memory": "1Gi"}}})
+        self.assertFails(check_sizing(r), "server.blocking_threads is 2, expected 4 (from resources.limits.cpu)")
+
+    def test_sizing_left_to_livegate(self):
+        # blocking_threads no longer rendered: livegate would use 2 x the node's CPUs.
+        r = self.broken({"templates/_config.tpl": [(
+            'blocking_threads = {{ include "livegate.blockingThreads" . }}', "")]})
+        self.assertFails(check_sizing(r), "server.blocking_threads is None, expected 4")
+
+    def test_sizing_explicit_value_ignored(self):
+        r = self.broken({"templates/_sizing.tpl": [(
+            '{{- if not (kindIs "invalid" $explicit) }}\n{{- int64 $explicit }}\n{{- else if $millis }}',
+            '{{- if $millis }}')]}, values={"config": {"server": {"blocking_threads": 2}}})
+        self.assertFails(check_sizing(r), "server.blocking_threads is 4, expected 2 (from config.server.blocking_threads)")
+
+    def test_sizing_memory_check_disabled(self):
+        r = self.broken({"templates/_sizing.tpl": [("{{- if lt $limit $need }}", "{{- if lt $limit 0 }}")]},
+                        values={"resources": {"limits": {"memory": "400Mi"}}})
+        self.assertFails(check_sizing(r), "resources.limits.memory 400Mi is below the 448 MiB livegate may use")
+
+    def test_sizing_memory_check_ignores_decodes(self):
+        r = self.broken({"templates/_sizing.tpl": [(
+            "{{- add $budget (mul $slots (int64 .Values.sizing.fingerprintPeakBytes)) (int64 .Values.sizing.baselineBytes) }}",
+            "{{- add $budget (int64 .Values.sizing.baselineBytes) }}")]},
+            values={"resources": {"limits": {"memory": "400Mi"}}})
+        self.assertFails(check_sizing(r), "is below the 448 MiB", "NOTES does not name the 448 MiB")
+
+    def test_sizing_no_warning_without_a_memory_limit(self):
+        r = self.broken({"templates/NOTES.txt": [("WARNING: resources.limits.memory is not set", "Note: no memory limit")]},
+                        values={"resources": {"limits": {"memory": None}}})
+        self.assertFails(check_sizing(r), "no memory limit, and NOTES does not warn")
 
     def test_config_key_dropped(self):
         r = self.broken({"templates/_config.tpl": [('{{- include "livegate.tomlKeys" (dict "table" $c.redis "skip" list) }}', "")]})

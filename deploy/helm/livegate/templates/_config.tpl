@@ -14,7 +14,9 @@ never appear here.
 [server]
 # Fixed by the chart: the Service, probes and NetworkPolicy use port 8080.
 listen = "0.0.0.0:8080"
-{{- include "livegate.tomlKeys" (dict "table" $c.server "skip" list) }}
+{{- include "livegate.tomlKeys" (dict "table" $c.server "skip" (list "blocking_threads")) }}
+# Decode slots, from {{ include "livegate.blockingThreadsSource" . }} (the chart's sizing).
+blocking_threads = {{ include "livegate.blockingThreads" . }}
 
 [vendor]
 {{- include "livegate.tomlKeys" (dict "table" $c.vendor "skip" list) }}

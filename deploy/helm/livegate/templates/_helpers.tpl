@@ -122,6 +122,7 @@ Refuses, when rendering, what livegate would refuse at start-up or what
 could not work in the cluster, with the values to change.
 */}}
 {{- define "livegate.validate" -}}
+{{- include "livegate.checkMemory" . }}
 {{- $c := .Values.config }}
 {{- $s := .Values.secrets }}
 {{- $np := .Values.networkPolicy }}
