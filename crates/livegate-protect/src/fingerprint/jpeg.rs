@@ -86,11 +86,16 @@ fn segment(data: &[u8], at: usize) -> Result<&[u8], FingerprintError> {
     data.get(at + 2..at + len).ok_or_else(truncated)
 }
 
-/// A Huffman table: a 9-bit lookup for the short codes (nearly all of
-/// them), the canonical code ranges for the rest.
+/// A Huffman table: a lookup of the next [`LOOKUP_BITS`] bits for the
+/// short codes (nearly all of them), the canonical code ranges for the
+/// rest.
 struct Huffman {
-    /// `symbol | length << 8`; 0: the code is longer than 9 bits.
+    /// `symbol | length << 8`; 0: the code is longer than the lookup.
     lookup: Box<[u16; 1 << LOOKUP_BITS]>,
+    /// For AC tables: a whole coefficient at once, when its code and its
+    /// value bits fit the lookup: `bits | advance << 8`, the advance being
+    /// `run + 1` (16 for ZRL, 0 for end of block); 0: take the slow path.
+    skip: Box<[u16; 1 << LOOKUP_BITS]>,
     /// Largest code of each length (-1: none), and the offset from a code
     /// of that length to its symbol's index.
     max_code: [i32; 17],
@@ -98,11 +103,12 @@ struct Huffman {
     values: Vec<u8>,
 }
 
-const LOOKUP_BITS: u32 = 9;
+const LOOKUP_BITS: u32 = 10;
 
 impl Huffman {
     fn new(counts: &[u8; 16], values: &[u8]) -> Result<Self, FingerprintError> {
         let mut lookup = Box::new([0u16; 1 << LOOKUP_BITS]);
+        let mut skip = Box::new([0u16; 1 << LOOKUP_BITS]);
         let mut max_code = [-1i32; 17];
         let mut offset = [0i32; 17];
         let (mut code, mut k) = (0i32, 0usize);
@@ -116,9 +122,21 @@ impl Huffman {
                 if len <= LOOKUP_BITS {
                     let shift = LOOKUP_BITS - len;
                     for c in code..code + n {
-                        let entry = u16::from(values[k + (c - code) as usize]) | (len as u16) << 8;
+                        let symbol = values[k + (c - code) as usize];
+                        let entry = u16::from(symbol) | (len as u16) << 8;
                         let first = (c as usize) << shift;
                         lookup[first..first + (1 << shift)].fill(entry);
+                        let (run, size) = (u16::from(symbol >> 4), u32::from(symbol & 15));
+                        let advance = match (run, size) {
+                            (0, 0) => 0,
+                            (15, 0) => 16,
+                            (_, 0) => continue, // undefined: the slow path says so
+                            _ => run + 1,
+                        };
+                        if len + size <= LOOKUP_BITS {
+                            let whole = (len + size) as u16 | advance << 8;
+                            skip[first..first + (1 << shift)].fill(whole);
+                        }
                     }
                 }
                 code += n;
@@ -129,6 +147,7 @@ impl Huffman {
         }
         Ok(Self {
             lookup,
+            skip,
             max_code,
             offset,
             values: values.to_vec(),
@@ -165,6 +184,25 @@ impl<'a> Bits<'a> {
     }
 
     fn fill(&mut self) {
+        // Fast path: the next 8 bytes hold no 0xFF (no stuffing, no
+        // marker), so as many as fit go in at once.
+        if self.padded == 0 {
+            if let Some(next) = self.data.get(self.pos..self.pos + 8) {
+                let chunk = u64::from_be_bytes(next.try_into().expect("8 bytes"));
+                let inverted = !chunk;
+                let has_ff = inverted.wrapping_sub(0x0101_0101_0101_0101)
+                    & !inverted
+                    & 0x8080_8080_8080_8080;
+                if has_ff == 0 {
+                    // At least one byte: count <= 56 here.
+                    let n = (63 - self.count) / 8;
+                    self.acc = self.acc << (8 * n) | chunk >> (64 - 8 * n);
+                    self.pos += n as usize;
+                    self.count += 8 * n;
+                    return;
+                }
+            }
+        }
         while self.count <= 56 {
             let byte = match self.data.get(self.pos) {
                 Some(&0xFF) if self.padded == 0 => match self.data.get(self.pos + 1) {
@@ -576,6 +614,19 @@ fn scan(
 fn skip_ac(bits: &mut Bits<'_>, table: &Huffman) -> Result<(), FingerprintError> {
     let mut k = 1;
     while k < 64 {
+        if bits.count < LOOKUP_BITS {
+            bits.fill();
+        }
+        let peek = ((bits.acc >> (bits.count - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)) as usize;
+        let whole = table.skip[peek];
+        if whole != 0 {
+            bits.count -= u32::from(whole & 0xFF);
+            match whole >> 8 {
+                0 => break, // end of block
+                advance => k += u32::from(advance),
+            }
+            continue;
+        }
         let rs = bits.decode(table)?;
         let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
         if size == 0 {
@@ -662,4 +713,137 @@ fn blocks(
         cols,
         luma,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+    use super::*;
+
+    /// A smooth scene with colour and structure, `w`×`h` RGB.
+    fn scene(w: usize, h: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f64 / w as f64, y as f64 / h as f64);
+                let disc = (fx - 0.6).powi(2) + (fy - 0.4).powi(2) < 0.04;
+                let v = if disc {
+                    30.0
+                } else {
+                    60.0 + 150.0 * (fx + fy) / 2.0
+                };
+                out.extend_from_slice(&[v as u8, (v * 0.8) as u8, (250.0 - v) as u8]);
+            }
+        }
+        out
+    }
+
+    /// Each 8×8 block's mean luma (× 256, Rec. 709) from a full decode.
+    fn full_block_luma(jpeg: &[u8]) -> (usize, Vec<f32>) {
+        let img = image::load_from_memory(jpeg).unwrap().to_rgb8();
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let cols = w.div_ceil(8);
+        let mut out = Vec::new();
+        for by in 0..h.div_ceil(8) {
+            for bx in 0..cols {
+                let (mut sum, mut n) = (0.0, 0.0);
+                for y in 8 * by..(8 * by + 8).min(h) {
+                    for x in 8 * bx..(8 * bx + 8).min(w) {
+                        let p = img.get_pixel(x as u32, y as u32);
+                        sum += 54.0 * f32::from(p[0])
+                            + 183.0 * f32::from(p[1])
+                            + 19.0 * f32::from(p[2]);
+                        n += 1.0;
+                    }
+                }
+                out.push(sum / n);
+            }
+        }
+        (cols, out)
+    }
+
+    /// Baseline and progressive, every sampling, restart intervals, gray,
+    /// sizes that are not multiples of 8 or 16: the DC decode gives each
+    /// block's mean luma as a full decode does, up to the encoder's
+    /// rounding and the decoder's chroma upsampling.
+    #[test]
+    fn dc_blocks_match_a_full_decode() {
+        let cases = [
+            (640, 480, false, SamplingFactor::R_4_2_0, 0, ColorType::Rgb),
+            (301, 257, false, SamplingFactor::R_4_4_4, 0, ColorType::Rgb),
+            (333, 271, false, SamplingFactor::R_4_2_2, 3, ColorType::Rgb),
+            (300, 260, true, SamplingFactor::R_4_2_0, 0, ColorType::Rgb),
+            (299, 263, true, SamplingFactor::R_4_4_4, 1, ColorType::Rgb),
+            (320, 256, false, SamplingFactor::R_4_4_4, 2, ColorType::Luma),
+            (264, 300, true, SamplingFactor::R_4_4_4, 0, ColorType::Luma),
+        ];
+        for (w, h, progressive, sampling, restart, color) in cases {
+            let rgb = scene(w, h);
+            let pixels: Vec<u8> = match color {
+                ColorType::Luma => rgb
+                    .chunks_exact(3)
+                    .map(|p| {
+                        ((54 * u32::from(p[0]) + 183 * u32::from(p[1]) + 19 * u32::from(p[2])) >> 8)
+                            as u8
+                    })
+                    .collect(),
+                _ => rgb,
+            };
+            let mut jpeg = Vec::new();
+            let mut enc = Encoder::new(&mut jpeg, 90);
+            enc.set_progressive(progressive);
+            enc.set_sampling_factor(sampling);
+            if restart > 0 {
+                enc.set_restart_interval(restart);
+            }
+            enc.encode(&pixels, w as u16, h as u16, color).unwrap();
+            let label = format!("{w}x{h} progressive {progressive} {sampling:?} restart {restart}");
+            let blocks = decode(&jpeg, 50_000_000).unwrap_or_else(|e| panic!("{label}: {e}"));
+            assert_eq!(
+                (blocks.width, blocks.height, blocks.cols),
+                (w, h, w.div_ceil(8))
+            );
+            let (cols, full) = full_block_luma(&jpeg);
+            assert_eq!(
+                (cols, full.len()),
+                (blocks.cols, blocks.luma.len()),
+                "{label}"
+            );
+            let diffs: Vec<f32> = full
+                .iter()
+                .zip(&blocks.luma)
+                .map(|(a, b)| (a - b).abs() / 256.0)
+                .collect();
+            let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+            let max = diffs.iter().copied().fold(0.0, f32::max);
+            assert!(
+                mean < 1.0 && max < 16.0,
+                "{label}: mean {mean:.2}, max {max:.2} of 255"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_and_unsupported_jpegs_are_refused() {
+        let rgb = scene(320, 256);
+        let mut jpeg = Vec::new();
+        Encoder::new(&mut jpeg, 90)
+            .encode(&rgb, 320, 256, ColorType::Rgb)
+            .unwrap();
+        assert!(decode(&jpeg, 50_000_000).is_ok());
+        for cut in [2, 20, 200, jpeg.len() / 2, jpeg.len() - 2] {
+            assert!(decode(&jpeg[..cut], 50_000_000).is_err(), "cut at {cut}");
+        }
+        assert!(matches!(
+            decode(&jpeg, 1000),
+            Err(FingerprintError::TooManyPixels { .. })
+        ));
+        // Arithmetic coding (SOF9): refused, not misread.
+        let mut arith = jpeg.clone();
+        let sof = arith.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+        arith[sof + 1] = 0xC9;
+        assert!(decode(&arith, 50_000_000).is_err());
+        assert_eq!(dimensions(&jpeg), Some((320, 256)));
+    }
 }
