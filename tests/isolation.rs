@@ -165,7 +165,7 @@ async fn image_bombs_stay_within_the_charts_memory_limit() {
         peaks.push(peak);
     }
     // Still alive and serving.
-    let health = send(&gw.ops_url("/livez"), "GET", &[], Vec::new()).await;
+    let health = send(&gw.url("/livez"), "GET", &[], Vec::new()).await;
     assert_eq!(health.status, 200);
     let peak = peaks.iter().copied().fold(0.0, f64::max);
     assert!(
