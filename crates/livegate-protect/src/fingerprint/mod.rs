@@ -155,6 +155,25 @@ pub fn reference_hash(image: &[u8], max_pixels: u64) -> Result<u64, FingerprintE
     .unwrap_or_else(|_| Err(FingerprintError::undecodable("decoder failure")))
 }
 
+/// The reduced decodes alone, without the whole-image fallback: the JPEG
+/// DC decode (at any size) and the streamed PNG rows. For fuzzing them;
+/// `None` when neither applies to these bytes.
+#[doc(hidden)]
+pub fn reduced_hash(image: &[u8], max_pixels: u64) -> Option<Result<u64, FingerprintError>> {
+    if image.starts_with(&[0xFF, 0xD8]) {
+        Some(
+            jpeg::decode(image, max_pixels)
+                .map(|b| encode(&grid_coefficients(&grid_from_blocks(&b)))),
+        )
+    } else if image.starts_with(b"\x89PNG\r\n\x1a\n") {
+        png::grid(image, max_pixels)
+            .transpose()
+            .map(|g| g.map(|g| encode(&grid_coefficients(&g))))
+    } else {
+        None
+    }
+}
+
 fn hash_inner(image: &[u8], max_pixels: u64) -> Result<u64, FingerprintError> {
     if image.starts_with(&[0xFF, 0xD8, 0xFF]) {
         let (w, h) =
