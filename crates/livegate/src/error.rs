@@ -119,6 +119,7 @@ fn payload(e: &PayloadError) -> ErrorKind {
         PayloadError::Image(ImageError::Truncated(_) | ImageError::Corrupt(_)) => {
             ErrorKind::ImageCorrupt
         }
+        PayloadError::Image(ImageError::Incomplete(_)) => ErrorKind::ImageTruncated,
         PayloadError::Policy(PolicyError::FormatNotAllowed(_)) => ErrorKind::ImageFormatNotAllowed,
         PayloadError::Policy(PolicyError::TooSmall { .. }) => ErrorKind::ImageTooSmall,
         PayloadError::Policy(PolicyError::TooLarge { .. }) => ErrorKind::ImageTooLarge,
