@@ -31,11 +31,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let once = check_structure(image);
 
-    // Fixed-size chunks, and chunks whose sizes cycle through 1..=selector
-    // (an empty chunk included), both agree with the one-shot verdict.
+    // Fixed-size chunks, and chunks whose sizes cycle through
+    // 0..=selector + 1 (empty chunks included), both agree with the
+    // one-shot verdict.
     let size = usize::from(selector) + 1;
     assert_eq!(chunked(image, std::iter::repeat(size)), once);
-    let cycle = (0..=usize::from(selector)).cycle();
+    let cycle = (0..=size).cycle();
     assert_eq!(chunked(image, cycle), once);
 
     // The same format as the header sniffer, or both see no image.

@@ -281,17 +281,47 @@ impl Jpeg {
                         };
                     }
                 }
-                JpegState::Entropy => match memchr::memchr(0xFF, data) {
-                    None => {
-                        self.scan_data_seen = true;
-                        data = &[];
+                JpegState::Entropy => {
+                    // The hot loop: from one `FF` to the next, in this chunk,
+                    // until a marker that ends the scan.
+                    let mut at = 0;
+                    loop {
+                        // Dense `FF 00` pairs are the worst case: look at the
+                        // next byte before calling memchr.
+                        let ff = if data.get(at) == Some(&0xFF) {
+                            Some(at)
+                        } else {
+                            memchr::memchr(0xFF, &data[at..]).map(|i| at + i)
+                        };
+                        let Some(ff) = ff else {
+                            self.scan_data_seen |= at < data.len();
+                            data = &[];
+                            break;
+                        };
+                        self.scan_data_seen |= ff > at;
+                        match data.get(ff + 1) {
+                            None => {
+                                self.state = JpegState::EntropyFf;
+                                data = &[];
+                                break;
+                            }
+                            Some(0x00) => {
+                                self.scan_data_seen = true;
+                                at = ff + 2;
+                            }
+                            Some(0xD0..=0xD7) => at = ff + 2,
+                            // Fill: the next `FF` is the one before the code.
+                            Some(0xFF) => at = ff + 1,
+                            Some(&code) => {
+                                data = &data[ff + 2..];
+                                if self.marker(code)? {
+                                    return Ok(Step::End(data.len()));
+                                }
+                                break;
+                            }
+                        }
                     }
-                    Some(at) => {
-                        self.scan_data_seen |= at > 0;
-                        data = &data[at + 1..];
-                        self.state = JpegState::EntropyFf;
-                    }
-                },
+                }
                 JpegState::EntropyFf => {
                     data = &data[1..];
                     match byte {
