@@ -153,6 +153,7 @@ mod tests {
             BodyError::ReadTimeout.into(),
             PayloadError::from(NormalizeError::InvalidBase64).into(),
             PayloadError::from(ImageError::Unrecognized).into(),
+            PayloadError::from(ImageError::Incomplete(livegate_payload::ImageFormat::Jpeg)).into(),
         ];
         for e in client {
             assert!(e.error_kind().status().is_client_error(), "{e:?}");
