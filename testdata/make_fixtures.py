@@ -95,3 +95,29 @@ face(320, 240).save("face-320x240-lossless-meta.webp", lossless=True, exif=camer
                     xmp=XMP)
 # Progressive: several scans with tables between them, then EXIF to remove.
 face(100, 100).save("small-100x100-progressive-exif.jpg", progressive=True, exif=camera_exif(3))
+
+
+# Billed garbage (issue 20): 253 bytes that pass the header check — a progressive
+# JPEG claiming 8192x6103 — whose first scan is cut after 16 bytes: SOI, JFIF,
+# the two quantization tables and the first scan's 16 bytes of the progressive
+# fixture above, its frame header with the big size, and two small DC tables.
+def truncated_progressive():
+    src = open("small-100x100-progressive-exif.jpg", "rb").read()
+    out, pos, dc_table = bytearray(src[:2]), 2, 0
+    while True:
+        marker, length = src[pos + 1], int.from_bytes(src[pos + 2:pos + 4], "big")
+        seg = bytearray(src[pos:pos + 2 + length])
+        pos += 2 + length
+        if marker == 0xE1:  # the EXIF
+            continue
+        if marker == 0xC2:
+            seg[5:9] = (6103).to_bytes(2, "big") + (8192).to_bytes(2, "big")
+        if marker == 0xC4:  # DC table 0, then 1: one 1-bit and one 2-bit code
+            seg = segment(0xC4, bytes([dc_table, 1, 1] + [0] * 14 + [0, 1]))
+            dc_table += 1
+        out += seg
+        if marker == 0xDA:
+            return bytes(out + src[pos:pos + 16])
+
+
+open("truncated-progressive-8192x6103.jpg", "wb").write(truncated_progressive())

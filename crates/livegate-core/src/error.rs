@@ -132,6 +132,8 @@ error_kinds! {
     ImageTooLarge => (UNPROCESSABLE_ENTITY, 42206, "image dimensions are too large"),
     /// The `Idempotency-Key` was used within its retention with a different image.
     IdempotencyKeyReused => (UNPROCESSABLE_ENTITY, 42207, "Idempotency-Key was already used with a different image"),
+    /// The header is readable but the image is cut short or broken (JPEG without scan data or EOI, PNG without IEND or with a bad chunk CRC, WebP whose RIFF or chunk sizes disagree with the data, GIF without its trailer); no vendor call is made.
+    ImageTruncated => (UNPROCESSABLE_ENTITY, 42208, "image data is truncated or corrupt"),
     /// An unexpected gateway fault (a bug); never caused by client input.
     Internal => (INTERNAL_SERVER_ERROR, 50001, "internal gateway error"),
     /// The vendor could not be reached (connect failure, reset, TLS failure).

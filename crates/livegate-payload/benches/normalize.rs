@@ -6,7 +6,8 @@
 //!
 //! - `prepare`: [`prepare_base64`], what the gateway does per request now: normalize
 //!   (non-canonical input only) into the final vendor body, decode once in chunks while
-//!   computing the SHA-256 and sniffing the header, apply the policy.
+//!   computing the SHA-256, sniffing the header and checking the structure, apply the
+//!   policy.
 //! - `whole`: decode the whole image into one buffer, then sniff it (the previous
 //!   request path, which had no digest).
 //! - `memcpy`: copy the input.
@@ -15,6 +16,7 @@
 //! times measured in the same run (from the estimates criterion just wrote), so the
 //! figures do not depend on how fast or busy the machine was.
 
+mod common;
 #[path = "../../../bench/criterion_estimates.rs"]
 mod estimates;
 
@@ -24,20 +26,10 @@ use std::time::{Duration, SystemTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use livegate_payload::{ImagePolicy, encode_canonical, normalize_base64, prepare_base64, sniff};
 
-/// A real JPEG (its header is what a face image starts with) followed by deterministic
-/// pseudo-random filler, which encodes like compressed image data.
+/// A whole JPEG of `len` bytes: a real header, pseudo-random entropy-coded
+/// data, EOI (the structural check refuses anything less).
 fn image(len: usize) -> Vec<u8> {
-    let mut bytes = include_bytes!("../../../testdata/face-640x480.jpg").to_vec();
-    bytes.truncate(len);
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    while bytes.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
+    common::jpeg(len)
 }
 
 fn wrap_crlf(encoded: &str, columns: usize) -> String {

@@ -9,8 +9,10 @@
 //!    soon as it passes it) and the read timeout;
 //! 4. the `faceImage` is taken out ([`json`](crate::body::json),
 //!    [`multipart`](crate::body::multipart) or the raw body), normalized,
-//!    decoded once in chunks (hashed and sniffed on the way, never held
-//!    whole) and checked against the tenant's [`ImagePolicy`];
+//!    decoded once in chunks (hashed, sniffed and structurally checked on
+//!    the way, never held whole) and checked against the tenant's
+//!    [`ImagePolicy`]; a truncated or corrupt image is refused here, before
+//!    protection and the vendor;
 //! 5. the image facts go into the request's
 //!    [`Exchange`](livegate_core::exchange::Exchange) record;
 //! 6. the inner service gets a fresh `Request<Bytes>` holding only the vendor

@@ -8,10 +8,14 @@
 //!   padded standard base64.
 //! - **image sniffing** ([`sniff`]): format by signature (JPEG, PNG, WebP, GIF) and
 //!   dimensions from the header only; the image is never decoded.
+//! - **the structural check** ([`check_structure`], [`StructureCheck`]): the
+//!   whole image is there (JPEG EOI after scan data, PNG chunk CRCs and IEND,
+//!   WebP RIFF and chunk sizes, GIF trailer), walked without a pixel decode.
 //! - **the image policy** ([`ImagePolicy`], with a tenant's [`ImageOverrides`]).
 //! - **the pipeline** the layer calls: [`prepare_base64`] for base64 text,
 //!   [`prepare_bytes`] for raw images — both yield the vendor body and the image's
 //!   facts (format, size, SHA-256), never holding the decoded image whole.
+//!   The structural check reads the same decoded chunks as the SHA-256.
 //! - **body parsing** ([`body`]): `Content-Type` dispatch, the JSON reader and the
 //!   multipart reader, all fuzzed.
 //! - **the tower layer** ([`PayloadLayer`]) that puts these on the request path.
@@ -34,6 +38,7 @@ mod normalize;
 mod policy;
 mod prepare;
 mod sniff;
+mod structure;
 
 pub use body::BodyError;
 pub use format::{FormatSet, ImageFormat, ParseImageFormatError};
@@ -46,3 +51,4 @@ pub use prepare::{
     vendor_body,
 };
 pub use sniff::{ImageError, ImageInfo, sniff};
+pub use structure::{StructureCheck, check_structure};

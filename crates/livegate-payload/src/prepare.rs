@@ -5,7 +5,9 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::normalize::{may_be_canonical, normalize_into};
-use crate::{ImageError, ImageInfo, ImagePolicy, NormalizeError, PolicyError, sniff};
+use crate::{
+    ImageError, ImageInfo, ImagePolicy, NormalizeError, PolicyError, StructureCheck, sniff,
+};
 
 /// The start and end of the vendor's body around the canonical base64, which
 /// needs no JSON escaping.
@@ -68,11 +70,12 @@ pub enum PayloadError {
 }
 
 /// What the gateway does with a JSON `faceImage`: normalize (only when the
-/// input is not canonical already), then decode once, in chunks, hashing and
-/// sniffing as it goes, then apply the policy.
+/// input is not canonical already), then decode once, in chunks, hashing,
+/// sniffing and checking the structure as it goes, then apply the policy.
 ///
 /// Errors come in that order: base64 first, then the image header, then the
-/// policy.
+/// policy, then the structure (a truncated or corrupt image,
+/// [`ImageError::Incomplete`]).
 pub fn prepare_base64(input: &str, policy: &ImagePolicy) -> Result<Prepared, PayloadError> {
     prepare_base64_keeping(input, policy, false)
 }
@@ -124,18 +127,33 @@ pub fn prepare_canonical_keeping(
 }
 
 /// Sniff and apply the policy to a raw image (a multipart part or a raw
-/// body), then encode it straight into the vendor body. Nothing is encoded
-/// for an image that is refused.
+/// body), check its structure, then encode it straight into the vendor body.
+/// Nothing is encoded for an image that is refused.
 pub fn prepare_bytes(image: &[u8], policy: &ImagePolicy) -> Result<Prepared, PayloadError> {
     let info = sniff(image)?;
     policy.check(&info)?;
+    let (sha256, complete) = hash_and_check(image);
+    complete?;
     Ok(Prepared {
         vendor_body: Some(encode_vendor_body(image)),
         info,
         size: image.len(),
-        sha256: Sha256::digest(image).into(),
+        sha256,
         decoded: None,
     })
+}
+
+/// SHA-256 and the structural check of a whole image, in one pass of
+/// L1-sized chunks: each chunk is read by the check while the hash has just
+/// brought it into the cache.
+fn hash_and_check(image: &[u8]) -> ([u8; 32], Result<usize, ImageError>) {
+    let mut hash = Sha256::new();
+    let mut structure = StructureCheck::new();
+    for chunk in image.chunks(CHUNK_BYTES) {
+        hash.update(chunk);
+        structure.feed(chunk);
+    }
+    (hash.finalize().into(), structure.finish())
 }
 
 /// The vendor body `{"faceImage":"<canonical base64 of image>"}`, encoded
@@ -174,6 +192,9 @@ struct Scan {
     size: usize,
     sha256: [u8; 32],
     sniffed: Result<ImageInfo, ImageError>,
+    /// The structural check's verdict: where the image ended, or why it is
+    /// not whole.
+    complete: Result<usize, ImageError>,
     decoded: Option<Vec<u8>>,
 }
 
@@ -188,6 +209,7 @@ impl Scan {
         let mut buf = [0u8; CHUNK_BYTES];
         let mut hash = Sha256::new();
         let mut sniffer = Sniffer::for_image_of(b64.len() / 4 * 3);
+        let mut structure = StructureCheck::new();
         let mut size = 0;
         let mut chunks = b64.chunks(CHUNK_SYMBOLS).peekable();
         // Nothing at all is not canonical base64 of anything.
@@ -200,12 +222,14 @@ impl Scan {
             let decoded = STANDARD.decode(chunk, Out::from_slice(&mut buf)).ok()?;
             hash.update(&*decoded);
             sniffer.feed(decoded);
+            structure.feed(decoded);
             size += decoded.len();
         }
         Some(Scan {
             size,
             sha256: hash.finalize().into(),
             sniffed: sniffer.finish(),
+            complete: structure.finish(),
             decoded: None,
         })
     }
@@ -217,10 +241,12 @@ impl Scan {
             return None;
         }
         let decoded = STANDARD.decode_to_vec(b64).ok()?;
+        let (sha256, complete) = hash_and_check(&decoded);
         Some(Scan {
             size: decoded.len(),
-            sha256: Sha256::digest(&decoded).into(),
+            sha256,
             sniffed: sniff(&decoded),
+            complete,
             decoded: Some(decoded),
         })
     }
@@ -232,6 +258,7 @@ impl Scan {
     ) -> Result<Prepared, PayloadError> {
         let info = self.sniffed?;
         policy.check(&info)?;
+        self.complete?;
         Ok(Prepared {
             vendor_body,
             info,
@@ -303,6 +330,7 @@ impl Sniffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ImageFormat;
 
     #[test]
     fn chunking_matches_a_whole_decode() {
@@ -323,11 +351,44 @@ mod tests {
             assert_eq!(scan.size, len);
             assert_eq!(scan.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
             assert_eq!(scan.sniffed, sniff(&bytes));
+            assert_eq!(scan.complete, crate::check_structure(&bytes));
             let whole = Scan::strict(b64.as_bytes(), true).expect("canonical");
             assert_eq!(whole.size, len);
             assert_eq!(whole.sha256, scan.sha256);
             assert_eq!(whole.sniffed, scan.sniffed);
+            assert_eq!(whole.complete, scan.complete);
             assert_eq!(whole.decoded.as_deref(), Some(&bytes[..]));
+        }
+    }
+
+    #[test]
+    fn the_structure_is_checked_across_chunks() {
+        // 14 KB: two decode chunks, the EOI in the second.
+        let jpeg = include_bytes!("../../../testdata/face-640x480.jpg");
+        assert!(jpeg.len() > CHUNK_BYTES);
+        let with_tail = [&jpeg[..], &[0x55; CHUNK_BYTES][..]].concat();
+        for (bytes, expected) in [
+            (&jpeg[..], Ok(jpeg.len())),
+            (
+                &jpeg[..jpeg.len() - 1],
+                Err(ImageError::Incomplete(ImageFormat::Jpeg)),
+            ),
+            (
+                &jpeg[..CHUNK_BYTES],
+                Err(ImageError::Incomplete(ImageFormat::Jpeg)),
+            ),
+            (&with_tail[..], Ok(jpeg.len())),
+        ] {
+            let b64 = STANDARD.encode_to_string(bytes);
+            for keep in [false, true] {
+                let scan = Scan::strict(b64.as_bytes(), keep).unwrap();
+                assert_eq!(
+                    scan.complete,
+                    expected,
+                    "{} bytes, keep {keep}",
+                    bytes.len()
+                );
+            }
         }
     }
 

@@ -22,6 +22,11 @@ pub enum ImageError {
     /// Known signature, but the header is structurally invalid (bad marker or chunk, zero dimension).
     #[error("corrupt {0} header")]
     Corrupt(ImageFormat),
+    /// A readable header, but the image after it is cut short or broken:
+    /// the structural check ([`crate::check_structure`]) found no end marker,
+    /// a bad chunk CRC or a size that disagrees with the data.
+    #[error("{0} image data is truncated or corrupt")]
+    Incomplete(ImageFormat),
 }
 
 /// Header fault before it is tagged with the format that was being parsed.

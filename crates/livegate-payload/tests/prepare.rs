@@ -4,7 +4,7 @@ mod common;
 
 use livegate_payload::{
     FormatSet, ImageError, ImageFormat, ImageInfo, ImagePolicy, NormalizeError, PayloadError,
-    PolicyError, Prepared, prepare_base64, prepare_bytes,
+    PolicyError, Prepared, prepare_base64, prepare_base64_keeping, prepare_bytes,
 };
 use sha2::{Digest, Sha256};
 
@@ -215,4 +215,72 @@ fn debug_output_is_redacted() {
     assert!(debug.contains("width: 320"), "{debug}");
     // Neither the raw bytes (a JPEG starts 255, 216) nor the base64 ("/9j/") appear.
     assert!(!debug.contains("255") && !debug.contains("/9j/"), "{debug}");
+}
+
+/// The structural check on every path of the pipeline: canonical base64
+/// (decoded in chunks, or kept whole for protection), base64 that is
+/// rewritten, and raw bytes. The header passes, so only the check refuses.
+#[test]
+fn truncated_images_are_refused_on_every_path() {
+    let policy = ImagePolicy::default();
+    let refused = |format| PayloadError::Image(ImageError::Incomplete(format));
+    let png = testdata("face-320x240.png");
+    let webp = testdata("face-320x240.webp");
+    // Past the decode's chunk size (12 KiB), so the chunks are fed one by one.
+    let jpeg = testdata("face-640x480.jpg");
+    let no_eoi = jpeg[..jpeg.len() - 2].to_vec();
+    for (name, bytes, format) in [
+        (
+            "253-byte progressive",
+            testdata("truncated-progressive-8192x6103.jpg"),
+            ImageFormat::Jpeg,
+        ),
+        ("jpeg without EOI", no_eoi, ImageFormat::Jpeg),
+        (
+            "png without IEND",
+            png[..png.len() - 12].to_vec(),
+            ImageFormat::Png,
+        ),
+        (
+            "webp cut short",
+            webp[..webp.len() - 1].to_vec(),
+            ImageFormat::Webp,
+        ),
+    ] {
+        let encoded = reference_encode(&bytes);
+        let wrapped = format!("data:image/jpeg;base64,{encoded}");
+        for keep in [false, true] {
+            assert_eq!(
+                prepare_base64_keeping(&encoded, &policy, keep).unwrap_err(),
+                refused(format),
+                "{name}, canonical, keep {keep}"
+            );
+            assert_eq!(
+                prepare_base64_keeping(&wrapped, &policy, keep).unwrap_err(),
+                refused(format),
+                "{name}, rewritten, keep {keep}"
+            );
+        }
+        assert_eq!(
+            prepare_bytes(&bytes, &policy).unwrap_err(),
+            refused(format),
+            "{name}, raw"
+        );
+    }
+    // The policy is judged first: a truncated GIF where GIF is not allowed
+    // is refused for its format.
+    let gif = testdata("face-256x256.gif");
+    assert_eq!(
+        prepare_bytes(&gif[..gif.len() - 1], &policy).unwrap_err(),
+        PayloadError::Policy(PolicyError::FormatNotAllowed(ImageFormat::Gif))
+    );
+    let any = ImagePolicy::ANY;
+    assert_eq!(
+        prepare_bytes(&gif[..gif.len() - 1], &any).unwrap_err(),
+        refused(ImageFormat::Gif)
+    );
+    // Data after the end is forwarded as it came.
+    let jpeg = [&testdata("face-320x240.jpg")[..], b"trailer"].concat();
+    let prepared = prepare_base64(&reference_encode(&jpeg), &policy).unwrap();
+    assert_facts_of(&prepared, &jpeg);
 }

@@ -120,6 +120,7 @@ fn payload(e: &PayloadError) -> ErrorKind {
         PayloadError::Image(ImageError::Truncated(_) | ImageError::Corrupt(_)) => {
             ErrorKind::ImageCorrupt
         }
+        PayloadError::Image(ImageError::Incomplete(_)) => ErrorKind::ImageTruncated,
         PayloadError::Policy(PolicyError::FormatNotAllowed(_)) => ErrorKind::ImageFormatNotAllowed,
         PayloadError::Policy(PolicyError::TooSmall { .. }) => ErrorKind::ImageTooSmall,
         PayloadError::Policy(PolicyError::TooLarge { .. }) => ErrorKind::ImageTooLarge,
@@ -153,6 +154,7 @@ mod tests {
             BodyError::ReadTimeout.into(),
             PayloadError::from(NormalizeError::InvalidBase64).into(),
             PayloadError::from(ImageError::Unrecognized).into(),
+            PayloadError::from(ImageError::Incomplete(livegate_payload::ImageFormat::Jpeg)).into(),
         ];
         for e in client {
             assert!(e.error_kind().status().is_client_error(), "{e:?}");
