@@ -204,3 +204,38 @@ async fn lingering_is_bounded_in_time_and_bytes() {
         "the whole 5 MB body was read and discarded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_that_must_appear_once_sent_twice_differently_is_400() {
+    let gw = Proc::serve(None, &[]);
+    let key = gw.dev_key();
+    let other = make_key().plaintext;
+    let url = gw.url("/modules/liveness");
+    let body = face_json(&b64(&testdata("face-320x240.jpg")));
+    let bearer = |k: &str| format!("Bearer {k}");
+    let tp1 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let tp2 = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01";
+    for (name, a, b) in [
+        ("x-api-key", key.clone(), other.clone()),
+        ("authorization", bearer(&key), bearer(&other)),
+        ("idempotency-key", "one".to_owned(), "two".to_owned()),
+        ("traceparent", tp1.to_owned(), tp2.to_owned()),
+    ] {
+        let mut h = vec![("content-type", "application/json"), (name, &a), (name, &b)];
+        if name != "x-api-key" && name != "authorization" {
+            h.push(("x-api-key", &key));
+        }
+        let r = send(&url, "POST", &h, body.clone()).await;
+        assert_eq!(r.status, 400, "{name}: {:?}", r.body);
+        assert_eq!(r.error_code(), 40010, "{name}");
+        let message = r.json()["message"].as_str().unwrap().to_ascii_lowercase();
+        assert!(message.contains(name), "{name}: {message}");
+        // The same value twice is one value.
+        let mut h = vec![("content-type", "application/json"), (name, &a), (name, &a)];
+        if name != "x-api-key" && name != "authorization" {
+            h.push(("x-api-key", &key));
+        }
+        let r = send(&url, "POST", &h, body.clone()).await;
+        assert_eq!(r.status, 200, "{name}: {:?}", r.body);
+    }
+}

@@ -55,6 +55,7 @@ use livegate_audit::Audit;
 use livegate_auth::{AuthLayer, Authenticator, KeyStore, Principal};
 use livegate_core::admission::{Admission, AdmissionLayer};
 use livegate_core::exchange::{Exchange, ExchangeLayer, ExchangeSink};
+use livegate_core::single_headers::SingleHeadersLayer;
 use livegate_core::{Clock, ErrorKind, error_response, request_id};
 use livegate_metrics::Metrics;
 use livegate_payload::{ImagePolicy, PayloadLayer};
@@ -176,17 +177,23 @@ where
     let liveness = ServiceBuilder::new()
         .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
         // The trace the request belongs to, for its audit record.
-        .map_request(|mut req: Request<Body>| {
+        .map_request(|req: Request<Body>| {
             if let Some(x) = Exchange::of(&req) {
                 if let Some(t) = trace_id_of(&tracing::Span::current(), req.headers()) {
                     x.set_trace_id(t);
                 }
             }
+            req
+        })
+        .layer(gw.audit.layer())
+        // Before anything reads them: which copy of a repeated key,
+        // Idempotency-Key or traceparent wins is not guessed (400).
+        .layer(SingleHeadersLayer)
+        .map_request(|mut req: Request<Body>| {
             // The payload layer passes extensions, not headers.
             capture_idempotency_key(&mut req);
             req
         })
-        .layer(gw.audit.layer())
         .layer(AuthLayer::new(gw.authenticator.clone()))
         .layer(
             RateLimitLayer::new(gw.limiter.clone(), move |ext| {
@@ -194,7 +201,10 @@ where
             })
             .global(gw.global_limit),
         )
-        .layer(AdmissionLayer::new(gw.admission.clone()))
+        .layer(
+            AdmissionLayer::new(gw.admission.clone())
+                .tenant(|ext| Some(ext.get::<Principal>()?.tenant.id.clone())),
+        )
         .layer(
             PayloadLayer::new(gw.body_limit, gw.body_read_timeout)
                 .blocking_above(gw.blocking_above)
