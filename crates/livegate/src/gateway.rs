@@ -67,6 +67,10 @@ use livegate_upstream::{
 };
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
+    ServerErrorsFailureClass, SharedClassifier,
+};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Level;
@@ -260,7 +264,7 @@ fn around_every_route(routes: Router, scheme: &'static str) -> Router {
                 // anywhere. The liveness route logs its exchange record;
                 // the plain response line is for debugging.
                 .layer(
-                    TraceLayer::new_for_http()
+                    TraceLayer::new(SharedClassifier::new(Failures))
                         .make_span_with(move |req: &Request<Body>| request_span(req, scheme))
                         .on_response(RecordStatus),
                 )
@@ -438,7 +442,39 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if state == "draining" {
+        // A normal state, logged once when the drain began: not an error.
+        res.extensions_mut().insert(Expected503);
+    }
     res
+}
+
+/// Marks a 503 that is not a failure (readiness while draining), so the
+/// request span does not log an `ERROR … response failed` per probe.
+#[derive(Clone, Copy, Debug)]
+struct Expected503;
+
+/// tower-http's 5xx-as-failure classification, except for [`Expected503`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Failures;
+
+impl ClassifyResponse for Failures {
+    type FailureClass = ServerErrorsFailureClass;
+    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        res: &Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        if res.extensions().get::<Expected503>().is_some() {
+            return ClassifiedResponse::Ready(Ok(()));
+        }
+        ServerErrorsAsFailures::new().classify_response(res)
+    }
+
+    fn classify_error<E: std::fmt::Display + 'static>(self, error: &E) -> Self::FailureClass {
+        ServerErrorsAsFailures::new().classify_error(error)
+    }
 }
 
 async fn not_found(headers: HeaderMap) -> Response<Body> {
