@@ -83,6 +83,7 @@ impl Inner {
         for a in args {
             invocation.arg(a);
         }
+        let invocation = &invocation;
         self.run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await
     }
