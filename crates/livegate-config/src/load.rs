@@ -504,6 +504,7 @@ impl Config {
             ("vendor.max_response_bytes", self.vendor.max_response_bytes),
             ("vendor.breaker_window_ms", self.vendor.breaker_window_ms),
             ("redis.timeout_ms", self.redis.timeout_ms),
+            ("redis.admin_timeout_ms", self.redis.admin_timeout_ms),
             ("ratelimit.timeout_ms", self.ratelimit.timeout_ms),
             ("ratelimit.replicas", u64::from(self.ratelimit.replicas)),
             (

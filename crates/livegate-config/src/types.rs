@@ -219,6 +219,10 @@ pub struct RedisConfig {
     pub fail_mode: FailMode,
     /// Bound on every Redis command.
     pub timeout_ms: u64,
+    /// Bound on each Redis command of an admin call (key issuance and the
+    /// other writes): longer than `timeout_ms`, since an operator waits for
+    /// it and a timed-out write may still have landed.
+    pub admin_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -228,6 +232,7 @@ impl Default for RedisConfig {
             url_file: None,
             fail_mode: FailMode::Local,
             timeout_ms: 50,
+            admin_timeout_ms: 2_000,
         }
     }
 }

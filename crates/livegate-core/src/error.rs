@@ -108,6 +108,8 @@ error_kinds! {
     ReplayRejected => (CONFLICT, 40903, "image repeats an earlier request"),
     /// Another request with the same `Idempotency-Key` is still in progress after waiting `protection.idempotency_wait_ms`; retry after `Retry-After`.
     IdempotencyInProgress => (CONFLICT, 40904, "a request with this Idempotency-Key is still in progress"),
+    /// A key issuance (admin API) whose `requestId` already produced a key within 24 hours: nothing is written, and the answer's `keyId` names that key (never its secret, which is stored nowhere: revoke or rotate it if its plaintext was lost).
+    KeyAlreadyIssued => (CONFLICT, 40905, "a key was already issued for this requestId"),
     /// The client took longer than the configured body read timeout to send its body.
     BodyReadTimeout => (REQUEST_TIMEOUT, 40801, "request body was not received in time"),
     /// After `server.upload_grace_ms`, the body arrived slower than `server.min_upload_bytes_per_second` (averaged over `server.upload_rate_window_ms`); its reservation of the body budget is given back.

@@ -283,6 +283,7 @@ async fn key_store(
     if let Some(url) = &config.redis.url {
         let settings = RedisSettings {
             command_timeout: Duration::from_millis(config.redis.timeout_ms),
+            admin_timeout: Duration::from_millis(config.redis.admin_timeout_ms),
             ..RedisSettings::default()
         };
         let nodes: Vec<&str> = url.expose().split(',').map(str::trim).collect();

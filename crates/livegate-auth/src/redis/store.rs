@@ -75,7 +75,7 @@ pub(super) struct Inner {
     backend: Backend,
     pub(super) layout: Layout,
     pub(super) cache: Cache,
-    settings: RedisSettings,
+    pub(super) settings: RedisSettings,
     state: Mutex<State>,
 }
 
@@ -189,11 +189,20 @@ impl Inner {
         F: FnMut(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        match self
-            .backend
-            .run_retrying(self.settings.command_timeout, f)
-            .await
-        {
+        self.run_within(self.settings.command_timeout, f).await
+    }
+
+    /// [`Inner::run`] under `timeout` (the admin API's own, longer one).
+    pub(super) async fn run_within<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        match self.backend.run_retrying(timeout, f).await {
             Ok(v) => {
                 self.record_success();
                 Ok(v)
@@ -210,6 +219,18 @@ impl Inner {
         let cmd = &cmd;
         self.run(|mut c| async move { cmd.query_async(&mut c).await })
             .await
+    }
+
+    /// [`Inner::cmd`] for the admin API, under its timeout.
+    pub(super) async fn admin_cmd<T: FromRedisValue>(
+        &self,
+        cmd: ::redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let cmd = &cmd;
+        self.run_within(self.settings.admin_timeout, |mut c| async move {
+            cmd.query_async(&mut c).await
+        })
+        .await
     }
 
     /// Drops this replica's entries for what changed, then tells the others.
