@@ -147,6 +147,11 @@ async fn during_the_shutdown_delay_readyz_is_503_and_requests_are_served() {
         assert!(Instant::now() < deadline, "readyz never went 503");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Probes keep coming while draining: a normal state, not an error.
+    for _ in 0..3 {
+        let r = send(&gw.url("/readyz"), "GET", &[], Vec::new()).await;
+        assert_eq!(r.status, 503);
+    }
     let jpeg = testdata("face-320x240.jpg");
     let r = post_json(
         &gw.url("/modules/liveness"),
@@ -164,6 +169,15 @@ async fn during_the_shutdown_delay_readyz_is_503_and_requests_are_served() {
     .unwrap();
     assert!(status.0.success(), "{}", status.1);
     assert!(status.1.contains("drained"), "{}", status.1);
+    // Said at info when the drain began (once per listener); no ERROR per probe.
+    assert!(
+        status
+            .1
+            .contains("INFO livegate::server: shutdown: not ready"),
+        "{}",
+        status.1
+    );
+    assert!(!status.1.contains("ERROR"), "{}", status.1);
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {

@@ -215,3 +215,132 @@ async fn a_burst_of_large_uploads_stays_within_the_memory_budget() {
         baseline >> 20
     );
 }
+
+/// Reads one answer's status and body (by Content-Length) from `s`.
+async fn status_and_body(s: &mut TcpStream) -> Option<(u16, String)> {
+    let mut pending = Vec::new();
+    read_response(s, &mut pending)
+        .await
+        .map(|a| (a.status, a.body))
+}
+
+/// The slow-body attack: a tenant limited to 10/s (burst 20) opens 11
+/// connections declaring 10 x 10 MiB and 1 x 2.4 MiB, sends one byte of
+/// each and stalls, again and again, while another tenant sends a photo
+/// every 0.5 s for 12 s. The attacker holds at most its share of the budget
+/// while the other tenant is active, and its stalled uploads end with 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_stalling_uploads_cannot_starve_another() {
+    const GRACE_MS: u64 = 1000;
+    const WINDOW_MS: u64 = 500;
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
+    let (attacker, victim) = (make_key(), make_key());
+    let tenants = format!(
+        "{}{}",
+        tenant_block("attacker", false, &[(&attacker, None, false)]).replacen(
+            "disabled = false\n",
+            "disabled = false\nrate_per_second = 10.0\nburst = 20\n",
+            1
+        ),
+        tenant_block("victim", false, &[(&victim, None, false)]),
+    );
+    let cfg = config_with_vendor(&stub.base_url(), VENDOR_KEY, &tenants);
+    let gw = Proc::serve(
+        Some(&cfg),
+        &[
+            ("LIVEGATE_SERVER__UPLOAD_GRACE_MS", &GRACE_MS.to_string()),
+            (
+                "LIVEGATE_SERVER__UPLOAD_RATE_WINDOW_MS",
+                &WINDOW_MS.to_string(),
+            ),
+        ],
+    );
+    // A phone photo's size: ~150 KB of JPEG, ~200 KB of JSON.
+    let photo = face_json(&b64(&big_jpeg(150_000)));
+    // The other tenant is active first (as any tenant in steady use).
+    let r = post_json(
+        &gw.url("/modules/liveness"),
+        Some(&victim.plaintext),
+        photo.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attack = {
+        let (addr, key, stop) = (gw.addr, attacker.plaintext.clone(), stop.clone());
+        tokio::spawn(async move {
+            // (status, errorCode text, seconds from the stall to the answer)
+            let mut answers: Vec<(u16, String, f64)> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sizes = (0..10).map(|_| 10 << 20).chain([2_400_000usize]);
+                let stalls = sizes.map(|len| {
+                    let key = key.clone();
+                    async move {
+                        let mut s = TcpStream::connect(addr).await.unwrap();
+                        let head = format!(
+                            "POST /modules/liveness HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n\
+                             content-type: application/json\r\ncontent-length: {len}\r\n\r\n{{"
+                        );
+                        s.write_all(head.as_bytes()).await.unwrap();
+                        let sent = std::time::Instant::now();
+                        let (status, body) =
+                            tokio::time::timeout(Duration::from_secs(60), status_and_body(&mut s))
+                                .await
+                                .expect("an answer")
+                                .expect("an answer, not a closed connection");
+                        (status, body, sent.elapsed().as_secs_f64())
+                    }
+                });
+                answers.extend(futures_util::future::join_all(stalls).await);
+            }
+            answers
+        })
+    };
+
+    let mut statuses = Vec::new();
+    let start = tokio::time::Instant::now();
+    for i in 0..24u32 {
+        tokio::time::sleep_until(start + Duration::from_millis(500) * i).await;
+        let r = post_json(
+            &gw.url("/modules/liveness"),
+            Some(&victim.plaintext),
+            photo.clone(),
+        )
+        .await;
+        statuses.push(r.status.as_u16());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = attack.await.unwrap();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let slow: Vec<f64> = answers
+        .iter()
+        .filter(|(st, body, _)| *st == 408 && body.contains("40802"))
+        .map(|a| a.2)
+        .collect();
+    let worst = slow.iter().copied().fold(0.0, f64::max);
+    let mut by_status = std::collections::BTreeMap::new();
+    for (st, _, _) in &answers {
+        *by_status.entry(*st).or_insert(0) += 1;
+    }
+    println!(
+        "victim: {ok}/24 answered 200 ({statuses:?}); attacker: {by_status:?}, 408 40802 after at most {worst:.2} s"
+    );
+    assert!(ok * 100 >= 24 * 95, "victim {ok}/24: {statuses:?}");
+    // Every stalled upload that was admitted ended with 408 40802 (the
+    // others were refused by the share, 503, or by the rate, 429), within
+    // the grace period plus one window (plus this machine's scheduling).
+    assert!(!slow.is_empty(), "no 408: {answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(st, _, _)| [408, 503, 429].contains(st)),
+        "{answers:?}"
+    );
+    assert!(
+        worst < (GRACE_MS + WINDOW_MS) as f64 / 1000.0 + 1.0,
+        "a stalled upload lasted {worst:.2} s"
+    );
+}

@@ -5,7 +5,8 @@
 //! - `POST /admin/v1/tenants` `{"id","name","ratePerSecond","burst","monthlyQuota","images":{...},"protection":{...}}` → 201
 //! - `GET /admin/v1/tenants`; `GET|PATCH /admin/v1/tenants/{id}`
 //! - `POST /admin/v1/tenants/{id}/disable` and `/enable`
-//! - `POST /admin/v1/tenants/{id}/keys` `{"expiresAt"?}` → 201 `{"keyId","key",...}`:
+//! - `POST /admin/v1/tenants/{id}/keys` `{"expiresAt"?, "requestId"?}` → 201 `{"keyId","key",...}`
+//!   (a repeated `requestId` → 409 40905 naming the key it made, writing nothing):
 //!   the plaintext key is in this answer only; the store gets its HMAC
 //! - `GET /admin/v1/tenants/{id}/keys` (never a secret or a hash)
 //! - `POST /admin/v1/keys/{keyId}/revoke`
@@ -189,6 +190,7 @@ impl From<AdminError> for Refusal {
             AdminError::TenantExists => ErrorKind::TenantExists,
             AdminError::KeyNotFound => ErrorKind::KeyNotFound,
             AdminError::KeyRevoked => ErrorKind::KeyAlreadyRevoked,
+            AdminError::AlreadyIssued(_) => ErrorKind::KeyAlreadyIssued,
             AdminError::Store(err) => {
                 tracing::error!(error = %err, "key store failed during an admin call");
                 ErrorKind::StoreUnavailable
@@ -438,6 +440,16 @@ struct PatchTenant {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 struct NewKey {
     expires_at: Option<Timestamp>,
+    /// The client's id of this issuance: a retry with the same one never
+    /// makes a second key (409 40905 naming the first).
+    request_id: Option<String>,
+}
+
+/// Longest accepted `requestId` of a key issuance.
+const MAX_REQUEST_ID_LEN: usize = 255;
+
+fn valid_request_id(id: &str) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len()) && id.bytes().all(|c| (0x21..=0x7e).contains(&c))
 }
 
 #[derive(Deserialize)]
@@ -618,17 +630,51 @@ async fn issue_key(
         if req.expires_at.is_some_and(|e| e <= api.now()) {
             return Err(Refusal(ErrorKind::InvalidSetting));
         }
+        if req
+            .request_id
+            .as_deref()
+            .is_some_and(|r| !valid_request_id(r))
+        {
+            return Err(Refusal(ErrorKind::InvalidAdminRequest));
+        }
         let (record, plaintext) = fresh_key(&api, &id, req.expires_at);
-        let record = api.store.add_key(record).await?;
+        let added = match &req.request_id {
+            Some(request_id) => api.store.add_key_once(record, request_id).await,
+            None => api.store.add_key(record).await,
+        };
+        let record = match added {
+            Err(AdminError::AlreadyIssued(kid)) => return Ok(Err(kid)),
+            other => other?,
+        };
         audit("key.issue", &record.tenant_id, Some(&record.kid));
-        Ok(IssuedKey {
+        Ok(Ok(IssuedKey {
             view: KeyView::of(&record, api.now()),
             key: plaintext.expose().to_owned(),
             previous_key_expires_at: None,
-        })
+        }))
     }
     .await;
-    answer(&headers, StatusCode::CREATED, result)
+    match result {
+        Ok(Ok(issued)) => answer(&headers, StatusCode::CREATED, Ok(issued)),
+        Ok(Err(kid)) => already_issued(&headers, &kid),
+        Err(refusal) => answer::<IssuedKey>(&headers, StatusCode::CREATED, Err(refusal)),
+    }
+}
+
+/// 409 40905 for a repeated `requestId`, naming the key it produced (its
+/// id only: the plaintext was in the first answer and is stored nowhere).
+fn already_issued(headers: &HeaderMap, kid: &KeyId) -> Response {
+    let kind = ErrorKind::KeyAlreadyIssued;
+    let rid = request_id(headers);
+    let mut res = error_response::<axum::body::Body>(kind, rid);
+    let body = serde_json::json!({
+        "errorCode": kind.code(),
+        "message": kind.message(),
+        "requestId": rid,
+        "keyId": kid.as_str(),
+    });
+    *res.body_mut() = axum::body::Body::from(body.to_string());
+    res
 }
 
 #[derive(Serialize)]

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{BoxFuture, KeyRecord, StoreError, Tenant};
 
+/// How long a key issuance's request id is remembered.
+pub const REQUEST_ID_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Why an admin operation was refused. Messages hold no secret.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -25,6 +28,9 @@ pub enum AdminError {
     KeyNotFound,
     #[error("the key is revoked")]
     KeyRevoked,
+    /// A key was already issued for this request id: its id (never a secret).
+    #[error("a key was already issued for this request id")]
+    AlreadyIssued(crate::KeyId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -93,6 +99,16 @@ pub trait KeyAdmin: Send + Sync + 'static {
 
     /// Stores a new key of an existing tenant.
     fn add_key(&self, key: KeyRecord) -> BoxFuture<'_, Result<KeyRecord, AdminError>>;
+
+    /// [`KeyAdmin::add_key`] at most once per `(tenant, request_id)` within
+    /// [`REQUEST_ID_RETENTION`]: when a key was already stored for it,
+    /// nothing is written and [`AdminError::AlreadyIssued`] names that key.
+    /// The check and the write are one atomic step.
+    fn add_key_once(
+        &self,
+        key: KeyRecord,
+        request_id: &str,
+    ) -> BoxFuture<'_, Result<KeyRecord, AdminError>>;
 
     /// A tenant's keys, ordered by id.
     fn keys(&self, tenant: &str) -> BoxFuture<'_, Result<Vec<KeyRecord>, AdminError>>;

@@ -169,6 +169,8 @@ pub enum StoreError {
 pub struct MemoryStore {
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
+    /// `(tenant, request id)` of key issuances: the key and when.
+    issued: std::sync::Mutex<HashMap<(String, String), (KeyId, std::time::Instant)>>,
 }
 
 // Every write below is a single map operation, so a panic in another thread
@@ -287,6 +289,30 @@ impl crate::admin::KeyAdmin for MemoryStore {
     fn add_key(&self, key: KeyRecord) -> BoxFuture<'_, Result<KeyRecord, AdminError>> {
         let result = if read!(self.tenants).contains_key(&key.tenant_id) {
             write!(self.keys).insert(key.kid.as_str().to_owned(), Arc::new(key.clone()));
+            Ok(key)
+        } else {
+            Err(AdminError::TenantNotFound)
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn add_key_once(
+        &self,
+        key: KeyRecord,
+        request_id: &str,
+    ) -> BoxFuture<'_, Result<KeyRecord, AdminError>> {
+        let now = std::time::Instant::now();
+        let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.retain(|_, (_, at)| now.duration_since(*at) < crate::admin::REQUEST_ID_RETENTION);
+        let slot = (key.tenant_id.clone(), request_id.to_owned());
+        if let Some((kid, _)) = issued.get(&slot) {
+            let kid = kid.clone();
+            return Box::pin(std::future::ready(Err(AdminError::AlreadyIssued(kid))));
+        }
+        let kid = key.kid.clone();
+        let result = if read!(self.tenants).contains_key(&key.tenant_id) {
+            write!(self.keys).insert(key.kid.as_str().to_owned(), Arc::new(key.clone()));
+            issued.insert(slot, (kid, now));
             Ok(key)
         } else {
             Err(AdminError::TenantNotFound)

@@ -477,6 +477,9 @@ impl Config {
                 "server.blocking_threads must be between 1 and {MAX_BLOCKING_THREADS}"
             ));
         }
+        if !(s.tenant_body_share > 0.0 && s.tenant_body_share <= 1.0) {
+            p.push("server.tenant_body_share must be above 0 and at most 1".into());
+        }
         if s.max_header_bytes < 1024 {
             p.push("server.max_header_bytes must be at least 1024".into());
         }
@@ -494,11 +497,14 @@ impl Config {
             ("server.idle_timeout_ms", s.idle_timeout_ms),
             ("server.body_read_timeout_ms", s.body_read_timeout_ms),
             ("server.drain_timeout_ms", s.drain_timeout_ms),
+            ("server.upload_grace_ms", s.upload_grace_ms),
+            ("server.upload_rate_window_ms", s.upload_rate_window_ms),
             ("vendor.connect_timeout_ms", self.vendor.connect_timeout_ms),
             ("vendor.timeout_ms", self.vendor.timeout_ms),
             ("vendor.max_response_bytes", self.vendor.max_response_bytes),
             ("vendor.breaker_window_ms", self.vendor.breaker_window_ms),
             ("redis.timeout_ms", self.redis.timeout_ms),
+            ("redis.admin_timeout_ms", self.redis.admin_timeout_ms),
             ("ratelimit.timeout_ms", self.ratelimit.timeout_ms),
             ("ratelimit.replicas", u64::from(self.ratelimit.replicas)),
             (

@@ -64,6 +64,21 @@ pub struct ServerConfig {
     /// Body bytes the liveness requests in flight may hold (see the README for
     /// how a request is charged); beyond it 503 with Retry-After.
     pub inflight_body_budget_bytes: u64,
+    /// The share of `inflight_body_budget_bytes` (0 < share <= 1) one tenant
+    /// may hold while another tenant is active; a tenant alone may use it all.
+    pub tenant_body_share: f64,
+    /// After `upload_grace_ms`, a body arriving slower than this (averaged
+    /// over `upload_rate_window_ms`) ends with 408; 0 turns the floor off.
+    pub min_upload_bytes_per_second: u64,
+    /// How long a body may take before the upload-rate floor applies.
+    pub upload_grace_ms: u64,
+    /// The window the upload rate is averaged over.
+    pub upload_rate_window_ms: u64,
+    /// After an answer sent before the body was read, how long the rest of
+    /// the body is read and discarded (a lingering close) at most.
+    pub lingering_timeout_ms: u64,
+    /// ... and how many of its bytes at most; none: `body_limit_bytes`.
+    pub lingering_bytes: Option<u64>,
     /// Bodies larger than this are decoded and hashed on the blocking pool.
     pub blocking_threshold_bytes: usize,
     /// Threads of the blocking pool (image decodes, large bodies) at most,
@@ -94,6 +109,12 @@ impl Default for ServerConfig {
             http2_max_concurrent_streams: 100,
             max_inflight_requests: 512,
             inflight_body_budget_bytes: 256 * 1024 * 1024,
+            tenant_body_share: 0.25,
+            min_upload_bytes_per_second: 64 * 1024,
+            upload_grace_ms: 2_000,
+            upload_rate_window_ms: 1_000,
+            lingering_timeout_ms: 5_000,
+            lingering_bytes: None,
             blocking_threshold_bytes: 512 * 1024,
             blocking_threads: None,
             shutdown_delay_ms: 5_000,
@@ -118,6 +139,10 @@ impl ServerConfig {
     }
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_timeout_ms)
+    }
+    /// `lingering_bytes`, or the body limit.
+    pub fn lingering_bytes(&self) -> u64 {
+        self.lingering_bytes.unwrap_or(self.body_limit_bytes)
     }
 }
 
@@ -194,6 +219,10 @@ pub struct RedisConfig {
     pub fail_mode: FailMode,
     /// Bound on every Redis command.
     pub timeout_ms: u64,
+    /// Bound on each Redis command of an admin call (key issuance and the
+    /// other writes): longer than `timeout_ms`, since an operator waits for
+    /// it and a timed-out write may still have landed.
+    pub admin_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -203,6 +232,7 @@ impl Default for RedisConfig {
             url_file: None,
             fail_mode: FailMode::Local,
             timeout_ms: 50,
+            admin_timeout_ms: 2_000,
         }
     }
 }

@@ -11,6 +11,21 @@
 //! as its body error as soon as it no longer fits. Everything is released
 //! when the request's response future completes or is dropped.
 //!
+//! **Per-tenant share.** With a tenant function ([`AdmissionLayer::tenant`])
+//! a tenant may hold at most `tenant_share` of the budget while another
+//! tenant is active (has a request in flight, or sent one within
+//! [`ACTIVE_FOR`]); a tenant alone may use the whole budget, and a tenant
+//! holding nothing may always take one request that fits the budget. So a
+//! tenant that stalls its uploads degrades itself first: the others keep
+//! at least `1 - tenant_share` of the budget.
+//!
+//! **Minimum upload rate.** With an [`UploadFloor`], a body that has not
+//! arrived at `bytes_per_second` — averaged over its first `grace`, then
+//! over each following `window` — fails with [`TooSlow`] (answered 408) and
+//! its reservation is given back with the request. A stalled upload holds
+//! its reservation for `grace` at most, and a trickle for `grace` plus one
+//! `window`.
+//!
 //! Every refusal is counted ([`Admission::refused`]) and, the layer sitting
 //! inside the exchange layer, gets its exchange record like any other error.
 //!
@@ -38,17 +53,19 @@
 //! # });
 //! ```
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Buf;
 use http::header::CONTENT_LENGTH;
-use http::{Request, Response};
+use http::{Extensions, Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 /// Bytes reserved per byte of declared body: the body itself, and the
@@ -67,24 +84,69 @@ pub struct Overloaded {
     pub retry_after: Duration,
 }
 
+/// How long a tenant counts as active after its last request: while it
+/// is, other tenants are held to their share of the budget.
+pub const ACTIVE_FOR: Duration = Duration::from_secs(5);
+
+/// The body arrived slower than the minimum upload rate.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("request body arrived slower than the minimum upload rate")]
+pub struct TooSlow;
+
+/// The minimum upload rate; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct UploadFloor {
+    pub bytes_per_second: u64,
+    pub grace: Duration,
+    pub window: Duration,
+}
+
 /// The shared counters; one per gateway.
 #[derive(Debug)]
 pub struct Admission {
     max_requests: usize,
     budget: usize,
+    /// Most a tenant may hold while another is active.
+    tenant_cap: usize,
+    floor: Option<UploadFloor>,
     requests: AtomicUsize,
     bytes: AtomicUsize,
     refused: AtomicU64,
+    tenants: Mutex<HashMap<String, TenantUse>>,
+}
+
+/// What one tenant holds, and when it last asked.
+#[derive(Debug)]
+struct TenantUse {
+    bytes: usize,
+    requests: usize,
+    seen: Instant,
 }
 
 impl Admission {
+    /// No per-tenant share, no upload floor.
     pub fn new(max_requests: usize, budget_bytes: usize) -> Arc<Self> {
+        Self::with(max_requests, budget_bytes, 1.0, None)
+    }
+
+    /// With a tenant's share of the budget (0 < share <= 1) and, when
+    /// given, a minimum upload rate.
+    pub fn with(
+        max_requests: usize,
+        budget_bytes: usize,
+        tenant_share: f64,
+        floor: Option<UploadFloor>,
+    ) -> Arc<Self> {
+        let tenant_cap = (budget_bytes as f64 * tenant_share.clamp(0.0, 1.0)) as usize;
         Arc::new(Self {
             max_requests,
             budget: budget_bytes,
+            tenant_cap,
+            floor: floor.filter(|f| f.bytes_per_second > 0),
             requests: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
+            tenants: Mutex::new(HashMap::new()),
         })
     }
 
@@ -109,7 +171,7 @@ impl Admission {
             .is_ok()
     }
 
-    fn try_reserve(&self, bytes: usize) -> bool {
+    fn try_reserve_total(&self, bytes: usize) -> bool {
         bytes == 0
             || self
                 .bytes
@@ -117,6 +179,56 @@ impl Admission {
                     n.checked_add(bytes).filter(|&t| t <= self.budget)
                 })
                 .is_ok()
+    }
+
+    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<String, TenantUse>> {
+        self.tenants.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reserves `bytes` for `tenant` (a new request when `new_request`):
+    /// within the budget and, while another tenant is active, within the
+    /// tenant's share.
+    fn try_reserve(&self, tenant: Option<&str>, bytes: usize, new_request: bool) -> bool {
+        let Some(tenant) = tenant else {
+            return self.try_reserve_total(bytes);
+        };
+        let now = Instant::now();
+        let mut tenants = self.tenants();
+        // Forget tenants that hold nothing and have been quiet long enough;
+        // whether any other tenant is active.
+        let mut others_active = false;
+        tenants.retain(|t, u| {
+            let active = u.requests > 0 || now.duration_since(u.seen) < ACTIVE_FOR;
+            others_active |= active && t != tenant;
+            active || t == tenant
+        });
+        let usage = tenants.entry(tenant.to_owned()).or_insert(TenantUse {
+            bytes: 0,
+            requests: 0,
+            seen: now,
+        });
+        usage.seen = now;
+        let within_share = !others_active
+            || (new_request && usage.bytes == 0)
+            || usage.bytes.saturating_add(bytes) <= self.tenant_cap;
+        if !within_share || !self.try_reserve_total(bytes) {
+            return false;
+        }
+        usage.bytes += bytes;
+        usage.requests += usize::from(new_request);
+        true
+    }
+
+    /// Gives back what a request held.
+    fn release(&self, tenant: Option<&str>, bytes: usize) {
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.requests.fetch_sub(1, Ordering::AcqRel);
+        if let Some(t) = tenant {
+            if let Some(u) = self.tenants().get_mut(t) {
+                u.bytes = u.bytes.saturating_sub(bytes);
+                u.requests = u.requests.saturating_sub(1);
+            }
+        }
     }
 
     fn refuse(&self) -> Overloaded {
@@ -135,6 +247,7 @@ fn reservation(body_bytes: usize) -> usize {
 #[derive(Debug)]
 struct Ticket {
     admission: Arc<Admission>,
+    tenant: Option<Arc<str>>,
     /// Bytes reserved so far (grows for a streamed body).
     reserved: Arc<AtomicUsize>,
 }
@@ -142,20 +255,36 @@ struct Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let bytes = self.reserved.load(Ordering::Acquire);
-        self.admission.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        self.admission.requests.fetch_sub(1, Ordering::AcqRel);
+        self.admission.release(self.tenant.as_deref(), bytes);
     }
 }
 
+/// Which tenant a request is from (set by the layers before admission).
+pub type TenantOf = Arc<dyn Fn(&Extensions) -> Option<String> + Send + Sync>;
+
 /// Applies [`AdmissionService`]; see the [module docs](self).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AdmissionLayer {
     admission: Arc<Admission>,
+    tenant: Option<TenantOf>,
 }
 
 impl AdmissionLayer {
     pub fn new(admission: Arc<Admission>) -> Self {
-        Self { admission }
+        Self {
+            admission,
+            tenant: None,
+        }
+    }
+
+    /// Holds each tenant to its share of the budget while others are
+    /// active; `tenant` names a request's tenant from its extensions.
+    pub fn tenant(
+        mut self,
+        tenant: impl Fn(&Extensions) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.tenant = Some(Arc::new(tenant));
+        self
     }
 }
 
@@ -166,15 +295,17 @@ impl<S> Layer<S> for AdmissionLayer {
         AdmissionService {
             inner,
             admission: self.admission.clone(),
+            tenant: self.tenant.clone(),
         }
     }
 }
 
 /// See the [module docs](self).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AdmissionService<S> {
     inner: S,
     admission: Arc<Admission>,
+    tenant: Option<TenantOf>,
 }
 
 impl<S, B, RB> Service<Request<B>> for AdmissionService<S>
@@ -197,23 +328,34 @@ where
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
+        let tenant: Option<Arc<str>> = self
+            .tenant
+            .as_ref()
+            .and_then(|f| f(req.extensions()))
+            .map(Arc::from);
         if !a.try_take_request() {
             return ResponseFuture::refused(a.refuse().into());
         }
         let reserve = declared.map_or(0, reservation);
-        if !a.try_reserve(reserve) {
+        if !a.try_reserve(tenant.as_deref(), reserve, true) {
             a.requests.fetch_sub(1, Ordering::AcqRel);
             return ResponseFuture::refused(a.refuse().into());
         }
         let ticket = Ticket {
             admission: a.clone(),
+            tenant: tenant.clone(),
             reserved: Arc::new(AtomicUsize::new(reserve)),
         };
-        let counted = declared.is_none().then(|| ticket.reserved.clone());
-        let admission = a.clone();
+        let counted = declared.is_none().then(|| Counted {
+            admission: a.clone(),
+            tenant,
+            reserved: ticket.reserved.clone(),
+        });
+        let pace = a.floor.map(Pace::new);
         let req = req.map(|body| CountedBody {
             body,
-            counted: counted.map(|reserved| (admission, reserved)),
+            counted,
+            pace,
         });
         ResponseFuture {
             state: State::Admitted {
@@ -269,14 +411,66 @@ where
     }
 }
 
+/// Where a body without a declared length is charged as it arrives.
+struct Counted {
+    admission: Arc<Admission>,
+    tenant: Option<Arc<str>>,
+    reserved: Arc<AtomicUsize>,
+}
+
+/// The minimum upload rate's bookkeeping for one body.
+struct Pace {
+    floor: UploadFloor,
+    /// Armed at the first poll of the body (after a `100 Continue`, when
+    /// the client asked for one).
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Start of the period being measured, and bytes since.
+    since: Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new(floor: UploadFloor) -> Self {
+        Self {
+            floor,
+            timer: None,
+            since: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Ready with [`TooSlow`] when the period is over and the body fell
+    /// short of the floor; otherwise starts the next period.
+    fn check(&mut self, cx: &mut Context<'_>) -> Poll<TooSlow> {
+        let timer = self.timer.get_or_insert_with(|| {
+            self.since = Instant::now();
+            Box::pin(tokio::time::sleep(self.floor.grace))
+        });
+        while timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let elapsed = now.duration_since(self.since).as_secs_f64();
+            let needed = self.floor.bytes_per_second as f64 * elapsed;
+            if (self.bytes as f64) < needed {
+                return Poll::Ready(TooSlow);
+            }
+            self.since = now;
+            self.bytes = 0;
+            timer.as_mut().reset(now + self.floor.window);
+        }
+        Poll::Pending
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The request body; a body without a declared length is charged to
     /// the budget as it arrives and fails with [`Overloaded`] when it no
-    /// longer fits.
+    /// longer fits; with an upload floor, a body that arrives too slowly
+    /// fails with [`TooSlow`].
     pub struct CountedBody<B> {
         #[pin]
         body: B,
-        counted: Option<(Arc<Admission>, Arc<AtomicUsize>)>,
+        counted: Option<Counted>,
+        pace: Option<Pace>,
     }
 }
 
@@ -293,17 +487,33 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        // The floor is checked whether or not data keeps coming: a trickle
+        // is too slow as much as a stall.
+        if let Some(pace) = this.pace.as_mut() {
+            if let Poll::Ready(e) = pace.check(cx) {
+                *this.pace = None;
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+        }
         let frame = match ready!(this.body.poll_frame(cx)) {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            None => return Poll::Ready(None),
-        };
-        if let (Some((admission, reserved)), Some(data)) = (this.counted, frame.data_ref()) {
-            let more = reservation(data.remaining());
-            if !admission.try_reserve(more) {
-                return Poll::Ready(Some(Err(Box::new(admission.refuse()))));
+            None => {
+                *this.pace = None;
+                return Poll::Ready(None);
             }
-            reserved.fetch_add(more, Ordering::AcqRel);
+        };
+        if let Some(data) = frame.data_ref() {
+            if let Some(pace) = this.pace.as_mut() {
+                pace.bytes = pace.bytes.saturating_add(data.remaining() as u64);
+            }
+            if let Some(c) = this.counted {
+                let more = reservation(data.remaining());
+                if !c.admission.try_reserve(c.tenant.as_deref(), more, false) {
+                    return Poll::Ready(Some(Err(Box::new(c.admission.refuse()))));
+                }
+                c.reserved.fetch_add(more, Ordering::AcqRel);
+            }
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -319,9 +529,18 @@ where
 
 /// True when a body read failed because the admission budget ran out.
 pub fn is_overloaded(e: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<Overloaded>(e)
+}
+
+/// True when a body read failed because it arrived too slowly.
+pub fn is_too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<TooSlow>(e)
+}
+
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.is::<Overloaded>() {
+        if err.is::<T>() {
             return true;
         }
         cur = err.source();
@@ -374,6 +593,93 @@ mod tests {
         assert!(svc.clone().oneshot(req(Some(401))).await.is_err());
         assert_eq!(a.in_flight(), (0, 0));
         assert_eq!(a.refused(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_tenant_holds_its_share_while_another_is_active() {
+        // Budget 1000, share 0.25: 250 while another tenant is active.
+        let a = Admission::with(16, 1000, 0.25, None);
+        assert!(a.try_reserve(Some("a"), 200, true));
+        // Alone: beyond its share.
+        assert!(a.try_reserve(Some("a"), 500, true));
+        // Another tenant arrives: "a" may not take more.
+        assert!(a.try_reserve(Some("b"), 100, true));
+        assert!(!a.try_reserve(Some("a"), 10, true));
+        // "b" may grow to its share, not beyond.
+        assert!(a.try_reserve(Some("b"), 150, true));
+        assert!(!a.try_reserve(Some("b"), 1, true));
+        a.release(Some("a"), 700);
+        a.release(Some("b"), 250);
+        a.release(Some("b"), 0);
+        assert_eq!(a.bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_slower_than_the_floor_fails_after_the_grace_period() {
+        use futures_util::StreamExt;
+        let floor = UploadFloor {
+            bytes_per_second: 1000,
+            grace: Duration::from_secs(2),
+            window: Duration::from_secs(1),
+        };
+        let a = Admission::with(4, 1 << 20, 1.0, Some(floor));
+        let svc = AdmissionLayer::new(a.clone()).layer(service_fn(
+            |req: Request<CountedBody<_>>| async move {
+                let read = req.into_body().collect().await;
+                Ok::<_, Overloaded>(Response::new(read.map(|c| c.to_bytes().len())))
+            },
+        ));
+        // `per_tick` bytes every 100 ms, `ticks` times.
+        let paced = |per_tick: usize, ticks: usize| {
+            let s = futures_util::stream::unfold(0, move |i| async move {
+                if i == ticks {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let f: Result<Frame<Bytes>, std::convert::Infallible> =
+                    Ok(Frame::data(Bytes::from(vec![b'x'; per_tick])));
+                Some((f, i + 1))
+            });
+            let mut r = Request::new(StreamBody::new(s.boxed()));
+            r.headers_mut().insert(
+                CONTENT_LENGTH,
+                (per_tick * ticks).to_string().parse().unwrap(),
+            );
+            r
+        };
+        // 1500 B/s for 4 s: above the floor all along.
+        let res = svc.clone().oneshot(paced(150, 40)).await.unwrap();
+        assert_eq!(*res.body().as_ref().unwrap(), 6000);
+        // 500 B/s: fails at the end of the grace period.
+        let started = Instant::now();
+        let res = svc.clone().oneshot(paced(50, 100)).await.unwrap();
+        let err = res.into_body().unwrap_err();
+        assert!(is_too_slow(err.as_ref()), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // Fast, then stalled: fails at the end of the first slow window.
+        let started = Instant::now();
+        let fast_then_stall = {
+            let s = futures_util::stream::unfold(0, |i| async move {
+                match i {
+                    0 => Some((
+                        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![
+                            b'x';
+                            5000
+                        ]))),
+                        1,
+                    )),
+                    _ => {
+                        std::future::pending::<()>().await;
+                        None
+                    }
+                }
+            });
+            Request::new(StreamBody::new(s.boxed()))
+        };
+        let res = svc.clone().oneshot(fast_then_stall).await.unwrap();
+        assert!(is_too_slow(res.into_body().unwrap_err().as_ref()));
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!(a.in_flight(), (0, 0));
     }
 
     #[tokio::test]

@@ -72,6 +72,8 @@ error_kinds! {
     InvalidSetting => (BAD_REQUEST, 40008, "invalid setting"),
     /// An `Idempotency-Key` header that is empty, longer than 255 characters or not visible ASCII.
     InvalidIdempotencyKey => (BAD_REQUEST, 40009, "Idempotency-Key must be 1 to 255 visible ASCII characters"),
+    /// `x-api-key`, `Authorization`, `Idempotency-Key` or `traceparent` appears more than once with different values (the same value repeated is accepted).
+    DuplicateHeader => (BAD_REQUEST, 40010, "x-api-key, Authorization, Idempotency-Key and traceparent must each appear only once"),
     /// Neither `x-api-key` nor `Authorization: Bearer` carries a key.
     KeyMissing => (UNAUTHORIZED, 40101, "missing API key: send x-api-key or Authorization: Bearer"),
     /// The key is malformed or unknown (or its secret does not match).
@@ -106,8 +108,12 @@ error_kinds! {
     ReplayRejected => (CONFLICT, 40903, "image repeats an earlier request"),
     /// Another request with the same `Idempotency-Key` is still in progress after waiting `protection.idempotency_wait_ms`; retry after `Retry-After`.
     IdempotencyInProgress => (CONFLICT, 40904, "a request with this Idempotency-Key is still in progress"),
+    /// A key issuance (admin API) whose `requestId` already produced a key within 24 hours: nothing is written, and the answer's `keyId` names that key (never its secret, which is stored nowhere: revoke or rotate it if its plaintext was lost).
+    KeyAlreadyIssued => (CONFLICT, 40905, "a key was already issued for this requestId"),
     /// The client took longer than the configured body read timeout to send its body.
     BodyReadTimeout => (REQUEST_TIMEOUT, 40801, "request body was not received in time"),
+    /// After `server.upload_grace_ms`, the body arrived slower than `server.min_upload_bytes_per_second` (averaged over `server.upload_rate_window_ms`); its reservation of the body budget is given back.
+    UploadTooSlow => (REQUEST_TIMEOUT, 40802, "request body is arriving too slowly"),
     /// The body is larger than the configured limit (by Content-Length or as streamed).
     BodyTooLarge => (PAYLOAD_TOO_LARGE, 41301, "request body is too large"),
     /// Content-Type is not JSON, multipart/form-data or a raw image/jpeg, image/png or image/webp.

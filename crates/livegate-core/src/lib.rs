@@ -19,6 +19,7 @@ pub mod admission;
 mod error;
 pub mod exchange;
 mod secret;
+pub mod single_headers;
 mod time;
 
 pub use error::{

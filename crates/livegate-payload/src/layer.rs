@@ -63,7 +63,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{Extensions, Method, Request};
 use http_body_util::{BodyExt, Limited};
-use livegate_core::admission::is_overloaded;
+use livegate_core::admission::{is_overloaded, is_too_slow};
 use livegate_core::exchange::{Exchange, ImageFacts};
 use tower::{Layer, Service};
 use tracing::Instrument;
@@ -488,6 +488,7 @@ where
         Err(_) => Err(BodyError::ReadTimeout),
         Ok(Err(e)) if is_limit_error(e.as_ref()) => Err(BodyError::TooLarge),
         Ok(Err(e)) if is_overloaded(e.as_ref()) => Err(BodyError::Overloaded),
+        Ok(Err(e)) if is_too_slow(e.as_ref()) => Err(BodyError::TooSlow),
         Ok(Err(_)) => Err(BodyError::ReadFailed),
         Ok(Ok(bytes)) => Ok(bytes),
     }

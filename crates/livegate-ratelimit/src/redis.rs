@@ -170,6 +170,7 @@ impl RedisLimiter {
             .arg(params.burst)
             .arg(quota)
             .arg(u64::try_from(expire_at_ms).unwrap_or(u64::MAX));
+        let invocation = &invocation;
         let (code, remaining, micros, used): (i64, i64, i64, i64) = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
@@ -199,19 +200,28 @@ impl RedisLimiter {
         let cmd = ::redis::cmd("GET")
             .arg(self.quota_key(tenant, month))
             .to_owned();
+        let cmd = &cmd;
         let used: Option<u64> = self
             .run(|mut c| async move { cmd.query_async(&mut c).await })
             .await?;
         Ok(Usage::new(month, used.unwrap_or(0), limit.monthly_quota))
     }
 
-    /// Runs one command or script under the command timeout.
-    async fn run<T, F, Fut>(&self, f: F) -> Result<T, LimitError>
+    /// Runs one command or script under the command timeout, once more on
+    /// a fresh connection when the pooled one was dead (after a Redis
+    /// restart). A script run twice would count one request twice only if
+    /// the connection died while it ran: a rare, bounded error, where
+    /// refusing the request would be a certain one.
+    async fn run<T, F, Fut>(&self, mut f: F) -> Result<T, LimitError>
     where
-        F: FnOnce(Conn) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        match self.backend.run(self.settings.command_timeout, f).await {
+        match self
+            .backend
+            .run_retrying(self.settings.command_timeout, &mut f)
+            .await
+        {
             Ok(v) => {
                 *self.last_error() = None;
                 Ok(v)

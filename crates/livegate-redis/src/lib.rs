@@ -105,6 +105,38 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// [`Backend::run`], but a command that failed because its connection
+    /// was dead (Redis restarted, the pooled connection was cut) runs once
+    /// more on a fresh connection, within the same `timeout`: after a
+    /// restart the first command meets the old connection, and should not
+    /// be the one that fails. Only for commands that may safely run twice
+    /// (reads, or writes made idempotent by their caller): a connection
+    /// that drops while a command runs leaves unknown whether it ran.
+    pub async fn run_retrying<T, F, Fut>(&self, timeout: Duration, mut f: F) -> Result<T, Failure>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let work = async {
+            match f(self.connection().await?).await {
+                Err(e) if is_dead_connection(&e) => f(self.connection().await?).await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Failure::Redis(e)),
+            Err(_) => Err(Failure::TimedOut(timeout)),
+        }
+    }
+}
+
+/// The error of a command sent on a connection that was already dead.
+pub fn is_dead_connection(e: &RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error()
+}
+
 /// Why [`Backend::run`] failed.
 #[derive(Debug)]
 pub enum Failure {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use livegate_audit::AuditUnavailable;
 use livegate_auth::AuthError;
 use livegate_core::admission::Overloaded;
+use livegate_core::single_headers::DuplicateHeader;
 use livegate_core::{ErrorKind, ToErrorKind};
 use livegate_payload::{BodyError, ImageError, NormalizeError, PayloadError, PolicyError};
 use livegate_protect::ProtectError;
@@ -32,6 +33,8 @@ pub enum GatewayError {
     Audit(#[from] AuditUnavailable),
     #[error(transparent)]
     Protect(#[from] ProtectError),
+    #[error(transparent)]
+    DuplicateHeader(#[from] DuplicateHeader),
 }
 
 /// When a client refused for load may retry.
@@ -50,6 +53,7 @@ impl ToErrorKind for GatewayError {
             GatewayError::RateLimit(Refused::Global { .. }) => ErrorKind::GlobalRateLimited,
             GatewayError::RateLimit(Refused::Unavailable) => ErrorKind::LimiterUnavailable,
             GatewayError::Audit(_) => ErrorKind::AuditUnavailable,
+            GatewayError::DuplicateHeader(_) => ErrorKind::DuplicateHeader,
             GatewayError::Protect(e) => match e {
                 ProtectError::InvalidIdempotencyKey => ErrorKind::InvalidIdempotencyKey,
                 ProtectError::Replay => ErrorKind::ReplayRejected,
@@ -109,6 +113,7 @@ fn body(e: &BodyError) -> ErrorKind {
         BodyError::ReadFailed => ErrorKind::BodyReadFailed,
         BodyError::ReadTimeout => ErrorKind::BodyReadTimeout,
         BodyError::Overloaded => ErrorKind::Overloaded,
+        BodyError::TooSlow => ErrorKind::UploadTooSlow,
     }
 }
 

@@ -55,6 +55,7 @@ use livegate_audit::Audit;
 use livegate_auth::{AuthLayer, Authenticator, KeyStore, Principal};
 use livegate_core::admission::{Admission, AdmissionLayer};
 use livegate_core::exchange::{Exchange, ExchangeLayer, ExchangeSink};
+use livegate_core::single_headers::SingleHeadersLayer;
 use livegate_core::{Clock, ErrorKind, error_response, request_id};
 use livegate_metrics::Metrics;
 use livegate_payload::{ImagePolicy, PayloadLayer};
@@ -66,6 +67,10 @@ use livegate_upstream::{
 };
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
+    ServerErrorsFailureClass, SharedClassifier,
+};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Level;
@@ -176,17 +181,23 @@ where
     let liveness = ServiceBuilder::new()
         .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
         // The trace the request belongs to, for its audit record.
-        .map_request(|mut req: Request<Body>| {
+        .map_request(|req: Request<Body>| {
             if let Some(x) = Exchange::of(&req) {
                 if let Some(t) = trace_id_of(&tracing::Span::current(), req.headers()) {
                     x.set_trace_id(t);
                 }
             }
+            req
+        })
+        .layer(gw.audit.layer())
+        // Before anything reads them: which copy of a repeated key,
+        // Idempotency-Key or traceparent wins is not guessed (400).
+        .layer(SingleHeadersLayer)
+        .map_request(|mut req: Request<Body>| {
             // The payload layer passes extensions, not headers.
             capture_idempotency_key(&mut req);
             req
         })
-        .layer(gw.audit.layer())
         .layer(AuthLayer::new(gw.authenticator.clone()))
         .layer(
             RateLimitLayer::new(gw.limiter.clone(), move |ext| {
@@ -194,7 +205,10 @@ where
             })
             .global(gw.global_limit),
         )
-        .layer(AdmissionLayer::new(gw.admission.clone()))
+        .layer(
+            AdmissionLayer::new(gw.admission.clone())
+                .tenant(|ext| Some(ext.get::<Principal>()?.tenant.id.clone())),
+        )
         .layer(
             PayloadLayer::new(gw.body_limit, gw.body_read_timeout)
                 .blocking_above(gw.blocking_above)
@@ -250,7 +264,7 @@ fn around_every_route(routes: Router, scheme: &'static str) -> Router {
                 // anywhere. The liveness route logs its exchange record;
                 // the plain response line is for debugging.
                 .layer(
-                    TraceLayer::new_for_http()
+                    TraceLayer::new(SharedClassifier::new(Failures))
                         .make_span_with(move |req: &Request<Body>| request_span(req, scheme))
                         .on_response(RecordStatus),
                 )
@@ -428,7 +442,39 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if state == "draining" {
+        // A normal state, logged once when the drain began: not an error.
+        res.extensions_mut().insert(Expected503);
+    }
     res
+}
+
+/// Marks a 503 that is not a failure (readiness while draining), so the
+/// request span does not log an `ERROR … response failed` per probe.
+#[derive(Clone, Copy, Debug)]
+struct Expected503;
+
+/// tower-http's 5xx-as-failure classification, except for [`Expected503`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Failures;
+
+impl ClassifyResponse for Failures {
+    type FailureClass = ServerErrorsFailureClass;
+    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        res: &Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        if res.extensions().get::<Expected503>().is_some() {
+            return ClassifiedResponse::Ready(Ok(()));
+        }
+        ServerErrorsAsFailures::new().classify_response(res)
+    }
+
+    fn classify_error<E: std::fmt::Display + 'static>(self, error: &E) -> Self::FailureClass {
+        ServerErrorsAsFailures::new().classify_error(error)
+    }
 }
 
 async fn not_found(headers: HeaderMap) -> Response<Body> {

@@ -16,6 +16,7 @@ pub mod admin_cli;
 pub mod error;
 pub mod forward;
 pub mod gateway;
+pub mod linger;
 pub mod request_id;
 pub mod runtime;
 pub mod server;

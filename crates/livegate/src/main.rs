@@ -72,6 +72,10 @@ enum KeysCommand {
         /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
         #[arg(long)]
         expires_at: Option<String>,
+        /// This issuance's id, chosen by the caller: repeating the command
+        /// with it never makes a second key (409 40905 names the first).
+        #[arg(long)]
+        request_id: Option<String>,
         #[command(flatten)]
         target: AdminTarget,
     },
@@ -258,12 +262,13 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Issue {
             tenant,
             expires_at,
+            request_id,
             target,
         }) => admin(
             &target,
             Method::POST,
             &format!("/admin/v1/tenants/{tenant}/keys"),
-            Some(serde_json::json!({ "expiresAt": expires_at })),
+            Some(serde_json::json!({ "expiresAt": expires_at, "requestId": request_id })),
             ISSUED_COLUMNS,
         ),
         Command::Keys(KeysCommand::List { tenant, target }) => admin(

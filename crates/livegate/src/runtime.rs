@@ -13,7 +13,7 @@ use livegate_auth::key;
 use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSettings};
 use livegate_auth::{AdminError, Authenticator, KeyAdmin, RedisSettings, RedisStore};
 use livegate_config::{AuditSink, Config, FailMode, SimulatorConfig, TenantConfig};
-use livegate_core::admission::Admission;
+use livegate_core::admission::{Admission, UploadFloor};
 use livegate_core::exchange::{ExchangeSink, LogSink};
 use livegate_core::{Secret, SystemClock};
 use livegate_metrics::Metrics;
@@ -132,9 +132,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         body_read_timeout: config.server.body_read_timeout(),
         blocking_above: config.server.blocking_threshold_bytes,
         image_concurrency: config.server.blocking_threads(),
-        admission: Admission::new(
+        admission: Admission::with(
             config.server.max_inflight_requests,
             usize::try_from(config.server.inflight_body_budget_bytes).unwrap_or(usize::MAX),
+            config.server.tenant_body_share,
+            Some(UploadFloor {
+                bytes_per_second: config.server.min_upload_bytes_per_second,
+                grace: Duration::from_millis(config.server.upload_grace_ms),
+                window: Duration::from_millis(config.server.upload_rate_window_ms),
+            }),
         ),
         limiter,
         default_rate,
@@ -277,6 +283,7 @@ async fn key_store(
     if let Some(url) = &config.redis.url {
         let settings = RedisSettings {
             command_timeout: Duration::from_millis(config.redis.timeout_ms),
+            admin_timeout: Duration::from_millis(config.redis.admin_timeout_ms),
             ..RedisSettings::default()
         };
         let nodes: Vec<&str> = url.expose().split(',').map(str::trim).collect();

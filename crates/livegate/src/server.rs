@@ -14,7 +14,10 @@
 //!   HTTP/2 header list size) and HTTP/2 in concurrent streams;
 //! - an HTTP/2 connection with no request in flight for `idle_timeout`
 //!   is closed;
-//! - HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over TLS) on one port.
+//! - HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over TLS) on one port;
+//! - on HTTP/1.1, an answer sent before the request body was read is
+//!   followed by a bounded lingering close ([`crate::linger`]), so a client
+//!   still writing its body reads the answer instead of a reset.
 //!
 //! Shutdown for Kubernetes: when `shutdown` resolves, `/readyz` turns 503
 //! while requests are still accepted and served for `shutdown_delay` (so
@@ -45,6 +48,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::Health;
+use crate::linger::{Linger, Lingering};
 
 /// The limits of the connection edge; see the module docs.
 #[derive(Debug, Clone)]
@@ -56,6 +60,8 @@ pub struct Edge {
     pub http2_max_concurrent_streams: u32,
     pub shutdown_delay: Duration,
     pub drain: Duration,
+    /// The lingering close after an early answer (HTTP/1.1).
+    pub linger: Linger,
 }
 
 impl Edge {
@@ -68,6 +74,10 @@ impl Edge {
             http2_max_concurrent_streams: s.http2_max_concurrent_streams,
             shutdown_delay: Duration::from_millis(s.shutdown_delay_ms),
             drain: s.drain_timeout(),
+            linger: Linger {
+                timeout: Duration::from_millis(s.lingering_timeout_ms),
+                bytes: s.lingering_bytes(),
+            },
         }
     }
 }
@@ -257,7 +267,10 @@ where
             .max_header_size(edge.max_header_bytes)
             .keep_alive(true);
         let _ = watcher
-            .watch(b.serve_connection(io, TowerToHyperService::new(app)))
+            .watch(b.serve_connection(
+                io,
+                TowerToHyperService::new(Lingering::new(app, edge.linger)),
+            ))
             .await;
     }
 }

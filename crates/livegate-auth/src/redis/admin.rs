@@ -28,6 +28,23 @@ return 1",
     )
 });
 
+/// ADD_KEY once per request id. KEYS: tenant, key record, tenant's kid set,
+/// request id's record. ARGV: record JSON, kid, retention in seconds.
+/// {0, ''} when the tenant does not exist, {1, ''} written, {2, kid} when the
+/// request id already produced the key `kid` (nothing written).
+static ADD_KEY_ONCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local prior = redis.call('GET', KEYS[4])
+if prior then return {2, prior} end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[3])
+return {1, ''}",
+    )
+});
+
 /// KEYS: record. ARGV: expected text, new text.
 /// 1 written, 0 missing, -1 changed meanwhile.
 static CAS: LazyLock<Script> = LazyLock::new(|| {
@@ -83,14 +100,17 @@ impl Inner {
         for a in args {
             invocation.arg(a);
         }
-        self.run(|mut c| async move { invocation.invoke_async(&mut c).await })
-            .await
+        let invocation = &invocation;
+        self.run_within(self.settings.admin_timeout, |mut c| async move {
+            invocation.invoke_async(&mut c).await
+        })
+        .await
     }
 
     async fn get(&self, key: String) -> Result<Option<String>, StoreError> {
         let mut get = ::redis::cmd("GET");
         get.arg(key);
-        self.cmd(get).await
+        self.admin_cmd(get).await
     }
 
     async fn tenant_raw(&self, id: &str) -> Result<Option<(String, Tenant)>, StoreError> {
@@ -145,12 +165,12 @@ impl Inner {
         // Index first: a crash after it leaves an id that listing skips.
         let mut sadd = ::redis::cmd("SADD");
         sadd.arg(self.layout.tenants()).arg(&tenant.id);
-        self.cmd::<i64>(sadd).await?;
+        self.admin_cmd::<i64>(sadd).await?;
         let mut set = ::redis::cmd("SET");
         set.arg(self.layout.tenant(&tenant.id))
             .arg(json(&tenant)?)
             .arg("NX");
-        let created: Option<String> = self.cmd(set).await?;
+        let created: Option<String> = self.admin_cmd(set).await?;
         if created.is_none() {
             return Err(AdminError::TenantExists);
         }
@@ -162,7 +182,7 @@ impl Inner {
     async fn tenants(&self) -> Result<Vec<Tenant>, AdminError> {
         let mut smembers = ::redis::cmd("SMEMBERS");
         smembers.arg(self.layout.tenants());
-        let mut ids: Vec<String> = self.cmd(smembers).await?;
+        let mut ids: Vec<String> = self.admin_cmd(smembers).await?;
         ids.sort();
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -183,14 +203,14 @@ impl Inner {
         let (tenant, kid) = (key.tenant_id.as_str(), key.kid.as_str());
         let mut exists = ::redis::cmd("EXISTS");
         exists.arg(self.layout.tenant(tenant));
-        if self.cmd::<i64>(exists).await? == 0 {
+        if self.admin_cmd::<i64>(exists).await? == 0 {
             return Err(AdminError::TenantNotFound);
         }
         // Index first (another slot): until the record exists it points at
         // nothing, and lookups ignore it.
         let mut set = ::redis::cmd("SET");
         set.arg(self.layout.kid_index(kid)).arg(tenant);
-        self.cmd::<()>(set).await?;
+        self.admin_cmd::<()>(set).await?;
         let keys = [
             self.layout.tenant(tenant),
             self.layout.key(tenant, kid),
@@ -209,13 +229,62 @@ impl Inner {
         Ok(key)
     }
 
+    async fn add_key_once(
+        &self,
+        key: KeyRecord,
+        request_id: &str,
+    ) -> Result<KeyRecord, AdminError> {
+        let (tenant, kid) = (key.tenant_id.as_str(), key.kid.as_str());
+        // Index first, as in `add_key`; dropped again when nothing is written.
+        let mut set = ::redis::cmd("SET");
+        set.arg(self.layout.kid_index(kid)).arg(tenant);
+        self.admin_cmd::<()>(set).await?;
+        let keys = [
+            self.layout.tenant(tenant),
+            self.layout.key(tenant, kid),
+            self.layout.tenant_keys(tenant),
+            self.layout.issue_request(tenant, request_id),
+        ];
+        let retention = crate::admin::REQUEST_ID_RETENTION.as_secs().to_string();
+        let mut invocation = ADD_KEY_ONCE.prepare_invoke();
+        for k in &keys {
+            invocation.key(k);
+        }
+        invocation.arg(json(&key)?).arg(kid).arg(retention);
+        let invocation = &invocation;
+        let (code, prior): (i64, String) = self
+            .run_within(self.settings.admin_timeout, |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        if code != 1 {
+            let mut del = ::redis::cmd("DEL");
+            del.arg(self.layout.kid_index(kid));
+            // Best effort: an index entry without its record is ignored.
+            let _ = self.admin_cmd::<i64>(del).await;
+        }
+        match code {
+            1 => {
+                self.invalidate(&kid_changed(kid)).await;
+                Ok(key)
+            }
+            2 => match prior.parse() {
+                Ok(prior) => Err(AdminError::AlreadyIssued(prior)),
+                Err(_) => Err(AdminError::Store(StoreError::Unavailable(
+                    "request id record is not a key id".to_owned(),
+                ))),
+            },
+            _ => Err(AdminError::TenantNotFound),
+        }
+    }
+
     async fn keys(&self, tenant: &str) -> Result<Vec<KeyRecord>, AdminError> {
         let mut exists = ::redis::cmd("EXISTS");
         exists.arg(self.layout.tenant(tenant));
         let mut smembers = ::redis::cmd("SMEMBERS");
         smembers.arg(self.layout.tenant_keys(tenant));
         let (exists, kids): (i64, Vec<String>) =
-            try_join(self.cmd(exists), self.cmd(smembers)).await?;
+            try_join(self.admin_cmd(exists), self.admin_cmd(smembers)).await?;
         if exists == 0 {
             return Err(AdminError::TenantNotFound);
         }
@@ -226,7 +295,7 @@ impl Inner {
         for kid in &kids {
             mget.arg(self.layout.key(tenant, kid));
         }
-        let raws: Vec<Option<String>> = self.cmd(mget).await?;
+        let raws: Vec<Option<String>> = self.admin_cmd(mget).await?;
         let mut keys = Vec::with_capacity(raws.len());
         for raw in raws.into_iter().flatten() {
             let k: KeyRecord = parse(&raw, "key record")?;
@@ -283,7 +352,7 @@ impl Inner {
             let new_kid = new.kid.as_str().to_owned();
             let mut set = ::redis::cmd("SET");
             set.arg(self.layout.kid_index(&new_kid)).arg(&tenant);
-            self.cmd::<()>(set).await?;
+            self.admin_cmd::<()>(set).await?;
             let keys = [
                 self.layout.key(&tenant, kid),
                 self.layout.key(&tenant, &new_kid),
@@ -352,6 +421,15 @@ impl KeyAdmin for RedisStore {
 
     fn add_key(&self, key: KeyRecord) -> BoxFuture<'_, Result<KeyRecord, AdminError>> {
         Box::pin(self.inner.add_key(key))
+    }
+
+    fn add_key_once(
+        &self,
+        key: KeyRecord,
+        request_id: &str,
+    ) -> BoxFuture<'_, Result<KeyRecord, AdminError>> {
+        let request_id = request_id.to_owned();
+        Box::pin(async move { self.inner.add_key_once(key, &request_id).await })
     }
 
     fn keys(&self, tenant: &str) -> BoxFuture<'_, Result<Vec<KeyRecord>, AdminError>> {

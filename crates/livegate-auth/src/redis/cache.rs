@@ -94,6 +94,20 @@ impl Cache {
             .clear();
     }
 
+    /// Makes every entry due for a re-read at its next use; verified keys
+    /// stay servable as stale (within the stale limit) while Redis fails,
+    /// entries of absent kids are dropped.
+    pub(super) fn expire_all(&self) {
+        let due = Instant::now().checked_sub(self.ttl);
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, c| c.entry.is_some());
+        for c in map.values_mut() {
+            if let Some(due) = due {
+                c.read_at = c.read_at.min(due);
+            }
+        }
+    }
+
     /// Applies an invalidation message (`k:<kid>` or `t:<tenant>`).
     pub(super) fn invalidate(&self, message: &str) {
         if let Some(kid) = message.strip_prefix("k:") {
@@ -126,6 +140,25 @@ mod tests {
             tenant: Some(tenant.to_owned()),
             read_at,
         }
+    }
+
+    #[test]
+    fn expire_all_keeps_verified_keys_due_for_a_refresh() {
+        let c = Cache::new(Duration::from_millis(900), Duration::from_secs(300));
+        let now = Instant::now();
+        c.put("aaaaaaaaaaaa", cached("aaaaaaaaaaaa", "acme", now));
+        let absent = Cached {
+            entry: None,
+            tenant: None,
+            read_at: now,
+        };
+        c.put("bbbbbbbbbbbb", absent);
+        c.expire_all();
+        let kept = c.get("aaaaaaaaaaaa").expect("a verified key is kept");
+        assert!(
+            Instant::now().saturating_duration_since(kept.read_at) >= Duration::from_millis(900)
+        );
+        assert!(c.get("bbbbbbbbbbbb").is_none());
     }
 
     #[test]

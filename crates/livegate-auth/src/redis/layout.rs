@@ -24,6 +24,15 @@ impl Layout {
         format!("{}:{{t:{tenant}}}:keys", self.prefix)
     }
 
+    /// A key issuance's request id (the client's, hashed: any text it
+    /// sends stays out of key names) → the key id it produced.
+    pub(super) fn issue_request(&self, tenant: &str, request_id: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(request_id.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:{{t:{tenant}}}:issue:{hex}", self.prefix)
+    }
+
     pub(super) fn kid_index(&self, kid: &str) -> String {
         format!("{}:kid:{kid}", self.prefix)
     }

@@ -6,6 +6,9 @@ pub struct RedisSettings {
     /// Bound on every Redis command (default 50 ms): a sick Redis must never
     /// stall requests.
     pub command_timeout: Duration,
+    /// Bound on each command of an admin write (default 2 s): an operator
+    /// waits for it, and a write that timed out may still have landed.
+    pub admin_timeout: Duration,
     /// Bound on establishing a connection (default 1 s). The first command
     /// after a disconnect still gives up after `command_timeout`.
     pub connect_timeout: Duration,
@@ -33,6 +36,7 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             command_timeout: Duration::from_millis(50),
+            admin_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             prefix: "livegate".to_owned(),
             cache_ttl: Duration::from_millis(900),

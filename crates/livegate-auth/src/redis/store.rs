@@ -75,7 +75,7 @@ pub(super) struct Inner {
     backend: Backend,
     pub(super) layout: Layout,
     pub(super) cache: Cache,
-    settings: RedisSettings,
+    pub(super) settings: RedisSettings,
     state: Mutex<State>,
 }
 
@@ -182,13 +182,27 @@ impl Inner {
     }
 
     /// Runs one command (or pipeline, or script invocation) under the
-    /// command timeout.
+    /// command timeout, once more on a fresh connection when the pooled one
+    /// was dead (every store command is a read or an idempotent write).
     pub(super) async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Conn) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        match self.backend.run(self.settings.command_timeout, f).await {
+        self.run_within(self.settings.command_timeout, f).await
+    }
+
+    /// [`Inner::run`] under `timeout` (the admin API's own, longer one).
+    pub(super) async fn run_within<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        match self.backend.run_retrying(timeout, f).await {
             Ok(v) => {
                 self.record_success();
                 Ok(v)
@@ -202,8 +216,21 @@ impl Inner {
     }
 
     pub(super) async fn cmd<T: FromRedisValue>(&self, cmd: ::redis::Cmd) -> Result<T, StoreError> {
+        let cmd = &cmd;
         self.run(|mut c| async move { cmd.query_async(&mut c).await })
             .await
+    }
+
+    /// [`Inner::cmd`] for the admin API, under its timeout.
+    pub(super) async fn admin_cmd<T: FromRedisValue>(
+        &self,
+        cmd: ::redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let cmd = &cmd;
+        self.run_within(self.settings.admin_timeout, |mut c| async move {
+            cmd.query_async(&mut c).await
+        })
+        .await
     }
 
     /// Drops this replica's entries for what changed, then tells the others.
@@ -440,7 +467,10 @@ async fn listen(client: &Client, store: &Weak<Inner>) -> Result<(), RedisError> 
         let Some(inner) = store.upgrade() else {
             return Ok(());
         };
-        inner.cache.clear();
+        // Messages may have been missed: every entry is read again at its
+        // next use, but a verified key stays servable while Redis fails
+        // (clearing would turn the first request after a restart into 503).
+        inner.cache.expire_all();
         inner.state().subscribed = true;
     }
     let mut messages = pubsub.on_message();

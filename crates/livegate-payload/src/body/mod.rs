@@ -45,6 +45,9 @@ pub enum BodyError {
     /// in-flight body budget while it arrived.
     #[error("body does not fit the gateway's in-flight budget")]
     Overloaded,
+    /// The body arrived slower than the minimum upload rate.
+    #[error("body arrived too slowly")]
+    TooSlow,
 }
 
 /// The body formats the gateway understands.

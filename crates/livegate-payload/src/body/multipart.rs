@@ -77,6 +77,8 @@ fn multipart_error(e: &multer::Error) -> BodyError {
         BodyError::TooLarge
     } else if livegate_core::admission::is_overloaded(e) {
         BodyError::Overloaded
+    } else if livegate_core::admission::is_too_slow(e) {
+        BodyError::TooSlow
     } else if matches!(e, multer::Error::StreamReadFailed(_)) {
         BodyError::ReadFailed
     } else {
