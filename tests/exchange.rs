@@ -15,7 +15,8 @@ use common::*;
 use http::Request;
 use livegate_core::ErrorKind;
 use livegate_core::exchange::{
-    ExchangeRecord, ExchangeSink, ImageFacts, Outcome, PrincipalFacts, UpstreamFacts,
+    ExchangeRecord, ExchangeSink, ImageFacts, Outcome, PrincipalFacts, ProtectionFacts,
+    UpstreamFacts,
 };
 use livegate_stub::{Faults, StubConfig};
 use livegate_upstream::{UpstreamError, VendorResponse};
@@ -179,6 +180,15 @@ fn refused(request_id: String, kind: ErrorKind) -> ExchangeRecord {
     }
 }
 
+/// What the protection layer notes for a forwarded request with the
+/// default policy: the perceptual replay check ran and found nothing.
+fn replay_checked() -> Option<ProtectionFacts> {
+    Some(ProtectionFacts {
+        replay_check: Some("perceptual"),
+        ..ProtectionFacts::default()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_and_every_class_of_refusal() {
     let w = world(Faults::default(), false).await;
@@ -211,6 +221,7 @@ async fn success_and_every_class_of_refusal() {
             error: None,
             status: Some(200),
             outcome: Outcome::Forwarded,
+            protection: replay_checked(),
             ..refused(rid, ErrorKind::Internal)
         }
     );
@@ -351,6 +362,7 @@ async fn a_vendor_fault_is_recorded_with_its_cause_and_latency() {
                 ..UpstreamFacts::default()
             }),
             cause: Some("vendor timed out".into()),
+            protection: replay_checked(),
             ..refused(rid, ErrorKind::VendorTimeout)
         }
     );
@@ -409,8 +421,18 @@ async fn a_client_that_goes_away_while_the_vendor_works_gets_one_record() {
     s.set_linger(Some(Duration::ZERO)).unwrap();
     drop(s);
     let rec = w.sink.one("gone-waiting", t0).await;
+    // The fingerprint runs alongside the vendor call: whether it ended
+    // before the client went away is a race, but it never says more.
+    let protection = rec.protection.clone();
+    assert!(
+        protection.is_none() || protection == replay_checked(),
+        "{protection:?}"
+    );
     assert_eq!(
-        rec,
+        ExchangeRecord {
+            protection: None,
+            ..rec
+        },
         ExchangeRecord {
             principal: principal(&w.key, "acme"),
             image: jpeg_facts(&jpeg, 320, 240, false),

@@ -150,6 +150,18 @@ impl Admission {
         })
     }
 
+    /// Reserves `bytes` of the in-flight budget for work beyond request
+    /// bodies — an image's decode for its fingerprint — until the
+    /// [`WorkReservation`] drops; `None` when the budget cannot take them
+    /// now. Not charged to a tenant's share (the decode slots share that
+    /// work between tenants) and not a refused request.
+    pub fn try_reserve_work(self: &Arc<Self>, bytes: usize) -> Option<WorkReservation> {
+        self.try_reserve_total(bytes).then(|| WorkReservation {
+            admission: self.clone(),
+            bytes,
+        })
+    }
+
     /// Requests refused since start.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
@@ -241,6 +253,19 @@ impl Admission {
 
 fn reservation(body_bytes: usize) -> usize {
     body_bytes.saturating_mul(RESERVE_FACTOR) / RESERVE_DIVISOR
+}
+
+/// Budget held by work beyond a request's body; given back on drop.
+#[derive(Debug)]
+pub struct WorkReservation {
+    admission: Arc<Admission>,
+    bytes: usize,
+}
+
+impl Drop for WorkReservation {
+    fn drop(&mut self) {
+        self.admission.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// What one admitted request holds; given back on drop.
@@ -555,6 +580,20 @@ mod tests {
     use tower::{ServiceExt, service_fn};
 
     use super::*;
+
+    #[test]
+    fn work_reservations_share_the_budget_and_are_given_back() {
+        let admission = Admission::new(4, 100);
+        let a = admission.try_reserve_work(60).expect("fits");
+        assert_eq!(admission.in_flight(), (0, 60));
+        assert!(admission.try_reserve_work(50).is_none(), "over the budget");
+        let b = admission.try_reserve_work(40).expect("fits exactly");
+        drop(a);
+        assert_eq!(admission.in_flight(), (0, 40));
+        drop(b);
+        assert_eq!(admission.in_flight(), (0, 0));
+        assert_eq!(admission.refused(), 0, "not a refused request");
+    }
 
     fn req(len: Option<usize>) -> Request<Full<Bytes>> {
         let mut b = Request::builder();

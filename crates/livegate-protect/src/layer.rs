@@ -171,6 +171,8 @@ struct Shared {
     /// first use: one entry per tenant that has sent an image.
     tenant_slots: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
     per_tenant: usize,
+    /// Where a fingerprint's working memory is reserved before it starts.
+    memory: Option<Arc<livegate_core::admission::Admission>>,
     /// Metadata removal alone (no fingerprint) of larger images runs on
     /// the blocking pool; of smaller ones, in the request's task.
     blocking_above: usize,
@@ -194,6 +196,7 @@ impl ProtectLayer {
                 image_slots: Arc::new(tokio::sync::Semaphore::new(0)),
                 tenant_slots: Arc::default(),
                 per_tenant: 1,
+                memory: None,
                 blocking_above: livegate_payload::layer::BLOCKING_ABOVE,
             },
         }
@@ -229,6 +232,16 @@ impl ProtectLayer {
     /// [`BLOCKING_ABOVE`](livegate_payload::layer::BLOCKING_ABOVE).
     pub fn blocking_above(mut self, bytes: usize) -> Self {
         self.shared.blocking_above = bytes;
+        self
+    }
+
+    /// Reserve each fingerprint's working memory
+    /// ([`MAX_WORKING_MEMORY`](crate::fingerprint::MAX_WORKING_MEMORY)) in
+    /// admission control's in-flight budget before it starts, so bodies and
+    /// decodes share one bound. When the budget cannot take it, the
+    /// fingerprint is skipped as when no decode slot is free.
+    pub fn memory_budget(mut self, admission: Arc<livegate_core::admission::Admission>) -> Self {
+        self.shared.memory = Some(admission);
         self
     }
 
@@ -663,7 +676,8 @@ fn replay_check(work: &ImageWork) -> &'static str {
 
 /// Image work on tokio's blocking pool. A fingerprint needs a decode slot
 /// (one of the tenant's share and one of all, each waited for until
-/// `slot_wait_ms` from now); without one it is skipped, and metadata
+/// `slot_wait_ms` from now) and its working memory reserved in admission's
+/// budget; without either it is skipped, and metadata
 /// removal, when asked for, runs all the same (it decodes no pixels). A
 /// fingerprint alone is waited for at most `fingerprint_deadline_ms`; past
 /// it the request goes on without it, and the decode ends on the pool still
@@ -678,8 +692,18 @@ async fn on_pool(
 ) -> ImageWork {
     let mut slots = None;
     let mut skipped = false;
+    let mut memory = None;
     if phash {
         slots = decode_slots(shared, tenant, policy.slot_wait()).await;
+        if slots.is_some() {
+            if let Some(admission) = &shared.memory {
+                memory = admission.try_reserve_work(crate::fingerprint::MAX_WORKING_MEMORY);
+                if memory.is_none() {
+                    tracing::debug!("no budget for a decode; the exact check only");
+                    slots = None;
+                }
+            }
+        }
         phash = slots.is_some();
         skipped = !phash;
     }
@@ -693,7 +717,7 @@ async fn on_pool(
     // The slots go with the work: a request that goes away (or stops
     // waiting) frees them only when its decode ends.
     let task = tokio::task::spawn_blocking(move || {
-        let _slots = slots;
+        let _held = (slots, memory);
         image_work(&decoded, phash, strip, max_pixels)
     });
     let done = if phash && !strip {
@@ -1035,6 +1059,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn without_a_slot_reject_is_busy_and_flag_is_skipped() {
         use tower::{ServiceExt, service_fn};
+        let _alone = IMAGE_TESTS.lock().await;
 
         let png = png(320, 240);
         for (mode, expect_busy) in [(ReplayMode::Reject, true), (ReplayMode::Flag, false)] {
@@ -1072,6 +1097,49 @@ mod tests {
             let facts = exchange.protection().expect("facts");
             assert_eq!(facts.replay_check, Some(REPLAY_CHECK_SKIPPED), "{mode:?}");
             drop(held);
+        }
+    }
+
+    /// A fingerprint's working memory is reserved in admission's budget:
+    /// when the budget cannot take it the fingerprint is skipped, and what
+    /// was reserved is given back when the decode ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decode_memory_is_admitted() {
+        use livegate_core::admission::Admission;
+        use tower::{ServiceExt, service_fn};
+        let _alone = IMAGE_TESTS.lock().await;
+
+        let png = png(320, 240);
+        for (budget, expect) in [
+            (16 << 20, REPLAY_CHECK_SKIPPED),
+            (64 << 20, REPLAY_CHECK_PERCEPTUAL),
+        ] {
+            let admission = Admission::new(10, budget);
+            let store = Arc::new(MemoryStore::default());
+            let reject = ProtectionPolicy {
+                replay: ReplayMode::Reject,
+                ..ProtectionPolicy::default()
+            };
+            let svc = ProtectLayer::new(store.clone(), store, move |_| {
+                Some(("a".to_owned(), reject))
+            })
+            .memory_budget(admission.clone())
+            .layer(service_fn(|_req: Request<Bytes>| async move {
+                Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
+            }));
+            let exchange = Exchange::detached("r-2");
+            let mut req = Request::new(Bytes::new());
+            req.extensions_mut().insert(exchange.clone());
+            req.extensions_mut().insert(AcceptedImage {
+                format: livegate_payload::ImageFormat::Png,
+                sha256: [3; 32],
+                decoded: Some(png.clone()),
+            });
+            let res = svc.oneshot(req).await;
+            let facts = exchange.protection().expect("facts");
+            assert_eq!(facts.replay_check, Some(expect), "budget {budget}");
+            assert_eq!(res.is_ok(), expect == REPLAY_CHECK_PERCEPTUAL);
+            assert_eq!(admission.in_flight().1, 0, "given back");
         }
     }
 

@@ -233,6 +233,7 @@ where
             .fail_closed(gw.store_fail_closed)
             .blocking_above(gw.blocking_above)
             .image_concurrency(gw.image_concurrency)
+            .memory_budget(gw.admission.clone())
             .lease(gw.protection_lease),
         )
         .service(Forward::new(vendor, gw.vendor_endpoint.clone()));

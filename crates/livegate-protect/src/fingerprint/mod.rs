@@ -94,6 +94,10 @@ const DECODER_SLACK: u64 = 16 << 20;
 /// [`JPEG_DC_MIN_SIDE`]): 4 M pixels of RGBA, 2 M of 16-bit RGBA. Larger
 /// ones get no perceptual hash.
 pub const FULL_DECODE_MAX_BYTES: u64 = 16 << 20;
+/// The most memory one fingerprint may use, for any image the default
+/// policy accepts (measured per format in `tests/fingerprint_memory.rs`:
+/// at most ~17 MiB): what admission control reserves for each decode.
+pub const MAX_WORKING_MEMORY: usize = 32 << 20;
 /// JPEGs whose short side is at least this are hashed from 1/8 scale (32
 /// blocks or more across); smaller ones are decoded whole (cheap at that
 /// size, and exact).
