@@ -268,6 +268,7 @@ mod tests {
                     | ErrorKind::LimiterUnavailable
                     | ErrorKind::AuditUnavailable
                     | ErrorKind::ProtectionUnavailable
+                    | ErrorKind::FingerprintBusy
             );
             assert_eq!(s >= 500, vendor_side, "{k:?}");
         }

@@ -310,7 +310,7 @@ struct ImageWork {
 
 fn image_work(decoded: &Bytes, phash: bool, strip: bool, max_pixels: u64) -> ImageWork {
     #[cfg(test)]
-    let _counted = tests::InFlight::enter();
+    let _counted = phash.then(tests::InFlight::enter);
     let mut work = ImageWork::default();
     if phash {
         match perceptual_hash(decoded, max_pixels) {
@@ -859,7 +859,8 @@ mod tests {
     /// one test's work alone.
     static IMAGE_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    /// Counts the image work running at once (this module's tests only).
+    /// Counts the image decodes (fingerprints) running at once (this
+    /// module's tests only).
     pub(super) struct InFlight;
 
     impl InFlight {
