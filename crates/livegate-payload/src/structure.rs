@@ -319,19 +319,25 @@ impl Jpeg {
                     // The hot loop: from one `FF` to the next, in this chunk,
                     // until a marker that ends the scan.
                     let mut at = 0;
+                    // Where the block that held a candidate ends: up to
+                    // there, `FF` by `FF`.
+                    let mut slow_until = 0;
                     loop {
                         // Whole blocks in which every `FF` is a stuffed
                         // `FF 00` are data: one well-predicted branch per
                         // block, however many `FF`s they hold. A block with
                         // anything else after an `FF` goes `FF` by `FF`.
-                        while let Some(window) =
-                            data.get(at..).and_then(|rest| rest.first_chunk::<WINDOW>())
-                        {
-                            if may_hold_marker(window) {
-                                break;
+                        if at >= slow_until {
+                            while let Some(window) =
+                                data.get(at..).and_then(|rest| rest.first_chunk::<WINDOW>())
+                            {
+                                if may_hold_marker(window) {
+                                    slow_until = at + WINDOW - 1;
+                                    break;
+                                }
+                                self.scan_data_seen = true;
+                                at += WINDOW - 1;
                             }
-                            self.scan_data_seen = true;
-                            at += WINDOW - 1;
                         }
                         // Dense `FF 00` pairs: look at the next byte before
                         // calling memchr.
