@@ -269,6 +269,19 @@ enum JpegState {
     EntropyFf,
 }
 
+/// A block of entropy-coded data and the byte after it.
+const WINDOW: usize = 64 + 1;
+
+/// Whether some `FF` in the block is followed by anything but `00` (a
+/// marker, a restart marker or fill). Branch-free, so it vectorizes.
+fn may_hold_marker(window: &[u8; WINDOW]) -> bool {
+    let mut hit = 0u8;
+    for i in 0..WINDOW - 1 {
+        hit |= u8::from(window[i] == 0xFF) & u8::from(window[i + 1] != 0);
+    }
+    hit != 0
+}
+
 fn is_sof(marker: u8) -> bool {
     // C4 (DHT), C8 (JPG) and CC (DAC) share the range but are not frames.
     matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
@@ -306,9 +319,28 @@ impl Jpeg {
                     // The hot loop: from one `FF` to the next, in this chunk,
                     // until a marker that ends the scan.
                     let mut at = 0;
+                    // Where the block that held a candidate ends: up to
+                    // there, `FF` by `FF`.
+                    let mut slow_until = 0;
                     loop {
-                        // Dense `FF 00` pairs are the worst case: look at the
-                        // next byte before calling memchr.
+                        // Whole blocks in which every `FF` is a stuffed
+                        // `FF 00` are data: one well-predicted branch per
+                        // block, however many `FF`s they hold. A block with
+                        // anything else after an `FF` goes `FF` by `FF`.
+                        if at >= slow_until {
+                            while let Some(window) =
+                                data.get(at..).and_then(|rest| rest.first_chunk::<WINDOW>())
+                            {
+                                if may_hold_marker(window) {
+                                    slow_until = at + WINDOW - 1;
+                                    break;
+                                }
+                                self.scan_data_seen = true;
+                                at += WINDOW - 1;
+                            }
+                        }
+                        // Dense `FF 00` pairs: look at the next byte before
+                        // calling memchr.
                         let ff = if data.get(at) == Some(&0xFF) {
                             Some(at)
                         } else {

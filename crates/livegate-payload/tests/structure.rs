@@ -711,3 +711,47 @@ fn unrecognized_and_tiny_inputs() {
         "png image data is truncated or corrupt"
     );
 }
+
+/// Entropy-coded data long enough for the block skip, with a restart
+/// marker, fill bytes or the scan's end at every offset around the block
+/// boundaries.
+#[test]
+fn jpeg_markers_at_every_offset_of_long_scans() {
+    let (sof, sos, dht) = (sof(), sos(), segment(0xC4, &[0x00; 17]));
+    let refused = Err(ImageError::Incomplete(JPEG));
+    // Data with stuffed `FF 00` pairs here and there, never a marker.
+    let data: Vec<u8> = (0..300u32)
+        .flat_map(|i| match i % 37 {
+            0 => vec![0xFF, 0x00],
+            _ => vec![(i * 7 % 251) as u8],
+        })
+        .collect();
+    for at in 0..200 {
+        let (head, tail) = data.split_at(at);
+        for insert in [
+            &[0xFF, 0xD3][..],
+            &[0xFF, 0xFF, 0xD0],
+            &[0xFF, 0xFF, 0xFF, 0xD7],
+        ] {
+            let ok = jpeg_of(&[&sof, &sos, head, insert, tail, &EOI]);
+            assert_eq!(verdict(&ok), Ok(ok.len()), "{insert:?} at {at}");
+        }
+        // The scan ends here: a table and a second scan follow.
+        let ok = jpeg_of(&[&sof, &sos, head, &dht, &sos, tail, &EOI]);
+        assert_eq!(verdict(&ok), Ok(ok.len()), "second scan at {at}");
+        // EOI here, the rest is trailing data (unless no data came before:
+        // at 1 the head is a lone `FF`, fill before the EOI).
+        let cut = jpeg_of(&[&sof, &sos, head, &EOI, tail]);
+        let want = if at <= 1 {
+            refused.clone()
+        } else {
+            Ok(cut.len() - tail.len())
+        };
+        assert_eq!(verdict(&cut), want, "EOI at {at}");
+        // A second SOI inside the scan.
+        let bad = jpeg_of(&[&sof, &sos, head, &[0xFF, 0xD8], tail, &EOI]);
+        assert_eq!(verdict(&bad), refused, "SOI at {at}");
+        // No EOI at all.
+        assert_eq!(verdict(&jpeg_of(&[&sof, &sos, head, tail])), refused);
+    }
+}
