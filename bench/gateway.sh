@@ -43,6 +43,8 @@
 #     gateway CPU per request, and, with several rounds, the same ratios per
 #     round (their spread is the noise; an A/A run shows the machine's).
 #
+# Progress lines also show the gateway's peak RSS so far (VmHWM of the
+#   round's process, which serves the canonical then the wrapped case).
 # Columns: req/s, mean ms and p99 ms as measured by wrk; gw µs/req = the
 #   gateway process's CPU time (utime+stime from /proc/<pid>/stat, all
 #   threads) used during the run / requests answered; sim µs/req = the same
@@ -193,8 +195,11 @@ run() {
   other=$(awk -v m=$((m1 - m0)) -v ours=$((s1 - s0 + g1 - g0)) -v t="$tck" -v w=$((w1 - w0)) -v wall=$(((t1 - t0) / 1000)) \
     'BEGIN { o = ((m - ours) * 1e6 / t - w) / wall * 100; printf "%.0f", o < 0 ? 0 : o }')
   echo "$case $who $round $rps $mean $p99 $reqs $bad $errs $gw_us $sim_us $other" >>"$tmp/results"
-  printf '  round %d/%d %-9s %-9s %8.0f req/s  gw %7s µs/req  sim %7s µs/req  other %4s%%\n' \
-    "$round" "$ROUNDS" "$who" "$case" "$rps" "$gw_us" "$sim_us" "$other" >&2
+  # The gateway's peak resident memory so far (this round's process).
+  peak=-
+  [[ -z $gpid ]] || peak=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$gpid/status")
+  printf '  round %d/%d %-9s %-9s %8.0f req/s  gw %7s µs/req  sim %7s µs/req  gw peak %6s MiB  other %4s%%\n' \
+    "$round" "$ROUNDS" "$who" "$case" "$rps" "$gw_us" "$sim_us" "$peak" "$other" >&2
 }
 
 # --- run ----------------------------------------------------------------------
