@@ -888,6 +888,20 @@ mod tests {
         Bytes::from(out)
     }
 
+    /// A request carrying an accepted PNG (digest `[id; 32]`) and the
+    /// exchange its facts are noted in.
+    fn png_request(png: &Bytes, id: u8) -> (Request<Bytes>, Exchange) {
+        let exchange = Exchange::detached("r-1");
+        let mut req = Request::new(Bytes::new());
+        req.extensions_mut().insert(exchange.clone());
+        req.extensions_mut().insert(AcceptedImage {
+            format: livegate_payload::ImageFormat::Png,
+            sha256: [id; 32],
+            decoded: Some(png.clone()),
+        });
+        (req, exchange)
+    }
+
     /// Twelve requests at once, each with an image to fingerprint: all are
     /// answered, never more than `image_concurrency` decodes at a time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1081,14 +1095,7 @@ mod tests {
             let svc = layer.layer(service_fn(|_req: Request<Bytes>| async move {
                 Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
             }));
-            let exchange = Exchange::detached("r-1");
-            let mut req = Request::new(Bytes::new());
-            req.extensions_mut().insert(exchange.clone());
-            req.extensions_mut().insert(AcceptedImage {
-                format: livegate_payload::ImageFormat::Png,
-                sha256: [9; 32],
-                decoded: Some(png.clone()),
-            });
+            let (req, exchange) = png_request(&png, 9);
             let res = svc.oneshot(req).await;
             if expect_busy {
                 assert_eq!(res.err(), Some(ProtectError::Busy), "{mode:?}");
@@ -1128,14 +1135,7 @@ mod tests {
             .layer(service_fn(|_req: Request<Bytes>| async move {
                 Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
             }));
-            let exchange = Exchange::detached("r-2");
-            let mut req = Request::new(Bytes::new());
-            req.extensions_mut().insert(exchange.clone());
-            req.extensions_mut().insert(AcceptedImage {
-                format: livegate_payload::ImageFormat::Png,
-                sha256: [3; 32],
-                decoded: Some(png.clone()),
-            });
+            let (req, exchange) = png_request(&png, 3);
             let res = svc.oneshot(req).await;
             let facts = exchange.protection().expect("facts");
             assert_eq!(facts.replay_check, Some(expect), "budget {budget}");

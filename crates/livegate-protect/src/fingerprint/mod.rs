@@ -220,17 +220,7 @@ fn luma_grid(image: &[u8], max_pixels: u64, max_bytes: u64) -> Result<Vec<f64>, 
     let mut decoder = reader.into_decoder().map_err(|e| decode_error(&e))?;
 
     let (width, height) = decoder.dimensions();
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > max_pixels {
-        return Err(FingerprintError::TooManyPixels {
-            width,
-            height,
-            max_pixels,
-        });
-    }
-    if pixels == 0 {
-        return Err(FingerprintError::undecodable("empty image"));
-    }
+    check_pixels(width, height, max_pixels)?;
     // Checked here so that the error names the size; the decoders enforce
     // these limits themselves from now on.
     let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
@@ -273,6 +263,23 @@ fn luma_grid(image: &[u8], max_pixels: u64, max_bytes: u64) -> Result<Vec<f64>, 
         _ => return Err(FingerprintError::undecodable("unsupported pixel format")),
     };
     Ok(grid)
+}
+
+/// The header's size against the pixel limit, before anything is
+/// allocated for the pixels.
+fn check_pixels(width: u32, height: u32, max_pixels: u64) -> Result<(), FingerprintError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(FingerprintError::TooManyPixels {
+            width,
+            height,
+            max_pixels,
+        });
+    }
+    if pixels == 0 {
+        return Err(FingerprintError::undecodable("empty image"));
+    }
+    Ok(())
 }
 
 fn decode_error(e: &image::ImageError) -> FingerprintError {

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use png::{BitDepth, ColorType, Decoder, DecodingError, Limits, Transformations};
 
-use super::{FingerprintError, GRID, RowSink, grid_sink};
+use super::{FingerprintError, GRID, RowSink, check_pixels, grid_sink};
 
 /// What the PNG decoder may allocate beyond the caller's buffers: two rows
 /// (at most 8192 × 8 bytes each) and the inflate window, with room to spare.
@@ -26,17 +26,7 @@ pub(super) fn grid(data: &[u8], max_pixels: u64) -> Result<Option<Vec<f64>>, Fin
     decoder.set_ignore_iccp_chunk(true);
     let header = decoder.read_header_info().map_err(|e| error(&e))?;
     let (width, height) = (header.width, header.height);
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > max_pixels {
-        return Err(FingerprintError::TooManyPixels {
-            width,
-            height,
-            max_pixels,
-        });
-    }
-    if pixels == 0 {
-        return Err(FingerprintError::undecodable("empty image"));
-    }
+    check_pixels(width, height, max_pixels)?;
     if header.interlaced {
         return Ok(None);
     }
