@@ -763,7 +763,8 @@ class ChartTest(unittest.TestCase):
         self.assertEqual(r.config()["protection"], {
             "replay": "flag", "replay_window_hours": 24, "replay_scope": "tenant", "replay_max_distance": 7,
             "strip_metadata": True, "review_band": 0, "idempotency_retention_hours": 24,
-            "idempotency_wait_ms": 30000, "max_pixels": 50000000})
+            "idempotency_wait_ms": 30000, "max_pixels": 50000000, "slot_wait_ms": 250,
+            "fingerprint_deadline_ms": 1000})
         # A tenant without protection gets no [tenants.protection] table.
         self.assertNotIn("[tenants.protection]", self.rendered["production"].config_text())
 
@@ -1234,7 +1235,8 @@ class BrokenChartTest(unittest.TestCase):
         r = self.broken({"templates/_config.tpl": [(
             '(dict "table" $t.protection "skip" list)', '(dict "table" $.Values.config.protection "skip" list)')]},
             values=protection_values())
-        self.assertFails(check_config(r), "check-config exit 2", "idempotency_retention_hours")
+        # (The first deployment-wide key in the rendered order is named.)
+        self.assertFails(check_config(r), "check-config exit 2", "fingerprint_deadline_ms")
 
     def test_schema_broken_values_file_refused_by_render(self):
         broken = production_values()

@@ -92,7 +92,7 @@ values, so the keys that are floats in livegate are named here; every other
 number is written as an integer.
 */}}
 {{- define "livegate.tomlValue" -}}
-{{- $floats := list "breaker_failure_ratio" "retry_budget_ratio" "default_rate_per_second" "global_rate_per_second" "rate_per_second" }}
+{{- $floats := list "breaker_failure_ratio" "retry_budget_ratio" "tenant_body_share" "default_rate_per_second" "global_rate_per_second" "rate_per_second" }}
 {{- $v := .value }}
 {{- if kindIs "bool" $v }}
 {{- $v }}
