@@ -493,27 +493,13 @@ where
             let ((looked_up, found), res) = tokio::join!(in_span, inner.call(req));
             fp = looked_up;
             // `alongside`: neither a match nor a store error refuses.
-            replay_found(
-                &shared,
-                &exchange,
-                &tenant,
-                policy.replay_scope,
-                policy.replay,
-                found,
-            )?;
+            replay_found(&shared, &exchange, &tenant, &policy, found)?;
             res?
         }
         _ => {
             if replay_on {
                 let (_, found) = lookup(fp).instrument(span.clone()).await;
-                replay_found(
-                    &shared,
-                    &exchange,
-                    &tenant,
-                    policy.replay_scope,
-                    policy.replay,
-                    found,
-                )?;
+                replay_found(&shared, &exchange, &tenant, &policy, found)?;
             }
             drop(span);
             inner.call(req).await?
@@ -606,8 +592,7 @@ fn replay_found(
     shared: &Shared,
     exchange: &Option<Exchange>,
     tenant: &str,
-    scope: ReplayScope,
-    mode: ReplayMode,
+    policy: &ProtectionPolicy,
     found: Result<Option<ReplayMatch>, StoreError>,
 ) -> Result<(), ProtectError> {
     let m = match found {
@@ -616,7 +601,7 @@ fn replay_found(
         Err(e) => return store_failed(shared, exchange, "replay lookup", e),
     };
     // Another tenant's image is never named by its transactionId.
-    let earlier = earlier_image(scope, tenant, &m.transaction_id);
+    let earlier = earlier_image(policy.replay_scope, tenant, &m.transaction_id);
     if let Some(x) = exchange {
         x.update_protection(|p| {
             p.replay_of = Some(earlier.to_owned());
@@ -627,7 +612,7 @@ fn replay_found(
             x.add_response_header(HeaderName::from_static(REPLAY_OF_HEADER), v);
         }
     }
-    if mode == ReplayMode::Reject {
+    if policy.replay == ReplayMode::Reject {
         return Err(ProtectError::Replay);
     }
     Ok(())
