@@ -129,6 +129,42 @@ async fn end_to_end_against_the_strict_simulator() {
         );
     }
 
+    // None of the client's own headers reaches the vendor: only what the
+    // gateway puts on the vendor request.
+    let r = send(
+        &url,
+        "POST",
+        &[
+            ("content-type", "application/json"),
+            ("x-api-key", key),
+            ("idempotency-key", "client-idem-1"),
+            ("cookie", "session=client-cookie"),
+            ("x-client-header", "client-value"),
+            ("accept-encoding", "gzip"),
+            ("x-forwarded-for", "192.0.2.7"),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seen = w.stub.last_headers().unwrap();
+    let allowed = [
+        "host",
+        "content-length",
+        "content-type",
+        "user-agent",
+        "x-api-key",
+        "traceparent",
+        "tracestate",
+    ];
+    for name in seen.keys() {
+        assert!(
+            allowed.contains(&name.as_str()),
+            "the client's `{name}` reached the vendor"
+        );
+    }
+    assert_eq!(seen["content-type"], "application/json");
+
     // Non-canonical variants: refused by the strict simulator directly,
     // accepted through the gateway, which forwards the canonical form.
     let wrapped = mime_wrap(&canonical);

@@ -284,8 +284,9 @@ impl Drop for Ticket {
     }
 }
 
-/// Which tenant a request is from (set by the layers before admission).
-pub type TenantOf = Arc<dyn Fn(&Extensions) -> Option<String> + Send + Sync>;
+/// Which tenant a request is from (from what the layers before admission
+/// put in its extensions).
+type TenantOf = fn(&Extensions) -> Option<Arc<str>>;
 
 /// Applies [`AdmissionService`]; see the [module docs](self).
 #[derive(Clone)]
@@ -303,12 +304,11 @@ impl AdmissionLayer {
     }
 
     /// Holds each tenant to its share of the budget while others are
-    /// active; `tenant` names a request's tenant from its extensions.
-    pub fn tenant(
-        mut self,
-        tenant: impl Fn(&Extensions) -> Option<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.tenant = Some(Arc::new(tenant));
+    /// active; a request's tenant is read from its `P` extension (see
+    /// [`crate::tenant`]); a request without one is held to the whole
+    /// budget only.
+    pub fn per_tenant<P: crate::Tenanted>(mut self) -> Self {
+        self.tenant = Some(crate::tenant::tenant_of::<P>);
         self
     }
 }
@@ -320,7 +320,7 @@ impl<S> Layer<S> for AdmissionLayer {
         AdmissionService {
             inner,
             admission: self.admission.clone(),
-            tenant: self.tenant.clone(),
+            tenant: self.tenant,
         }
     }
 }
@@ -353,11 +353,7 @@ where
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let tenant: Option<Arc<str>> = self
-            .tenant
-            .as_ref()
-            .and_then(|f| f(req.extensions()))
-            .map(Arc::from);
+        let tenant: Option<Arc<str>> = self.tenant.and_then(|f| f(req.extensions()));
         if !a.try_take_request() {
             return ResponseFuture::refused(a.refuse().into());
         }

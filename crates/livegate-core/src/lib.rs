@@ -20,6 +20,7 @@ mod error;
 pub mod exchange;
 mod secret;
 pub mod single_headers;
+pub mod tenant;
 mod time;
 
 pub use error::{
@@ -27,4 +28,5 @@ pub use error::{
     error_response_retry, request_id,
 };
 pub use secret::Secret;
+pub use tenant::Tenanted;
 pub use time::{Clock, SystemClock, Timestamp, TimestampError};

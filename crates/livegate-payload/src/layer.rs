@@ -15,9 +15,10 @@
 //!    protection and the vendor;
 //! 5. the image facts go into the request's
 //!    [`Exchange`](livegate_core::exchange::Exchange) record;
-//! 6. the inner service gets a fresh `Request<Bytes>` holding only the vendor
-//!    body and the original extensions — no header of the client's passes
-//!    unless a later layer puts it there.
+//! 6. the inner service gets the request with the vendor body in place of
+//!    the client's: its method, URI, headers and extensions unchanged (what
+//!    reaches the vendor is decided where the vendor request is made, not
+//!    here).
 //!
 //! The forwarded body is the client's own bytes when they already are
 //! exactly what the vendor wants (a JSON object whose only member is a
@@ -33,7 +34,7 @@
 //! use std::time::Duration;
 //! use bytes::{Bytes, BytesMut};
 //! use http::Request;
-//! use livegate_payload::{BodyError, ImagePolicy, PayloadError, PayloadLayer};
+//! use livegate_payload::{BodyError, PayloadError, PayloadLayer};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! #[derive(Debug)]
@@ -43,7 +44,8 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let svc = ServiceBuilder::new()
-//!     .layer(PayloadLayer::new(10 << 20, Duration::from_secs(30)).policy(|_| ImagePolicy::default()))
+//!     // Every request gets the default policy (no `.policy::<P>()`).
+//!     .layer(PayloadLayer::new(10 << 20, Duration::from_secs(30)))
 //!     .service(service_fn(|req: Request<Bytes>| async move {
 //!         Ok::<_, Refused>(req.into_body()) // the vendor body
 //!     }));
@@ -61,7 +63,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
-use http::{Extensions, Method, Request};
+use http::{Extensions, Request};
 use http_body_util::{BodyExt, Limited};
 use livegate_core::admission::{is_overloaded, is_too_slow};
 use livegate_core::exchange::{Exchange, ImageFacts};
@@ -76,12 +78,27 @@ use crate::{
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type PolicyFn = dyn Fn(&Extensions) -> ImagePolicy + Send + Sync;
-type KeepFn = dyn Fn(&Extensions) -> bool + Send + Sync;
+/// A request's image policy and whether to keep its decoded image, from its
+/// extensions.
+type PolicyFn = fn(&Extensions) -> Option<(ImagePolicy, bool)>;
+
+/// What the payload layer reads of a request's resolved tenant policy
+/// (see [`livegate_core::tenant`]).
+pub trait ImagePolicySource: Send + Sync + 'static {
+    /// The tenant's image policy.
+    fn image_policy(&self) -> &ImagePolicy;
+    /// Whether the decoded image is kept for the inner service (in
+    /// [`AcceptedImage::decoded`]): a later layer works on its pixels.
+    fn keep_image(&self) -> bool;
+}
+
+fn read_policy<P: ImagePolicySource>(ext: &Extensions) -> Option<(ImagePolicy, bool)> {
+    ext.get::<P>().map(|p| (*p.image_policy(), p.keep_image()))
+}
 
 /// The accepted image, in the extensions of the request the inner service
-/// gets: its digest and format always, the decoded bytes only when
-/// [`PayloadLayer::keep_image`] asked for them (a layer that needs them
+/// gets: its digest and format always, the decoded bytes only when the
+/// request's policy asked for them ([`ImagePolicySource::keep_image`]) (a layer that needs them
 /// takes them out, so they are freed as soon as it is done).
 #[derive(Clone)]
 pub struct AcceptedImage {
@@ -112,8 +129,7 @@ struct Settings {
     read_timeout: Duration,
     /// Bodies larger than this are decoded and hashed on the blocking pool.
     blocking_above: usize,
-    policy: Arc<PolicyFn>,
-    keep: Arc<KeepFn>,
+    policy: Option<PolicyFn>,
 }
 
 /// Default for [`PayloadLayer::blocking_above`]: about a millisecond of
@@ -122,15 +138,15 @@ pub const BLOCKING_ABOVE: usize = 512 * 1024;
 
 impl PayloadLayer {
     /// Bodies up to `limit` bytes, received within `read_timeout`; every
-    /// request gets the default [`ImagePolicy`] until [`Self::policy`].
+    /// request gets the default [`ImagePolicy`] (and its decoded image is not
+    /// kept) until [`Self::policy`].
     pub fn new(limit: usize, read_timeout: Duration) -> Self {
         Self {
             settings: Arc::new(Settings {
                 limit,
                 read_timeout,
                 blocking_above: BLOCKING_ABOVE,
-                policy: Arc::new(|_| ImagePolicy::default()),
-                keep: Arc::new(|_| false),
+                policy: None,
             }),
         }
     }
@@ -143,20 +159,11 @@ impl PayloadLayer {
         self.with(|s| s.blocking_above = bytes)
     }
 
-    /// The policy for a request, from what earlier layers put in its
-    /// extensions (the tenant).
-    pub fn policy(
-        self,
-        policy: impl Fn(&Extensions) -> ImagePolicy + Send + Sync + 'static,
-    ) -> Self {
-        self.with(|s| s.policy = Arc::new(policy))
-    }
-
-    /// Whether a request's decoded image is kept for the inner service (in
-    /// [`AcceptedImage::decoded`]), from what earlier layers put in its
-    /// extensions (the tenant's protection policy). Off by default.
-    pub fn keep_image(self, keep: impl Fn(&Extensions) -> bool + Send + Sync + 'static) -> Self {
-        self.with(|s| s.keep = Arc::new(keep))
+    /// A request's image policy, and whether its decoded image is kept, are
+    /// read from its `P` extension (the tenant's resolved policy); a request
+    /// without one gets the defaults.
+    pub fn policy<P: ImagePolicySource>(self) -> Self {
+        self.with(|s| s.policy = Some(read_policy::<P>))
     }
 
     fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
@@ -165,8 +172,7 @@ impl PayloadLayer {
             limit: old.limit,
             read_timeout: old.read_timeout,
             blocking_above: old.blocking_above,
-            policy: old.policy.clone(),
-            keep: old.keep.clone(),
+            policy: old.policy,
         };
         change(&mut new);
         Self {
@@ -223,8 +229,11 @@ where
         if declared.is_some_and(|n| n > limit as u64) {
             return ResponseFuture::reject(BodyError::TooLarge.into());
         }
-        let policy = (self.settings.policy)(req.extensions());
-        let keep = (self.settings.keep)(req.extensions());
+        let (policy, keep) = self
+            .settings
+            .policy
+            .and_then(|f| f(req.extensions()))
+            .unwrap_or_default();
         let read_timeout = self.settings.read_timeout;
         let blocking_above = self.settings.blocking_above;
         // The clone is not ready yet; keep the one that is (tower's usual dance).
@@ -262,9 +271,7 @@ where
             if let Some(x) = parts.extensions.get::<Exchange>() {
                 x.set_image(facts);
             }
-            let mut out = Request::new(vendor);
-            *out.method_mut() = Method::POST;
-            *out.extensions_mut() = parts.extensions;
+            let mut out = Request::from_parts(parts, vendor);
             out.extensions_mut().insert(accepted);
             inner.call(out).await
         })

@@ -42,7 +42,7 @@ mod structure;
 
 pub use body::BodyError;
 pub use format::{FormatSet, ImageFormat, ParseImageFormatError};
-pub use layer::{AcceptedImage, Payload, PayloadLayer};
+pub use layer::{AcceptedImage, ImagePolicySource, Payload, PayloadLayer};
 pub use normalize::{Decoded, NormalizeError, encode_canonical, normalize_base64, normalize_into};
 pub use policy::{ImageOverrides, ImagePolicy, PolicyError};
 pub use prepare::{

@@ -58,12 +58,20 @@
 //! use livegate_protect::{ProtectError, ProtectLayer, ProtectionPolicy, store::MemoryStore};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
+//! // What the stack resolved for the request's tenant, one extension.
+//! #[derive(Clone)]
+//! struct Policy(Arc<str>, ProtectionPolicy);
+//! impl livegate_core::Tenanted for Policy {
+//!     fn tenant_id(&self) -> &Arc<str> { &self.0 }
+//! }
+//! impl livegate_protect::ProtectionSource for Policy {
+//!     fn protection(&self) -> &ProtectionPolicy { &self.1 }
+//! }
+//!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = Arc::new(MemoryStore::default());
 //! let svc = ServiceBuilder::new()
-//!     .layer(ProtectLayer::new(store.clone(), store, |_| {
-//!         Some(("tenant-a".to_owned(), ProtectionPolicy::default()))
-//!     }))
+//!     .layer(ProtectLayer::new(store.clone(), store).policy::<Policy>())
 //!     .service(service_fn(|_req: Request<Bytes>| async move {
 //!         Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
 //!     }));
@@ -83,8 +91,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Extensions, HeaderName, HeaderValue, Request, Response, StatusCode};
-use livegate_core::TRANSACTION_ID_HEADER;
 use livegate_core::exchange::{Exchange, ForwardedAnswer};
+use livegate_core::{TRANSACTION_ID_HEADER, Tenanted};
 use livegate_payload::{AcceptedImage, encode_vendor_body};
 use tower::{Layer, Service};
 use tracing::Instrument;
@@ -124,21 +132,6 @@ pub enum ProtectError {
     Store(#[from] StoreError),
 }
 
-/// The client's `Idempotency-Key`, moved into the request's extensions
-/// by [`capture_idempotency_key`] before the payload layer (which passes
-/// extensions, not headers) runs.
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey(pub HeaderValue);
-
-/// Moves the `Idempotency-Key` header (if any) into the extensions, for
-/// [`Protect`]. Validation happens there, so a bad key gets the documented
-/// error.
-pub fn capture_idempotency_key<B>(req: &mut Request<B>) {
-    if let Some(v) = req.headers_mut().remove(IDEMPOTENCY_KEY_HEADER) {
-        req.extensions_mut().insert(IdempotencyKey(v));
-    }
-}
-
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
@@ -150,7 +143,20 @@ fn valid_key(v: &HeaderValue) -> Option<&str> {
     .flatten()
 }
 
-type PolicyFn = dyn Fn(&Extensions) -> Option<(String, ProtectionPolicy)> + Send + Sync;
+/// A request's tenant and protection policy, from its extensions.
+type PolicyFn = fn(&Extensions) -> Option<(String, ProtectionPolicy)>;
+
+/// What the protection layer reads of a request's resolved tenant policy
+/// (see [`livegate_core::tenant`]).
+pub trait ProtectionSource: Tenanted {
+    /// The tenant's protection: the deployment's with the tenant's changes.
+    fn protection(&self) -> &ProtectionPolicy;
+}
+
+fn read_policy<P: ProtectionSource>(ext: &Extensions) -> Option<(String, ProtectionPolicy)> {
+    let p = ext.get::<P>()?;
+    Some((p.tenant_id().to_string(), *p.protection()))
+}
 
 /// Applies [`Protect`]; see the [module docs](self).
 #[derive(Clone)]
@@ -162,7 +168,7 @@ pub struct ProtectLayer {
 struct Shared {
     replay: Arc<dyn ReplayStore>,
     idempotency: Arc<dyn IdempotencyStore>,
-    policy: Arc<PolicyFn>,
+    policy: Option<PolicyFn>,
     fail_closed: bool,
     lease: Duration,
     /// Decode slots, all tenants together.
@@ -179,18 +185,14 @@ struct Shared {
 }
 
 impl ProtectLayer {
-    /// `policy` gives a request's tenant and protection policy from its
-    /// extensions (`None`: the request passes untouched).
-    pub fn new(
-        replay: Arc<dyn ReplayStore>,
-        idempotency: Arc<dyn IdempotencyStore>,
-        policy: impl Fn(&Extensions) -> Option<(String, ProtectionPolicy)> + Send + Sync + 'static,
-    ) -> Self {
+    /// Protection with these stores; a request is protected once
+    /// [`Self::policy`] says where its tenant's policy is.
+    pub fn new(replay: Arc<dyn ReplayStore>, idempotency: Arc<dyn IdempotencyStore>) -> Self {
         Self {
             shared: Shared {
                 replay,
                 idempotency,
-                policy: Arc::new(policy),
+                policy: None,
                 fail_closed: false,
                 lease: Duration::from_secs(60),
                 image_slots: Arc::new(tokio::sync::Semaphore::new(0)),
@@ -201,6 +203,13 @@ impl ProtectLayer {
             },
         }
         .image_concurrency(2 * std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// A request's tenant and protection policy are read from its `P`
+    /// extension; a request without one passes untouched.
+    pub fn policy<P: ProtectionSource>(mut self) -> Self {
+        self.shared.policy = Some(read_policy::<P>);
+        self
     }
 
     /// Refuse requests (503) when a store cannot be consulted, instead of
@@ -343,11 +352,11 @@ where
     B: From<Bytes>,
     E: From<ProtectError>,
 {
-    let ext = req.extensions_mut();
-    let image = ext.remove::<AcceptedImage>();
-    let key = ext.remove::<IdempotencyKey>();
-    let exchange = ext.get::<Exchange>().cloned();
-    let (Some(image), Some((tenant, policy))) = (image, (shared.policy)(req.extensions())) else {
+    let image = req.extensions_mut().remove::<AcceptedImage>();
+    let exchange = req.extensions().get::<Exchange>().cloned();
+    let key = req.headers().get(IDEMPOTENCY_KEY_HEADER).cloned();
+    let policy = shared.policy.and_then(|f| f(req.extensions()));
+    let (Some(image), Some((tenant, policy))) = (image, policy) else {
         return inner.call(req).await;
     };
     let note = |f: &dyn Fn(&mut livegate_core::exchange::ProtectionFacts)| {
@@ -368,7 +377,7 @@ where
 
     // 1. Idempotency-Key.
     let mut claim = None;
-    if let Some(IdempotencyKey(raw)) = &key {
+    if let Some(raw) = &key {
         let key = valid_key(raw).ok_or(ProtectError::InvalidIdempotencyKey)?;
         let claimed = shared
             .idempotency
@@ -873,11 +882,29 @@ mod tests {
         Bytes::from(out)
     }
 
-    /// A request carrying an accepted PNG (digest `[id; 32]`) and the
-    /// exchange its facts are noted in.
-    fn png_request(png: &Bytes, id: u8) -> (Request<Bytes>, Exchange) {
+    /// A tenant's resolved protection policy, as the stack puts it in a
+    /// request's extensions.
+    #[derive(Clone)]
+    struct TestPolicy(Arc<str>, ProtectionPolicy);
+
+    impl Tenanted for TestPolicy {
+        fn tenant_id(&self) -> &Arc<str> {
+            &self.0
+        }
+    }
+
+    impl ProtectionSource for TestPolicy {
+        fn protection(&self) -> &ProtectionPolicy {
+            &self.1
+        }
+    }
+
+    /// A request carrying an accepted PNG (digest `[id; 32]`), tenant `a`'s
+    /// `policy`, and the exchange its facts are noted in.
+    fn png_request(png: &Bytes, id: u8, policy: ProtectionPolicy) -> (Request<Bytes>, Exchange) {
         let exchange = Exchange::detached("r-1");
         let mut req = Request::new(Bytes::new());
+        req.extensions_mut().insert(TestPolicy("a".into(), policy));
         req.extensions_mut().insert(exchange.clone());
         req.extensions_mut().insert(AcceptedImage {
             format: livegate_payload::ImageFormat::Png,
@@ -896,15 +923,16 @@ mod tests {
         let _alone = IMAGE_TESTS.lock().await;
         let png = png(1200, 900);
         let store = Arc::new(MemoryStore::default());
-        let svc = ProtectLayer::new(store.clone(), store, |_| {
-            Some(("t".to_owned(), ProtectionPolicy::default()))
-        })
-        .image_concurrency(2)
-        .layer(service_fn(|_req: Request<Bytes>| async move {
-            Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
-        }));
+        let svc = ProtectLayer::new(store.clone(), store)
+            .policy::<TestPolicy>()
+            .image_concurrency(2)
+            .layer(service_fn(|_req: Request<Bytes>| async move {
+                Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
+            }));
         let calls = (0..12u8).map(|i| {
             let mut req = Request::new(Bytes::new());
+            req.extensions_mut()
+                .insert(TestPolicy("t".into(), ProtectionPolicy::default()));
             req.extensions_mut().insert(AcceptedImage {
                 format: livegate_payload::ImageFormat::Png,
                 sha256: [i; 32],
@@ -981,10 +1009,8 @@ mod tests {
                 ..ProtectionPolicy::default()
             };
             let seen = looked.clone();
-            let svc =
-                ProtectLayer::new(store, Arc::new(MemoryStore::default()), move |_| {
-                    Some(("t".to_owned(), policy))
-                })
+            let svc = ProtectLayer::new(store, Arc::new(MemoryStore::default()))
+                .policy::<TestPolicy>()
                 .fail_closed(fail_closed)
                 .layer(service_fn(move |_req: Request<Bytes>| {
                     let order = if seen.load(Ordering::SeqCst) {
@@ -998,6 +1024,7 @@ mod tests {
                     }
                 }));
             let mut req = Request::new(Bytes::new());
+            req.extensions_mut().insert(TestPolicy("t".into(), policy));
             req.extensions_mut().insert(AcceptedImage {
                 format: livegate_payload::ImageFormat::Png,
                 sha256: [7; 32],
@@ -1023,7 +1050,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn decode_slots_are_shared_fairly() {
         let store = Arc::new(MemoryStore::default());
-        let layer = ProtectLayer::new(store.clone(), store, |_| None).image_concurrency(4);
+        let layer = ProtectLayer::new(store.clone(), store).image_concurrency(4);
         let shared = &layer.shared;
         let wait = Duration::from_millis(250);
         let a1 = decode_slots(shared, "a", wait).await.expect("a's first");
@@ -1049,7 +1076,7 @@ mod tests {
         drop((a2, b, c));
         // One slot in all: a tenant may still take it.
         let store = Arc::new(MemoryStore::default());
-        let one = ProtectLayer::new(store.clone(), store, |_| None).image_concurrency(1);
+        let one = ProtectLayer::new(store.clone(), store).image_concurrency(1);
         assert!(decode_slots(&one.shared, "a", wait).await.is_some());
     }
 
@@ -1069,10 +1096,9 @@ mod tests {
                 slot_wait_ms: 20,
                 ..ProtectionPolicy::default()
             };
-            let layer = ProtectLayer::new(store.clone(), store, move |_| {
-                Some(("a".to_owned(), policy))
-            })
-            .image_concurrency(2);
+            let layer = ProtectLayer::new(store.clone(), store)
+                .policy::<TestPolicy>()
+                .image_concurrency(2);
             // Tenant a's share (one slot of two) is held elsewhere.
             let held = decode_slots(&layer.shared, "a", Duration::ZERO)
                 .await
@@ -1080,7 +1106,7 @@ mod tests {
             let svc = layer.layer(service_fn(|_req: Request<Bytes>| async move {
                 Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
             }));
-            let (req, exchange) = png_request(&png, 9);
+            let (req, exchange) = png_request(&png, 9, policy);
             let res = svc.oneshot(req).await;
             if expect_busy {
                 assert_eq!(res.err(), Some(ProtectError::Busy), "{mode:?}");
@@ -1113,14 +1139,13 @@ mod tests {
                 replay: ReplayMode::Reject,
                 ..ProtectionPolicy::default()
             };
-            let svc = ProtectLayer::new(store.clone(), store, move |_| {
-                Some(("a".to_owned(), reject))
-            })
-            .memory_budget(admission.clone())
-            .layer(service_fn(|_req: Request<Bytes>| async move {
-                Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
-            }));
-            let (req, exchange) = png_request(&png, 3);
+            let svc = ProtectLayer::new(store.clone(), store)
+                .policy::<TestPolicy>()
+                .memory_budget(admission.clone())
+                .layer(service_fn(|_req: Request<Bytes>| async move {
+                    Ok::<_, ProtectError>(Response::new(Bytes::from_static(b"{}")))
+                }));
+            let (req, exchange) = png_request(&png, 3, reject);
             let res = svc.oneshot(req).await;
             let facts = exchange.protection().expect("facts");
             assert_eq!(facts.replay_check, Some(expect), "budget {budget}");

@@ -23,8 +23,8 @@ pub mod store;
 pub mod strip;
 
 pub use layer::{
-    DECISION_HEADER, IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAY_HEADER, IdempotencyKey, Protect,
-    ProtectError, ProtectLayer, REPLAY_OF_HEADER, capture_idempotency_key,
+    DECISION_HEADER, IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAY_HEADER, Protect, ProtectError,
+    ProtectLayer, ProtectionSource, REPLAY_OF_HEADER,
 };
 pub use policy::{
     Decision, ProtectionOverrides, ProtectionPolicy, ReplayMode, ReplayScope, ScoreDecision,

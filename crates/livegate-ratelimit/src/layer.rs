@@ -26,14 +26,26 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // What the stack resolved for the request's tenant, one extension.
+//! #[derive(Clone)]
+//! struct Policy(Arc<str>, Limit);
+//! impl livegate_core::Tenanted for Policy {
+//!     fn tenant_id(&self) -> &Arc<str> { &self.0 }
+//! }
+//! impl livegate_ratelimit::RatePolicy for Policy {
+//!     fn limit(&self) -> Option<Limit> { Some(self.1) }
+//! }
 //! let limit = Limit { rate_per_second: 1.0, burst: 1, monthly_quota: None };
 //! let svc = ServiceBuilder::new()
-//!     .layer(RateLimitLayer::new(Arc::new(LocalLimiter::new()), move |_| {
-//!         Some(("acme".to_owned(), limit))
-//!     }))
+//!     .layer(RateLimitLayer::new(Arc::new(LocalLimiter::new())).policy::<Policy>())
 //!     .service(service_fn(|_req: Request<()>| async { Ok::<_, Refused>("admitted") }));
-//! assert!(svc.clone().oneshot(Request::new(())).await.is_ok());
-//! assert!(matches!(svc.oneshot(Request::new(())).await, Err(Refused::Rate { .. })));
+//! let req = || {
+//!     let mut r = Request::new(());
+//!     r.extensions_mut().insert(Policy("acme".into(), limit));
+//!     r
+//! };
+//! assert!(svc.clone().oneshot(req()).await.is_ok());
+//! assert!(matches!(svc.oneshot(req()).await, Err(Refused::Rate { .. })));
 //! # });
 //! ```
 
@@ -44,13 +56,27 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Extensions, HeaderName, HeaderValue, Request};
+use livegate_core::Tenanted;
 use livegate_core::exchange::Exchange;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::{Decision, Limit, Limiter};
 
-type LimitOf = dyn Fn(&Extensions) -> Option<(String, Limit)> + Send + Sync;
+/// A request's tenant and its limit, from its extensions.
+type LimitOf = fn(&Extensions) -> Option<(Arc<str>, Limit)>;
+
+/// What the rate-limit layer reads of a request's resolved tenant policy
+/// (see [`livegate_core::tenant`]).
+pub trait RatePolicy: Tenanted {
+    /// The tenant's rate and quota; `None`: not limited.
+    fn limit(&self) -> Option<Limit>;
+}
+
+fn read_limit<P: RatePolicy>(ext: &Extensions) -> Option<(Arc<str>, Limit)> {
+    let p = ext.get::<P>()?;
+    Some((p.tenant_id().clone(), p.limit()?))
+}
 
 /// Why a request was not let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +95,7 @@ pub enum Refused {
 #[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Arc<dyn Limiter>,
-    limit_of: Arc<LimitOf>,
+    limit_of: Option<LimitOf>,
     global: Option<Limit>,
 }
 
@@ -77,17 +103,21 @@ pub struct RateLimitLayer {
 pub const GLOBAL: &str = ":global";
 
 impl RateLimitLayer {
-    /// `limit_of` says, from what earlier layers put in the extensions
-    /// (the tenant), whose limit applies; `None`: not limited.
-    pub fn new(
-        limiter: Arc<dyn Limiter>,
-        limit_of: impl Fn(&Extensions) -> Option<(String, Limit)> + Send + Sync + 'static,
-    ) -> Self {
+    /// Checks requests against `limiter`; nothing is limited until
+    /// [`Self::policy`] says where a request's limit is.
+    pub fn new(limiter: Arc<dyn Limiter>) -> Self {
         Self {
             limiter,
-            limit_of: Arc::new(limit_of),
+            limit_of: None,
             global: None,
         }
+    }
+
+    /// A request's tenant and limit are read from its `P` extension; a
+    /// request without one, or whose tenant has no limit, passes.
+    pub fn policy<P: RatePolicy>(mut self) -> Self {
+        self.limit_of = Some(read_limit::<P>);
+        self
     }
 
     /// A cap over every tenant together (protecting the vendor account),
@@ -107,7 +137,7 @@ impl<S> Layer<S> for RateLimitLayer {
         RateLimit {
             inner,
             limiter: self.limiter.clone(),
-            limit_of: self.limit_of.clone(),
+            limit_of: self.limit_of,
             global: self.global,
         }
     }
@@ -118,7 +148,7 @@ impl<S> Layer<S> for RateLimitLayer {
 pub struct RateLimit<S> {
     inner: S,
     limiter: Arc<dyn Limiter>,
-    limit_of: Arc<LimitOf>,
+    limit_of: Option<LimitOf>,
     global: Option<Limit>,
 }
 
@@ -145,7 +175,7 @@ where
         // The clone is not ready yet; keep the one that is (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some((tenant, limit)) = (self.limit_of)(req.extensions()) else {
+        let Some((tenant, limit)) = self.limit_of.and_then(|f| f(req.extensions())) else {
             return Box::pin(inner.call(req));
         };
         let limiter = self.limiter.clone();
@@ -237,25 +267,38 @@ mod tests {
     fn svc(
         global: Option<Limit>,
     ) -> impl Service<Request<()>, Response = &'static str, Error = Refused> + Clone {
-        let per_tenant = Limit {
-            rate_per_second: 0.001,
-            burst: 100,
-            monthly_quota: Some(3),
-        };
-        RateLimitLayer::new(Arc::new(LocalLimiter::new()), move |ext| {
-            ext.get::<&'static str>()
-                .map(|t| ((*t).to_owned(), per_tenant))
-        })
-        .global(global)
-        .layer(service_fn(|_req: Request<()>| async {
-            Ok::<_, Refused>("admitted")
-        }))
+        RateLimitLayer::new(Arc::new(LocalLimiter::new()))
+            .policy::<Tenant>()
+            .global(global)
+            .layer(service_fn(|_req: Request<()>| async {
+                Ok::<_, Refused>("admitted")
+            }))
+    }
+
+    /// A tenant limited to 3 requests a month (and a burst of 100).
+    #[derive(Clone)]
+    struct Tenant(Arc<str>);
+
+    impl Tenanted for Tenant {
+        fn tenant_id(&self) -> &Arc<str> {
+            &self.0
+        }
+    }
+
+    impl RatePolicy for Tenant {
+        fn limit(&self) -> Option<Limit> {
+            Some(Limit {
+                rate_per_second: 0.001,
+                burst: 100,
+                monthly_quota: Some(3),
+            })
+        }
     }
 
     fn req(tenant: Option<&'static str>) -> Request<()> {
         let mut r = Request::new(());
         if let Some(t) = tenant {
-            r.extensions_mut().insert(t);
+            r.extensions_mut().insert(Tenant(t.into()));
         }
         r
     }

@@ -56,7 +56,7 @@ use serde::Serialize;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fallback::{FailMode, FallbackLimiter, RETRY_AFTER_FAILURE};
-pub use layer::{RateLimit, RateLimitLayer, Refused};
+pub use layer::{RateLimit, RateLimitLayer, RatePolicy, Refused};
 pub use local::LocalLimiter;
 pub use month::{Month, month_of};
 pub use redis::{RedisLimiter, RedisLimiterSettings};

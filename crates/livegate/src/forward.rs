@@ -1,5 +1,6 @@
-//! The innermost service: hands the prepared request to the vendor
-//! client (or whatever wraps it) and turns its answer into the client's
+//! The innermost service: hands the prepared request — its body and its
+//! trace context, none of the client's headers — to the vendor client (or
+//! whatever wraps it) and turns its answer into the client's
 //! response — the vendor's status and JSON body unchanged, plus
 //! `x-transaction-id` — recording the upstream facts in the exchange.
 
@@ -47,8 +48,13 @@ where
         self.vendor.poll_ready(cx).map_err(GatewayError::from)
     }
 
-    fn call(&mut self, mut req: Request<Bytes>) -> Self::Future {
+    fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         let exchange = Exchange::of(&req).cloned();
+        // The vendor request carries none of the client's headers: only what
+        // is put here (and what the vendor client sets itself).
+        let (mut parts, body) = req.into_parts();
+        parts.headers.clear();
+        let mut req = Request::from_parts(parts, body);
         // The vendor call's client span; the vendor receives its trace
         // context as `traceparent` (nothing when tracing is off).
         let span = livegate_telemetry::client_span(req.method(), &self.endpoint);

@@ -1,41 +1,54 @@
 //! The whole request stack, composed in one place.
 //!
-//! The liveness route, outermost first (each position says why):
+//! The liveness route, outermost first (each position says why). This list
+//! is the one statement of the order: the README's architecture section
+//! names the same steps in the same order, checked by a test.
 //! 1. [`ExchangeLayer`] — creates the request's exchange record, renders
 //!    every typed error into the documented response (the one renderer),
 //!    catches panics, and emits the record exactly once: it is outermost so
 //!    that every request, 401s and panics included, gets one.
-//! 2. [`AuditLayer`](livegate_audit::AuditLayer) — reserves the request's audit record a place before
-//!    anything else happens: when the audit sink is stuck, the request waits
-//!    up to `audit.max_wait_ms`, then gets 503 (50305) — before any vendor
-//!    call, so nothing is ever served unaudited. Inside the exchange layer,
-//!    so the refusal has its record (and error rendering) too.
-//! 3. [`AuthLayer`] — the tenant key, before any of the body is read, so an
+//! 2. [`note_trace_id`] — the trace the request belongs to goes into its
+//!    record (for the audit trail), right after the record exists.
+//! 3. [`AuditLayer`](livegate_audit::AuditLayer) — reserves the request's
+//!    audit record a place before anything else happens: when the audit
+//!    sink is stuck, the request waits up to `audit.max_wait_ms`, then gets
+//!    503 (50305) — before any vendor call, so nothing is ever served
+//!    unaudited. Inside the exchange layer, so the refusal has its record
+//!    (and error rendering) too.
+//! 4. [`SingleHeadersLayer`] — a header that must appear once (the key,
+//!    `Idempotency-Key`, `traceparent`) sent twice with different values is
+//!    400 before anything reads it: which copy wins is never guessed.
+//! 5. [`AuthLayer`] — the tenant key, before any of the body is read, so an
 //!    unauthenticated client cannot make the gateway buffer a 10 MB upload.
-//! 4. [`RateLimitLayer`] — the tenant's rate and monthly quota (429 with
+//! 6. [`Policies::attach`] — the tenant's policy (limit, image policy,
+//!    protection) resolved once into one [`TenantPolicy`] extension, which
+//!    every later layer reads its part of.
+//! 7. [`RateLimitLayer`] — the tenant's rate and monthly quota (429 with
 //!    `Retry-After`), still before the body is read, so a limited tenant's
 //!    upload is never buffered; sets the `RateLimit-*` headers every later
 //!    answer carries.
-//! 5. [`AdmissionLayer`] — caps liveness requests in flight and the body
-//!    bytes they hold: a request that does not fit gets 503 with
-//!    `Retry-After` before any of its body is read. After auth, so an
-//!    unauthenticated flood cannot take the slots of real tenants.
-//! 6. [`PayloadLayer`] — reads the body (bounded by the limit and the read
+//! 8. [`AdmissionLayer`] — caps liveness requests in flight and the body
+//!    bytes they hold (each tenant to its share while others are active): a
+//!    request that does not fit gets 503 with `Retry-After` before any of
+//!    its body is read. After auth, so an unauthenticated flood cannot take
+//!    the slots of real tenants.
+//! 9. [`PayloadLayer`] — reads the body (bounded by the limit and the read
 //!    timeout; a declared length over the limit is refused unread), checks
 //!    and normalizes the image with the tenant's policy: every refusal
 //!    happens before the vendor, who bills per call, is contacted.
-//! 7. [`ProtectLayer`] — liveness-aware protection with the tenant's
-//!    policy: `Idempotency-Key` (a stored answer is served here, before
-//!    any vendor call), the perceptual hash and metadata removal (on the
-//!    blocking pool), replay detection (`reject` refuses here, before the
-//!    vendor); after the answer, the image is remembered, the score
-//!    decision added and the answer stored. After the payload layer,
-//!    because it works on the accepted, decoded image; the last layer
-//!    before the vendor, so that every cheaper refusal came first.
-//! 8. [`Forward`] around the vendor service — the vendor's answer becomes
-//!    the client's response. Layers around the vendor client itself
-//!    (circuit breaker, upstream span, `traceparent`) go between 8 and the
-//!    client, in [`router_with`]'s `vendor` argument.
+//! 10. [`ProtectLayer`] — liveness-aware protection with the tenant's
+//!     policy: `Idempotency-Key` (a stored answer is served here, before
+//!     any vendor call), the perceptual hash and metadata removal (on the
+//!     blocking pool), replay detection (`reject` refuses here, before the
+//!     vendor); after the answer, the image is remembered, the score
+//!     decision added and the answer stored. After the payload layer,
+//!     because it works on the accepted, decoded image; the last layer
+//!     before the vendor, so that every cheaper refusal came first.
+//! 11. [`Forward`] around the vendor service — makes the vendor request (the
+//!     prepared body and `traceparent`, no header of the client's) and turns
+//!     the vendor's answer into the client's response. Layers around the
+//!     vendor client itself (circuit breaker, upstream span) go between 11
+//!     and the client, in [`router_with`]'s `vendor` argument.
 //!
 //! Around every route: the request id (kept from a client only when it is a
 //! plain token), a span per request, and a panic catcher for the probes.
@@ -50,9 +63,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post_service};
 use bytes::Bytes;
-use http::{Extensions, HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use livegate_audit::Audit;
-use livegate_auth::{AuthLayer, Authenticator, KeyStore, Principal};
+use livegate_auth::{AuthLayer, Authenticator, KeyStore};
 use livegate_core::admission::{Admission, AdmissionLayer};
 use livegate_core::exchange::{Exchange, ExchangeLayer, ExchangeSink};
 use livegate_core::single_headers::SingleHeadersLayer;
@@ -60,8 +73,8 @@ use livegate_core::{Clock, ErrorKind, error_response, request_id};
 use livegate_metrics::Metrics;
 use livegate_payload::{ImagePolicy, PayloadLayer};
 use livegate_protect::store::{IdempotencyStore, ReplayStore};
-use livegate_protect::{ProtectLayer, ProtectionPolicy, ReplayMode, capture_idempotency_key};
-use livegate_ratelimit::{Limit, Limiter, RateLimitLayer, limit_of};
+use livegate_protect::{ProtectLayer, ProtectionPolicy};
+use livegate_ratelimit::{Limit, Limiter, RateLimitLayer};
 use livegate_upstream::{
     BreakerHandle, CircuitBreaker, ConnectRetry, UpstreamError, VendorClient, VendorResponse,
 };
@@ -76,6 +89,7 @@ use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::forward::Forward;
+use crate::policy::{Policies, TenantPolicy};
 use crate::request_id::{RandomRequestId, drop_untrusted_id};
 use crate::trace::trace_id_of;
 
@@ -175,68 +189,46 @@ where
         + 'static,
     V::Future: Send + 'static,
 {
-    let images = gw.images;
-    let protection = gw.protection;
-    let default_rate = gw.default_rate;
+    // The steps in the order of the module docs (one numbered line each).
+    let policies = Policies {
+        images: gw.images,
+        protection: gw.protection,
+        default_rate: gw.default_rate,
+    };
     let liveness = ServiceBuilder::new()
-        .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone()))
-        // The trace the request belongs to, for its audit record.
-        .map_request(|req: Request<Body>| {
-            if let Some(x) = Exchange::of(&req) {
-                if let Some(t) = trace_id_of(&tracing::Span::current(), req.headers()) {
-                    x.set_trace_id(t);
-                }
-            }
-            req
-        })
-        .layer(gw.audit.layer())
-        // Before anything reads them: which copy of a repeated key,
-        // Idempotency-Key or traceparent wins is not guessed (400).
-        .layer(SingleHeadersLayer)
-        .map_request(|mut req: Request<Body>| {
-            // The payload layer passes extensions, not headers.
-            capture_idempotency_key(&mut req);
-            req
-        })
-        .layer(AuthLayer::new(gw.authenticator.clone()))
+        .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone())) // 1
+        .map_request(note_trace_id) // 2
+        .layer(gw.audit.layer()) // 3
+        .layer(SingleHeadersLayer) // 4
+        .layer(AuthLayer::new(gw.authenticator.clone())) // 5
+        .map_request(move |req| policies.attach::<Body>(req)) // 6
         .layer(
-            RateLimitLayer::new(gw.limiter.clone(), move |ext| {
-                tenant_limit(default_rate, ext)
-            })
-            .global(gw.global_limit),
+            // 7
+            RateLimitLayer::new(gw.limiter.clone())
+                .policy::<TenantPolicy>()
+                .global(gw.global_limit),
         )
+        .layer(AdmissionLayer::new(gw.admission.clone()).per_tenant::<TenantPolicy>()) // 8
         .layer(
-            AdmissionLayer::new(gw.admission.clone())
-                .tenant(|ext| Some(ext.get::<Principal>()?.tenant.id.clone())),
-        )
-        .layer(
+            // 9
             PayloadLayer::new(gw.body_limit, gw.body_read_timeout)
                 .blocking_above(gw.blocking_above)
-                .policy(move |ext| tenant_policy(&images, ext))
-                .keep_image(move |ext| {
-                    let p = tenant_protection(&protection, ext);
-                    p.replay != ReplayMode::Off || p.strip_metadata
-                }),
+                .policy::<TenantPolicy>(),
         )
         .layer(
+            // 10
             ProtectLayer::new(
                 gw.protection_store.replay.clone(),
                 gw.protection_store.idempotency.clone(),
-                move |ext| {
-                    let p = ext.get::<Principal>()?;
-                    Some((
-                        p.tenant.id.clone(),
-                        protection.with(&p.tenant.settings.protection),
-                    ))
-                },
             )
+            .policy::<TenantPolicy>()
             .fail_closed(gw.store_fail_closed)
             .blocking_above(gw.blocking_above)
             .image_concurrency(gw.image_concurrency)
             .memory_budget(gw.admission.clone())
             .lease(gw.protection_lease),
         )
-        .service(Forward::new(vendor, gw.vendor_endpoint.clone()));
+        .service(Forward::new(vendor, gw.vendor_endpoint.clone())); // 11
 
     let routes = Router::new()
         .route("/modules/liveness", post_service(liveness))
@@ -344,25 +336,16 @@ async fn metrics(State(gw): State<Gateway>) -> Response<Body> {
     res
 }
 
-/// The tenant's rate and quota: its own settings, else the deployment's
-/// default rate; `None` when neither limits it.
-fn tenant_limit(default_rate: Option<(f64, u32)>, ext: &Extensions) -> Option<(String, Limit)> {
-    let p = ext.get::<Principal>()?;
-    let s = &p.tenant.settings;
-    let limit = limit_of(s.rate_per_second, s.burst, s.monthly_quota, default_rate)?;
-    Some((p.tenant.id.clone(), limit))
-}
-
-/// The tenant's image policy: the deployment's with the tenant's changes.
-fn tenant_policy(default: &ImagePolicy, ext: &Extensions) -> ImagePolicy {
-    ext.get::<Principal>()
-        .map_or(*default, |p| default.with(&p.tenant.settings.images))
-}
-
-/// The tenant's protection: the deployment's with the tenant's changes.
-fn tenant_protection(default: &ProtectionPolicy, ext: &Extensions) -> ProtectionPolicy {
-    ext.get::<Principal>()
-        .map_or(*default, |p| default.with(&p.tenant.settings.protection))
+/// Step 2 of the liveness route: the trace the request belongs to (its
+/// span's, or the client's `traceparent`) goes into its exchange record,
+/// for the audit trail.
+fn note_trace_id(req: Request<Body>) -> Request<Body> {
+    if let Some(x) = Exchange::of(&req) {
+        if let Some(t) = trace_id_of(&tracing::Span::current(), req.headers()) {
+            x.set_trace_id(t);
+        }
+    }
+    req
 }
 
 /// The span every request's logs carry. The liveness route's is an
@@ -484,4 +467,41 @@ async fn not_found(headers: HeaderMap) -> Response<Body> {
 
 async fn method_not_allowed(headers: HeaderMap) -> Response<Body> {
     error_response(ErrorKind::MethodNotAllowed, request_id(&headers))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The liveness route's steps as this module's docs number them: the
+    /// item number and the first linked name of each `//! N. [`name`]` line.
+    fn documented_steps() -> Vec<(usize, String)> {
+        include_str!("gateway.rs")
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("//! ")?;
+                let (n, rest) = rest.split_once(". [`")?;
+                let n = n.parse().ok()?;
+                let (name, _) = rest.split_once('`')?;
+                Some((n, name.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The order of the layers is written once, in the module docs; the
+    /// README's request-path list must name the same steps in the same
+    /// order (as `N. `name` …` lines), as the error table is checked.
+    #[test]
+    fn readme_names_the_layers_in_the_stacks_order() {
+        let steps = documented_steps();
+        let numbers: Vec<usize> = steps.iter().map(|s| s.0).collect();
+        assert_eq!(numbers, (1..=steps.len()).collect::<Vec<_>>(), "{steps:?}");
+        assert!(steps.len() >= 10, "{steps:?}");
+        let readme = include_str!("../../../README.md");
+        for (n, name) in &steps {
+            let line = format!("{n}. `{name}`");
+            assert!(
+                readme.lines().any(|l| l.trim_start().starts_with(&line)),
+                "README.md lacks the request-path step `{line} …`"
+            );
+        }
+    }
 }

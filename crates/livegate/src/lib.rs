@@ -6,7 +6,8 @@
 //! [`livegate_payload::layer`] (body and image), [`livegate_upstream`] (the
 //! vendor client as a `tower::Service`) — and [`gateway`] stacks them, with
 //! the reason for each position. [`error`] is the stack's one error type,
-//! [`forward`] turns the vendor's answer into the client's response.
+//! [`forward`] turns the vendor's answer into the client's response, [`policy`] resolves a
+//! tenant's policy once for every later layer.
 //!
 //! [`runtime`] turns a validated configuration into the running parts
 //! (stores, vendor client, the embedded simulator); [`server`] serves a
@@ -17,6 +18,7 @@ pub mod error;
 pub mod forward;
 pub mod gateway;
 pub mod linger;
+pub mod policy;
 pub mod request_id;
 pub mod runtime;
 pub mod server;
