@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 fn read(path: &str) -> String {
@@ -264,7 +266,9 @@ fn configuration_md_lists_every_key_and_only_real_ones() {
         ("config/livegate.example.toml", example.clone()),
     ] {
         for key in keys.iter().filter(|k| !documented.contains_key(*k)) {
-            problems.push(format!("`{key}` (from {source}) is not in docs/configuration.md"));
+            problems.push(format!(
+                "`{key}` (from {source}) is not in docs/configuration.md"
+            ));
         }
     }
     for key in documented.keys().filter(|k| !types.contains(*k)) {
@@ -307,14 +311,22 @@ fn the_key_checks_catch_a_missing_and_an_invented_key() {
     assert!(!documented_keys(&without).contains_key("server.body_limit_bytes"));
 
     let types = type_keys();
-    assert!(types.contains("server.blocking_threads"), "an optional key unset by default");
+    assert!(
+        types.contains("server.blocking_threads"),
+        "an optional key unset by default"
+    );
     assert!(types.contains("protection.score_threshold"));
     assert!(types.contains("tenants.images.min_width"));
     assert!(!types.contains("server.bogus"));
-    let invented = format!("{page}\n## `[server]`\n\n| key | default | what |\n|---|---|---|\n| `bogus` | `1` | x |\n");
+    let invented = format!(
+        "{page}\n## `[server]`\n\n| key | default | what |\n|---|---|---|\n| `bogus` | `1` | x |\n"
+    );
     assert!(documented_keys(&invented).contains_key("server.bogus"));
 
-    assert!(same_default("0.1", &toml::Value::Float(0.10000000149011612)));
+    assert!(same_default(
+        "0.1",
+        &toml::Value::Float(0.10000000149011612)
+    ));
     assert!(!same_default("0.2", &toml::Value::Float(0.1)));
     assert!(same_default(
         r#"["jpeg", "png"]"#,
