@@ -14,6 +14,7 @@
 #
 #   bench/profile.sh                                  # the three default variants
 #   VARIANTS="thin:LTO=thin fat:LTO=fat,CODEGEN_UNITS=1" REQUESTS=50 bench/profile.sh
+#   VARIANTS="before:BIN=/tmp/old/livegate after:BIN=target/release/livegate" bench/profile.sh
 #
 # Settings (environment):
 #   VARIANTS   space-separated NAME:KEY=VALUE[,KEY=VALUE...]; each KEY is a
@@ -23,7 +24,9 @@
 #              thin:LTO=thin,CODEGEN_UNITS=4 fat:LTO=fat,CODEGEN_UNITS=1".
 #              Each is built into target/profile-NAME/ (reused when a
 #              binary built from the same HEAD, settings and clean tree is
-#              there; a dirty tree is always rebuilt).
+#              there; a dirty tree is always rebuilt). NAME:BIN=PATH measures
+#              an already built binary instead (a baseline build of another
+#              commit, say: the ratio of two builds of the same settings).
 #   REQUESTS   requests counted per case (default 100; ~10 s per case here).
 #   IMAGE, SIZE_KB  the JPEG and its padded size (default
 #              testdata/face-640x480.jpg, 150 KiB: ~200 KB of base64).
@@ -158,7 +161,14 @@ for v in $VARIANTS; do
   name=${v%%:*}
   settings=${v#*:}
   [[ $name != "$v" ]] || die "a variant is NAME:KEY=VALUE[,...]: $v"
-  build_variant "$name" "$settings"
+  if [[ $settings == BIN=* ]]; then
+    bin=${settings#BIN=}
+    [[ -x $bin ]] || die "$name: $bin is not an executable"
+    built_s=-
+    settings="prebuilt"
+  else
+    build_variant "$name" "$settings"
+  fi
   if ((first)); then
     start_stub "$bin"
     new_key "$bin"

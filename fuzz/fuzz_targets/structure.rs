@@ -4,7 +4,7 @@
 //! anywhere before the end it reported, and passes cut right there.
 //!
 //! Input: one byte choosing the chunking, then the image (the seed corpus
-//! has a byte before each `testdata/` image: see README "Fuzzing").
+//! has a byte before each `testdata/` image: see docs/testing.md "Fuzzing").
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -460,13 +460,22 @@ impl Pace {
         }
     }
 
-    /// Ready with [`TooSlow`] when the period is over and the body fell
-    /// short of the floor; otherwise starts the next period.
-    fn check(&mut self, cx: &mut Context<'_>) -> Poll<TooSlow> {
-        let timer = self.timer.get_or_insert_with(|| {
+    /// Starts the grace period, at the first poll of the body.
+    fn arm(&mut self) {
+        if self.timer.is_none() {
             self.since = Instant::now();
-            Box::pin(tokio::time::sleep(self.floor.grace))
-        });
+            self.timer = Some(Box::pin(tokio::time::sleep(self.floor.grace)));
+        }
+    }
+
+    /// Ready with [`TooSlow`] when the period is over and the body fell
+    /// short of the floor; otherwise starts the next period (and, pending,
+    /// is woken when it ends).
+    fn check(&mut self, cx: &mut Context<'_>) -> Poll<TooSlow> {
+        self.arm();
+        let Some(timer) = self.timer.as_mut() else {
+            return Poll::Pending;
+        };
         while timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             let elapsed = now.duration_since(self.since).as_secs_f64();
@@ -508,15 +517,26 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        // The floor is checked whether or not data keeps coming: a trickle
-        // is too slow as much as a stall.
         if let Some(pace) = this.pace.as_mut() {
-            if let Poll::Ready(e) = pace.check(cx) {
-                *this.pace = None;
-                return Poll::Ready(Some(Err(Box::new(e))));
-            }
+            pace.arm();
         }
-        let frame = match ready!(this.body.poll_frame(cx)) {
+        // The floor is checked when the client has nothing more to give
+        // (the body is pending): a trickle is too slow as much as a stall,
+        // but bytes that arrived while this process was busy elsewhere
+        // (a starved task polled late) count for the client, not against it.
+        let polled = match this.body.poll_frame(cx) {
+            Poll::Pending => {
+                if let Some(pace) = this.pace.as_mut() {
+                    if let Poll::Ready(e) = pace.check(cx) {
+                        *this.pace = None;
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(polled) => polled,
+        };
+        let frame = match polled {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
             None => {
@@ -714,6 +734,42 @@ mod tests {
         let res = svc.clone().oneshot(fast_then_stall).await.unwrap();
         assert!(is_too_slow(res.into_body().unwrap_err().as_ref()));
         assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!(a.in_flight(), (0, 0));
+    }
+
+    /// Bytes that were there all along count for the client: a reader that
+    /// stops polling for longer than the grace period (a starved task) and
+    /// then finds the rest of the body waiting does not fail it.
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_was_late_does_not_blame_the_client() {
+        use futures_util::StreamExt;
+        let floor = UploadFloor {
+            bytes_per_second: 1000,
+            grace: Duration::from_secs(2),
+            window: Duration::from_secs(1),
+        };
+        let a = Admission::with(4, 1 << 20, 1.0, Some(floor));
+        let svc = AdmissionLayer::new(a.clone()).layer(service_fn(
+            |req: Request<CountedBody<_>>| async move {
+                let mut body = req.into_body();
+                let first = body.frame().await.expect("a frame").map(|f| f.into_data());
+                // Busy elsewhere for longer than the grace period.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let rest = body.collect().await.map(|c| c.to_bytes().len());
+                Ok::<_, Overloaded>(Response::new((first.is_ok(), rest.ok())))
+            },
+        ));
+        // Three 100-byte frames, all there at once: 300 bytes, far below
+        // 1000 B/s over 3 s.
+        let ready =
+            futures_util::stream::iter((0..3).map(|_| {
+                Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'x'; 100])))
+            }));
+        let res = svc
+            .oneshot(Request::new(StreamBody::new(ready.boxed())))
+            .await
+            .unwrap();
+        assert_eq!(*res.body(), (true, Some(200)));
         assert_eq!(a.in_flight(), (0, 0));
     }
 

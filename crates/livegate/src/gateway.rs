@@ -487,8 +487,8 @@ mod tests {
     }
 
     /// The order of the layers is written once, in the module docs; the
-    /// README's request-path list must name the same steps in the same
-    /// order (as `N. `name` …` lines), as the error table is checked.
+    /// README's architecture table must name the same steps in the same
+    /// order (rows starting `| N. `name``), as the error table is checked.
     #[test]
     fn readme_names_the_layers_in_the_stacks_order() {
         let steps = documented_steps();
@@ -497,7 +497,7 @@ mod tests {
         assert!(steps.len() >= 10, "{steps:?}");
         let readme = include_str!("../../../README.md");
         for (n, name) in &steps {
-            let line = format!("{n}. `{name}`");
+            let line = format!("| {n}. `{name}`");
             assert!(
                 readme.lines().any(|l| l.trim_start().starts_with(&line)),
                 "README.md lacks the request-path step `{line} …`"
