@@ -159,7 +159,7 @@ def selects(selector: dict, labels: dict) -> bool:
 
 SECRETISH = re.compile(r"KEY|TOKEN|PASSW|SECRET|PEPPER|HEADERS|CREDENTIAL|AUTH|REDIS_URL|DSN", re.I)
 INLINE_SECRET_KEYS = [("vendor", "api_key"), ("auth", "pepper"), ("admin", "token"),
-                      ("redis", "url"), ("simulator", "api_key")]
+                      ("redis", "url"), ("simulator", "api_key"), ("ops", "metrics_token")]
 # Which livegate *_file key each `secrets` entry feeds.
 SECRET_WIRING = {"vendorApiKey": ("vendor", "api_key_file"), "pepper": ("auth", "pepper_file"),
                  "adminToken": ("admin", "token_file"), "redisUrl": ("redis", "url_file")}
@@ -197,6 +197,8 @@ def check_security(r: Rendered) -> list[str]:
 def allowed_secret_names(values: dict) -> set[str]:
     names = {ref.get("existingSecret") for ref in values.get("secrets", {}).values()}
     names.add(values.get("otel", {}).get("headers", {}).get("existingSecret"))
+    names.add(values.get("ops", {}).get("metricsToken", {}).get("existingSecret"))
+    names |= {t.get("existingSecret") for t in values.get("admin", {}).get("tokens", [])}
     return {n for n in names if n}
 
 
@@ -253,6 +255,31 @@ def check_secrets(r: Rendered) -> list[str]:
             p.append(f"secrets.{entry} is set but {section}.{key} is not in the config")
         elif want not in files:
             p.append(f"{section}.{key} = {want} is not where Secret {ref['existingSecret']}/{ref['key']} is mounted ({files})")
+
+    def mounted_at(ref: dict) -> list[str]:
+        return [f"{mounts.get(vol, '?')}/{path}" for vol, k, path in mounted.get(ref["existingSecret"], [])
+                if k == ref["key"]]
+
+    # ops.metricsToken -> [ops] metrics_token_file; admin.tokens[] -> [[admin.tokens]] token_file.
+    metrics = r.values.get("ops", {}).get("metricsToken", {})
+    want = cfg.get("ops", {}).get("metrics_token_file")
+    if metrics.get("existingSecret"):
+        if want not in mounted_at(metrics):
+            p.append(f"ops.metrics_token_file = {want} is not where Secret {metrics['existingSecret']} is mounted")
+    elif want:
+        p.append("ops.metrics_token_file is set although ops.metricsToken is not")
+    tokens = r.values.get("admin", {}).get("tokens", [])
+    rendered = cfg.get("admin", {}).get("tokens", [])
+    if len(rendered) != len(tokens):
+        p.append(f"admin.tokens: {len(tokens)} in the values, {len(rendered)} rendered")
+    for t, got in zip(tokens, rendered):
+        if "token" in got:
+            p.append(f"admin.tokens {t['name']} holds its token inline")
+        want_t = {"name": t["name"], "scopes": t["scopes"], **({"tenants": t["tenants"]} if t.get("tenants") else {})}
+        if {k: v for k, v in got.items() if k != "token_file"} != want_t:
+            p.append(f"admin.tokens: values {want_t}, rendered {got}")
+        if got.get("token_file") not in mounted_at(t):
+            p.append(f"admin.tokens {t['name']}: token_file {got.get('token_file')} is not where Secret {t['existingSecret']} is mounted")
     return p
 
 
@@ -881,6 +908,53 @@ class ChartTest(unittest.TestCase):
         self.assertEqual(bad.returncode, 1)
         self.assertIn("bogus", bad.stderr)
 
+    def test_admin_tokens_and_metrics_token(self):
+        # Scoped admin tokens and the /metrics token, from Secrets by
+        # reference, mounted as files and wired to token_file and
+        # metrics_token_file. (livegate check-config learns [[admin.tokens]]
+        # and metrics_token_file with scoped admin tokens; until then this
+        # rendering is checked here, not by the binary.)
+        values = merge_files(production_values(), {
+            "admin": {"tokens": [
+                {"name": "support", "scopes": ["read"], "existingSecret": "livegate-admin-support", "key": "token"},
+                {"name": "onboarding-keys", "scopes": ["read", "keys"], "tenants": ["onboarding"],
+                 "existingSecret": "livegate-admin-keys", "key": "t"}]},
+            "ops": {"metricsToken": {"existingSecret": "livegate-metrics", "key": "token"}}})
+        self.assertEqual(check_schema(CHART, values), [])
+        r = render(values)
+        self.assertEqual(check_secrets(r), [])
+        for version in KUBERNETES_VERSIONS:
+            self.assertEqual(check_kubernetes_schemas(r, version), [])
+        cfg = r.config()
+        self.assertEqual(cfg["ops"]["metrics_token_file"], "/run/secrets/livegate/metrics-token")
+        self.assertEqual(cfg["admin"]["token_file"], "/run/secrets/livegate/admin-token")
+        self.assertEqual(cfg["admin"]["tokens"], [
+            {"name": "support", "scopes": ["read"], "token_file": "/run/secrets/livegate/admin-token-support"},
+            {"name": "onboarding-keys", "scopes": ["read", "keys"], "tenants": ["onboarding"],
+             "token_file": "/run/secrets/livegate/admin-token-onboarding-keys"}])
+        (sm,) = r.kind("ServiceMonitor")
+        self.assertEqual(sm["spec"]["endpoints"][0]["authorization"],
+                         {"type": "Bearer", "credentials": {"name": "livegate-metrics", "key": "token"}})
+        self.assertNotIn("authorization", self.rendered["production"].kind("ServiceMonitor")[0]["spec"]["endpoints"][0])
+        # A change of the referenced Secrets rolls the pods.
+        before = self.rendered["production"].pod()["metadata"]["annotations"]["checksum/secret-refs"]
+        self.assertNotEqual(r.pod()["metadata"]["annotations"]["checksum/secret-refs"], before)
+        # Without them: neither key rendered (the shipped variants).
+        for name, rendered in self.rendered.items():
+            with self.subTest(values=name):
+                self.assertNotIn("tokens", rendered.config().get("admin", {}))
+                self.assertNotIn("metrics_token_file", rendered.config()["ops"])
+
+    def test_admin_tokens_refused(self):
+        token = {"name": "support", "scopes": ["read"], "existingSecret": "livegate-admin-support", "key": "token"}
+        for bad in [{**token, "scopes": ["write"]}, {**token, "scopes": []}, {**token, "name": "Support!"},
+                    {k: v for k, v in token.items() if k != "existingSecret"}, {**token, "token": "inline-secret"}]:
+            with self.subTest(token=bad):
+                self.assertNotEqual(check_schema(CHART, {"admin": {"tokens": [bad]}}), [])
+        self.assertNotEqual(check_schema(CHART, {"ops": {"metricsToken": {"existingSecret": "m", "key": "t", "value": "x"}}}), [])
+        with self.assertRaisesRegex(Exception, 'admin.tokens: the name "support" is used twice'):
+            render({"admin": {"tokens": [token, {**token, "scopes": ["keys"]}]}})
+
     def test_no_default_secret_under_deploy(self):
         self.assertEqual(check_no_literal_secrets(REPO / "deploy"), [])
 
@@ -1494,6 +1568,16 @@ class BrokenChartTest(unittest.TestCase):
         problems = check_checkov(checkov_scan({"broken": r})["broken"])
         self.assertFails(problems, "checkov CKV_K8S_22 fails for Deployment.livegate.livegate",
                          "checkov CKV_K8S_8 skipped but not a listed skip")
+
+    def test_secrets_admin_token_file_points_elsewhere(self):
+        values = merge_files(production_values(), {
+            "admin": {"tokens": [{"name": "support", "scopes": ["read"], "existingSecret": "livegate-admin-support",
+                                  "key": "token"}]},
+            "ops": {"metricsToken": {"existingSecret": "livegate-metrics", "key": "token"}}})
+        r = self.broken({"templates/_config.tpl": [('"%s/admin-token-%s" $dir', '"%s/admin-tokens-%s" $dir'),
+                                                   ('"%s/metrics-token" $dir', '"%s/metrics" $dir')]}, values)
+        self.assertFails(check_secrets(r), "admin.tokens support: token_file /run/secrets/livegate/admin-tokens-support",
+                         "ops.metrics_token_file = /run/secrets/livegate/metrics is not where")
 
     def test_lint_broken_template(self):
         d = self.chart_copy({"templates/pdb.yaml": [("spec:\n", "spec:\n  selector: [unclosed\n")]})
