@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import helm_python
 import jsonschema
+import kubernetes_validate
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,11 +91,17 @@ def protection_values() -> dict:
     return v
 
 
+def all_on_values() -> dict:
+    """tests/helm/values-all-on.yaml: every optional object and setting on."""
+    return load_yaml(REPO / "tests" / "helm" / "values-all-on.yaml")
+
+
 VARIANTS = {
     "default": lambda: {},
     "production": production_values,
     "everything": everything_values,
     "protection": protection_values,
+    "all-on": all_on_values,
 }
 
 
@@ -151,7 +159,7 @@ def selects(selector: dict, labels: dict) -> bool:
 
 SECRETISH = re.compile(r"KEY|TOKEN|PASSW|SECRET|PEPPER|HEADERS|CREDENTIAL|AUTH|REDIS_URL|DSN", re.I)
 INLINE_SECRET_KEYS = [("vendor", "api_key"), ("auth", "pepper"), ("admin", "token"),
-                      ("redis", "url"), ("simulator", "api_key")]
+                      ("redis", "url"), ("simulator", "api_key"), ("ops", "metrics_token")]
 # Which livegate *_file key each `secrets` entry feeds.
 SECRET_WIRING = {"vendorApiKey": ("vendor", "api_key_file"), "pepper": ("auth", "pepper_file"),
                  "adminToken": ("admin", "token_file"), "redisUrl": ("redis", "url_file")}
@@ -189,6 +197,8 @@ def check_security(r: Rendered) -> list[str]:
 def allowed_secret_names(values: dict) -> set[str]:
     names = {ref.get("existingSecret") for ref in values.get("secrets", {}).values()}
     names.add(values.get("otel", {}).get("headers", {}).get("existingSecret"))
+    names.add(values.get("ops", {}).get("metricsToken", {}).get("existingSecret"))
+    names |= {t.get("existingSecret") for t in values.get("admin", {}).get("tokens", [])}
     return {n for n in names if n}
 
 
@@ -245,6 +255,31 @@ def check_secrets(r: Rendered) -> list[str]:
             p.append(f"secrets.{entry} is set but {section}.{key} is not in the config")
         elif want not in files:
             p.append(f"{section}.{key} = {want} is not where Secret {ref['existingSecret']}/{ref['key']} is mounted ({files})")
+
+    def mounted_at(ref: dict) -> list[str]:
+        return [f"{mounts.get(vol, '?')}/{path}" for vol, k, path in mounted.get(ref["existingSecret"], [])
+                if k == ref["key"]]
+
+    # ops.metricsToken -> [ops] metrics_token_file; admin.tokens[] -> [[admin.tokens]] token_file.
+    metrics = r.values.get("ops", {}).get("metricsToken", {})
+    want = cfg.get("ops", {}).get("metrics_token_file")
+    if metrics.get("existingSecret"):
+        if want not in mounted_at(metrics):
+            p.append(f"ops.metrics_token_file = {want} is not where Secret {metrics['existingSecret']} is mounted")
+    elif want:
+        p.append("ops.metrics_token_file is set although ops.metricsToken is not")
+    tokens = r.values.get("admin", {}).get("tokens", [])
+    rendered = cfg.get("admin", {}).get("tokens", [])
+    if len(rendered) != len(tokens):
+        p.append(f"admin.tokens: {len(tokens)} in the values, {len(rendered)} rendered")
+    for t, got in zip(tokens, rendered):
+        if "token" in got:
+            p.append(f"admin.tokens {t['name']} holds its token inline")
+        want_t = {"name": t["name"], "scopes": t["scopes"], **({"tenants": t["tenants"]} if t.get("tenants") else {})}
+        if {k: v for k, v in got.items() if k != "token_file"} != want_t:
+            p.append(f"admin.tokens: values {want_t}, rendered {got}")
+        if got.get("token_file") not in mounted_at(t):
+            p.append(f"admin.tokens {t['name']}: token_file {got.get('token_file')} is not where Secret {t['existingSecret']} is mounted")
     return p
 
 
@@ -633,6 +668,100 @@ def check_no_literal_secrets(root: Path) -> list[str]:
     return p
 
 
+# --------------------------------------------------------------------------
+# Kubernetes API schemas (kubernetes-validate) and checkov's Kubernetes checks
+
+# The chart's kubeVersion floor (Chart.yaml) and the newest release whose
+# schemas kubernetes-validate bundles. Strict: an unknown field fails too.
+KUBERNETES_VERSIONS = ("1.25.0", "1.37.0")
+# Custom resources are not in the Kubernetes API schemas; check_service_monitor
+# checks the ServiceMonitor.
+CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+def check_kubernetes_schemas(r: Rendered, version: str) -> list[str]:
+    problems = []
+    for o in r.objects:
+        what = f"{o.get('kind')} {o.get('metadata', {}).get('name')}"
+        if (o.get("apiVersion"), o.get("kind")) in CUSTOM_RESOURCES:
+            continue
+        try:
+            kubernetes_validate.validate(o, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            at = "/".join(str(p) for p in e.path)
+            problems.append(f"{what}: not valid for Kubernetes {version} at {at}: {e.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            problems.append(f"{what}: {o.get('apiVersion')} is not served by Kubernetes {version}")
+    return problems
+
+
+# Every checkov check the chart skips, each only while the values make it
+# apply (checkov.io/skipN annotations on the Deployment, reason included).
+CHECKOV_SKIPS = {
+    "CKV_K8S_11",  # CPU limit: none by default (CFS throttling adds latency)
+    "CKV_K8S_43",  # image by digest: only when image.digest is set
+    "CKV_K8S_15",  # imagePullPolicy Always: IfNotPresent for tags that do not move
+    "CKV_K8S_35",  # secret as env var: OTEL_EXPORTER_OTLP_HEADERS has no file form
+}
+CHECKOV = Path(os.environ.get("CHECKOV", Path(sys.executable).parent / "checkov"))
+
+
+def checkov_scan(rendered: dict[str, Rendered]) -> dict[str, dict]:
+    """One checkov run (Kubernetes framework, offline) over each rendering's
+    manifests: {name: {"passed": n, "failed": [(id, resource)],
+    "skipped": [(id, reason)], "parsing_errors": [file]}}."""
+    with tempfile.TemporaryDirectory(prefix="livegate-checkov-") as d:
+        for name, r in rendered.items():
+            (Path(d) / name).mkdir()
+            (Path(d) / name / "manifests.yaml").write_text(yaml.safe_dump_all(r.objects))
+        run = subprocess.run([str(CHECKOV), "-d", d, "--framework", "kubernetes", "--skip-download",
+                              "--output", "json", "--compact"],
+                             cwd=d, capture_output=True, text=True, timeout=600)
+    if run.returncode not in (0, 1) or not run.stdout.strip():
+        raise AssertionError(f"checkov failed ({run.returncode}): {run.stderr[-2000:]}")
+    reports = json.loads(run.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    out = {name: {"passed": 0, "failed": [], "skipped": [], "parsing_errors": []} for name in rendered}
+
+    def variant(file_path: str) -> dict:
+        return out[Path(file_path).parts[1]]
+
+    for report in reports:
+        if report.get("check_type") != "kubernetes":
+            continue
+        results = report["results"]
+        for c in results.get("passed_checks", []):
+            variant(c["file_path"])["passed"] += 1
+        for c in results.get("failed_checks", []):
+            variant(c["file_path"])["failed"].append((c["check_id"], c["resource"]))
+        for c in results.get("skipped_checks", []):
+            variant(c["file_path"])["skipped"].append((c["check_id"], c["check_result"].get("suppress_comment", "")))
+        for f in results.get("parsing_errors", []):
+            variant(f)["parsing_errors"].append(f)
+    return out
+
+
+def check_checkov(result: dict) -> list[str]:
+    problems = [f"checkov {cid} fails for {res}" for cid, res in result["failed"]]
+    problems += [f"checkov could not parse {f}" for f in result["parsing_errors"]]
+    for cid, reason in result["skipped"]:
+        if cid not in CHECKOV_SKIPS:
+            problems.append(f"checkov {cid} skipped but not a listed skip (CHECKOV_SKIPS)")
+        if len(reason.strip()) < 20:
+            problems.append(f"checkov {cid} skipped without a reason")
+    if result["passed"] < 50:
+        problems.append(f"checkov ran only {result['passed']} passing checks")
+    return problems
+
+
+def merge_files(base: dict, over: dict) -> dict:
+    """Two values files merged as `helm -f base -f over` does."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = merge_files(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def object_schemas(node, path="#"):
     """Every (path, schema) of type object in a schema."""
     if isinstance(node, dict):
@@ -725,6 +854,106 @@ class ChartTest(unittest.TestCase):
         self.assertEqual(cm["metadata"]["labels"]["grafana_dashboard"], "1")
         self.assertEqual(json.loads(cm["data"]["livegate.json"]),
                          json.loads((REPO / "deploy/grafana/livegate-dashboard.json").read_text()))
+
+    def test_kubernetes_api_schemas(self):
+        for version in KUBERNETES_VERSIONS:
+            for name, r in self.rendered.items():
+                with self.subTest(values=name, kubernetes=version):
+                    self.assertEqual(check_kubernetes_schemas(r, version), [])
+
+    def test_kubernetes_versions_include_the_charts_floor(self):
+        floor = re.fullmatch(r">=(\d+\.\d+)\.\d+(-0)?", load_yaml(CHART / "Chart.yaml")["kubeVersion"])
+        self.assertIsNotNone(floor)
+        self.assertTrue(KUBERNETES_VERSIONS[0].startswith(floor.group(1) + "."))
+        self.assertEqual(len(set(v.rsplit(".", 1)[0] for v in KUBERNETES_VERSIONS)), 2)
+
+    def test_all_on_values_turn_every_object_on(self):
+        kinds = sorted(o["kind"] for o in self.rendered["all-on"].objects)
+        self.assertEqual(kinds, ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
+                                 "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "ServiceMonitor"])
+
+    def test_checkov(self):
+        report = checkov_scan(self.rendered)
+        for name in self.rendered:
+            with self.subTest(values=name):
+                self.assertEqual(check_checkov(report[name]), [])
+        skipped = {name: {cid for cid, _ in report[name]["skipped"]} for name in report}
+        # A skip is rendered only while it applies: the all-on values set a
+        # CPU limit and a digest; only they and everything set OTLP headers.
+        self.assertEqual(skipped["default"], {"CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15"})
+        self.assertEqual(skipped["production"], {"CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15"})
+        self.assertEqual(skipped["everything"], {"CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35"})
+        self.assertEqual(skipped["all-on"], {"CKV_K8S_15", "CKV_K8S_35"})
+
+    def test_checkov_skips_follow_values(self):
+        r = render({"image": {"digest": "sha256:" + "1" * 64, "pullPolicy": "Always"},
+                    "resources": {"limits": {"cpu": "2", "memory": "1Gi"}}})
+        self.assertNotIn("annotations", r.deployment()["metadata"])
+        annotations = self.rendered["everything"].deployment()["metadata"]["annotations"]
+        self.assertEqual(sorted(v.split("=", 1)[0] for v in annotations.values()), sorted(CHECKOV_SKIPS))
+
+    def test_render_command(self):
+        # tests/helm/run.sh --render: the manifests as test_chart renders them.
+        run = subprocess.run([sys.executable, str(REPO / "tests/helm/render.py"),
+                              str(CHART / "values-production.yaml"), str(REPO / "tests/helm/values-all-on.yaml")],
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        objects = [o for o in yaml.safe_load_all(run.stdout) if o]
+        expected = render(merge_files(production_values(), all_on_values()))
+        self.assertEqual(objects, expected.objects)
+        self.assertIn("# Source: livegate/templates/deployment.yaml", run.stdout)
+        self.assertIn("livegate-ops:9090", run.stderr)  # NOTES
+        bad = subprocess.run([sys.executable, str(REPO / "tests/helm/render.py"), "/dev/stdin"],
+                             input="bogus: 1\n", capture_output=True, text=True, timeout=120)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("bogus", bad.stderr)
+
+    def test_admin_tokens_and_metrics_token(self):
+        # Scoped admin tokens and the /metrics token, from Secrets by
+        # reference, mounted as files and wired to token_file and
+        # metrics_token_file. (livegate check-config learns [[admin.tokens]]
+        # and metrics_token_file with scoped admin tokens; until then this
+        # rendering is checked here, not by the binary.)
+        values = merge_files(production_values(), {
+            "admin": {"tokens": [
+                {"name": "support", "scopes": ["read"], "existingSecret": "livegate-admin-support", "key": "token"},
+                {"name": "onboarding-keys", "scopes": ["read", "keys"], "tenants": ["onboarding"],
+                 "existingSecret": "livegate-admin-keys", "key": "t"}]},
+            "ops": {"metricsToken": {"existingSecret": "livegate-metrics", "key": "token"}}})
+        self.assertEqual(check_schema(CHART, values), [])
+        r = render(values)
+        self.assertEqual(check_secrets(r), [])
+        for version in KUBERNETES_VERSIONS:
+            self.assertEqual(check_kubernetes_schemas(r, version), [])
+        cfg = r.config()
+        self.assertEqual(cfg["ops"]["metrics_token_file"], "/run/secrets/livegate/metrics-token")
+        self.assertEqual(cfg["admin"]["token_file"], "/run/secrets/livegate/admin-token")
+        self.assertEqual(cfg["admin"]["tokens"], [
+            {"name": "support", "scopes": ["read"], "token_file": "/run/secrets/livegate/admin-token-support"},
+            {"name": "onboarding-keys", "scopes": ["read", "keys"], "tenants": ["onboarding"],
+             "token_file": "/run/secrets/livegate/admin-token-onboarding-keys"}])
+        (sm,) = r.kind("ServiceMonitor")
+        self.assertEqual(sm["spec"]["endpoints"][0]["authorization"],
+                         {"type": "Bearer", "credentials": {"name": "livegate-metrics", "key": "token"}})
+        self.assertNotIn("authorization", self.rendered["production"].kind("ServiceMonitor")[0]["spec"]["endpoints"][0])
+        # A change of the referenced Secrets rolls the pods.
+        before = self.rendered["production"].pod()["metadata"]["annotations"]["checksum/secret-refs"]
+        self.assertNotEqual(r.pod()["metadata"]["annotations"]["checksum/secret-refs"], before)
+        # Without them: neither key rendered (the shipped variants).
+        for name, rendered in self.rendered.items():
+            with self.subTest(values=name):
+                self.assertNotIn("tokens", rendered.config().get("admin", {}))
+                self.assertNotIn("metrics_token_file", rendered.config()["ops"])
+
+    def test_admin_tokens_refused(self):
+        token = {"name": "support", "scopes": ["read"], "existingSecret": "livegate-admin-support", "key": "token"}
+        for bad in [{**token, "scopes": ["write"]}, {**token, "scopes": []}, {**token, "name": "Support!"},
+                    {k: v for k, v in token.items() if k != "existingSecret"}, {**token, "token": "inline-secret"}]:
+            with self.subTest(token=bad):
+                self.assertNotEqual(check_schema(CHART, {"admin": {"tokens": [bad]}}), [])
+        self.assertNotEqual(check_schema(CHART, {"ops": {"metricsToken": {"existingSecret": "m", "key": "t", "value": "x"}}}), [])
+        with self.assertRaisesRegex(Exception, 'admin.tokens: the name "support" is used twice'):
+            render({"admin": {"tokens": [token, {**token, "scopes": ["keys"]}]}})
 
     def test_no_default_secret_under_deploy(self):
         self.assertEqual(check_no_literal_secrets(REPO / "deploy"), [])
@@ -1320,6 +1549,35 @@ class BrokenChartTest(unittest.TestCase):
     def test_config_key_dropped(self):
         r = self.broken({"templates/_config.tpl": [('{{- include "livegate.tomlKeys" (dict "table" $c.redis "skip" list) }}', "")]})
         self.assertFails(check_config_wired(r), "config.redis.fail_mode")
+
+    def test_kubernetes_schema_wrong_type_and_unknown_field(self):
+        r = self.broken({"templates/deployment.yaml": [("revisionHistoryLimit: 5", "revisionHistoryLimit: five")]})
+        for version in KUBERNETES_VERSIONS:
+            self.assertFails(check_kubernetes_schemas(r, version), f"Deployment livegate: not valid for Kubernetes {version} at spec/revisionHistoryLimit")
+        r = self.broken({"templates/deployment.yaml": [("revisionHistoryLimit: 5", "revisionHistoryLimit: 5\n  replicaz: 3")]})
+        self.assertFails(check_kubernetes_schemas(r, KUBERNETES_VERSIONS[0]), "replicaz")
+
+    def test_kubernetes_schema_api_not_served(self):
+        r = self.broken({"templates/pdb.yaml": [("apiVersion: policy/v1", "apiVersion: policy/v1beta1")]})
+        self.assertFails(check_kubernetes_schemas(r, KUBERNETES_VERSIONS[1]), "policy/v1beta1 is not served")
+
+    def test_checkov_finds_a_writable_root_and_an_unlisted_skip(self):
+        r = self.broken({"templates/deployment.yaml": [
+            ("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"),
+            ("{{- with $skips }}", '{{- $skips = append $skips "CKV_K8S_8=no liveness probe needed" }}\n  {{- with $skips }}')]})
+        problems = check_checkov(checkov_scan({"broken": r})["broken"])
+        self.assertFails(problems, "checkov CKV_K8S_22 fails for Deployment.livegate.livegate",
+                         "checkov CKV_K8S_8 skipped but not a listed skip")
+
+    def test_secrets_admin_token_file_points_elsewhere(self):
+        values = merge_files(production_values(), {
+            "admin": {"tokens": [{"name": "support", "scopes": ["read"], "existingSecret": "livegate-admin-support",
+                                  "key": "token"}]},
+            "ops": {"metricsToken": {"existingSecret": "livegate-metrics", "key": "token"}}})
+        r = self.broken({"templates/_config.tpl": [('"%s/admin-token-%s" $dir', '"%s/admin-tokens-%s" $dir'),
+                                                   ('"%s/metrics-token" $dir', '"%s/metrics" $dir')]}, values)
+        self.assertFails(check_secrets(r), "admin.tokens support: token_file /run/secrets/livegate/admin-tokens-support",
+                         "ops.metrics_token_file = /run/secrets/livegate/metrics is not where")
 
     def test_lint_broken_template(self):
         d = self.chart_copy({"templates/pdb.yaml": [("spec:\n", "spec:\n  selector: [unclosed\n")]})

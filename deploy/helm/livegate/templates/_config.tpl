@@ -43,10 +43,24 @@ replicas = {{ include "livegate.ratelimitReplicas" . }}
 # Fixed by the chart: reachable on the pod IP for Prometheus and the admin
 # API; who may connect is the NetworkPolicy's business (networkPolicy.ingress.ops).
 listen = "0.0.0.0:9090"
+{{- if .Values.ops.metricsToken.existingSecret }}
+metrics_token_file = {{ printf "%s/metrics-token" $dir | toJson }}
+{{- end }}
 
 [admin]
 {{- if $s.adminToken.existingSecret }}
 token_file = {{ printf "%s/admin-token" $dir | toJson }}
+{{- end }}
+{{- $admin := .Values.admin }}
+{{- range $token := $admin.tokens }}
+
+[[admin.tokens]]
+name = {{ $token.name | toJson }}
+scopes = {{ $token.scopes | toJson }}
+{{- with $token.tenants }}
+tenants = {{ toJson . }}
+{{- end }}
+token_file = {{ printf "%s/admin-token-%s" $dir $token.name | toJson }}
 {{- end }}
 
 [images]

@@ -87,6 +87,29 @@ crates/livegate/src/main.rs); plus a margin for span export and exit.
 {{- define "livegate.secretDir" -}}/run/secrets/livegate{{- end }}
 
 {{/*
+The referenced Secrets as files under livegate.secretDir, as JSON:
+{file name: {"existingSecret", "key"}}; only those set.
+*/}}
+{{- define "livegate.secretFiles" -}}
+{{- $s := .Values.secrets -}}
+{{- $files := dict -}}
+{{- range $file, $ref := dict "vendor-api-key" $s.vendorApiKey "pepper" $s.pepper "admin-token" $s.adminToken "redis-url" $s.redisUrl "metrics-token" .Values.ops.metricsToken -}}
+{{- if $ref.existingSecret -}}
+{{- $_ := set $files $file (dict "existingSecret" $ref.existingSecret "key" $ref.key) -}}
+{{- end -}}
+{{- end -}}
+{{- $admin := .Values.admin -}}
+{{- range $token := $admin.tokens -}}
+{{- $file := printf "admin-token-%s" $token.name -}}
+{{- if hasKey $files $file -}}
+{{- fail (printf "admin.tokens: the name %q is used twice" $token.name) -}}
+{{- end -}}
+{{- $_ := set $files $file (dict "existingSecret" $token.existingSecret "key" $token.key) -}}
+{{- end -}}
+{{- toJson $files -}}
+{{- end }}
+
+{{/*
 One TOML value. Integers and floats are both float64 once Helm has read the
 values, so the keys that are floats in livegate are named here; every other
 number is written as an integer.
