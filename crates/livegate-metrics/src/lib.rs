@@ -912,6 +912,73 @@ mod tests {
         }
     }
 
+    /// The usual OTLP → Prometheus translation (Prometheus's OTLP receiver
+    /// and the Collector's Prometheus exporters): dots to underscores, the
+    /// unit's suffix (`s` seconds, `By` bytes; `{…}` annotations none), and
+    /// `_total` for a monotonic sum.
+    fn translated(name: &str, unit: &str, counter: bool) -> String {
+        let mut n = name.replace('.', "_");
+        let suffix = match unit {
+            "s" => "seconds",
+            "By" => "bytes",
+            _ => "",
+        };
+        if !suffix.is_empty() && !n.ends_with(suffix) {
+            n = format!("{n}_{suffix}");
+        }
+        if counter {
+            n.push_str("_total");
+        }
+        n
+    }
+
+    #[test]
+    fn prometheus_names_after_translation_match_the_scrape() {
+        let m = Metrics::new();
+        m.http_request(&http::Method::GET, Some("/readyz"), 200, Duration::from_millis(1));
+        let text = m.encode(State {
+            audit: Some(AuditState::default()),
+            ..State::default()
+        });
+        let mut scraped = family_names(&text);
+        let mut exported: Vec<String> = otel::INSTRUMENTS
+            .iter()
+            .map(|(name, unit, _)| {
+                let histogram = name.ends_with(".duration") || name.ends_with(".score");
+                translated(name, unit, !histogram)
+            })
+            .chain(
+                otel::OBSERVED
+                    .iter()
+                    .map(|(name, unit, kind)| translated(name, unit, *kind == "counter")),
+            )
+            .collect();
+        exported.sort();
+        scraped.sort();
+        assert_eq!(exported, scraped);
+        assert!(scraped.contains(&"livegate_requests_total".to_owned()));
+        assert!(scraped.contains(&"http_server_request_duration_seconds".to_owned()));
+    }
+
+    #[test]
+    fn http_requests_by_route_method_and_status() {
+        let m = Metrics::new();
+        for status in [200, 200, 404] {
+            let route = (status == 200).then_some("/admin/v1/tenants/{id}");
+            m.http_request(&http::Method::GET, route, status, Duration::from_millis(30));
+        }
+        m.http_request(&http::Method::from_bytes(b"BREW").unwrap(), None, 405, Duration::ZERO);
+        let text = m.encode(State::default());
+        for line in [
+            r#"http_server_request_duration_seconds_count{http_route="/admin/v1/tenants/{id}",http_request_method="GET",http_response_status_code="200"} 2"#,
+            r#"http_server_request_duration_seconds_bucket{http_route="/admin/v1/tenants/{id}",http_request_method="GET",http_response_status_code="200",le="0.05"} 2"#,
+            r#"http_server_request_duration_seconds_count{http_route="",http_request_method="GET",http_response_status_code="404"} 1"#,
+            r#"http_server_request_duration_seconds_count{http_route="",http_request_method="_OTHER",http_response_status_code="405"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
     #[test]
     fn family_names_lists_the_types() {
         let m = Metrics::new();
