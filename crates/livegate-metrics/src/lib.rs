@@ -934,8 +934,38 @@ mod tests {
 
     #[test]
     fn prometheus_names_after_translation_match_the_scrape() {
+        use livegate_core::exchange::{ImageFacts, ProtectionFacts};
+        // Records that touch every family (an empty family has no TYPE line).
         let m = Metrics::new();
         m.http_request(&http::Method::GET, Some("/readyz"), 200, Duration::from_millis(1));
+        let mut all = record(Some("acme"), Outcome::Forwarded, 200);
+        all.image = Some(ImageFacts {
+            format: "jpeg",
+            width: 1,
+            height: 1,
+            size: 10,
+            sha256: [0; 32],
+            rewritten: false,
+        });
+        all.upstream = Some(UpstreamFacts {
+            status: Some(200),
+            score: Some(50.0),
+            ..UpstreamFacts::default()
+        });
+        all.protection = Some(ProtectionFacts {
+            replay_of: Some("tx".into()),
+            replay_match: Some("exact"),
+            decision: Some("pass"),
+            metadata_removed: vec!["exif"],
+            idempotent_replay: true,
+            store_error: true,
+            replay_check: Some("skipped"),
+            ..ProtectionFacts::default()
+        });
+        m.emit(all);
+        let mut refused = record(Some("acme"), Outcome::Rejected, 429);
+        refused.error = Some(ErrorKind::RateLimited);
+        m.emit(refused);
         let text = m.encode(State {
             audit: Some(AuditState::default()),
             ..State::default()
