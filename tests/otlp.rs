@@ -36,7 +36,11 @@ fn has(p: &ReceivedPoint, metric: &str, attrs: &[(&str, &str)]) -> bool {
 }
 
 /// The latest point of a series (cumulative points repeat the total).
-fn last<'a>(points: &'a [ReceivedPoint], metric: &str, attrs: &[(&str, &str)]) -> Option<&'a ReceivedPoint> {
+fn last<'a>(
+    points: &'a [ReceivedPoint],
+    metric: &str,
+    attrs: &[(&str, &str)],
+) -> Option<&'a ReceivedPoint> {
     points.iter().rev().find(|p| has(p, metric, attrs))
 }
 
@@ -49,7 +53,11 @@ async fn metrics_arrive(transport: &'static str, temporality: &'static str) {
         "grpc" => rx.grpc_endpoint(),
         _ => format!("{}/v1/metrics", rx.http_endpoint()),
     };
-    let protocol = if transport == "grpc" { "grpc" } else { "http/protobuf" };
+    let protocol = if transport == "grpc" {
+        "grpc"
+    } else {
+        "http/protobuf"
+    };
     let (gw, _stub, acme) = gateway(
         "",
         &[
@@ -57,7 +65,10 @@ async fn metrics_arrive(transport: &'static str, temporality: &'static str) {
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint.as_str()),
             ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", protocol),
             ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
-            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", temporality),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                temporality,
+            ),
         ],
     )
     .await;
@@ -68,16 +79,24 @@ async fn metrics_arrive(transport: &'static str, temporality: &'static str) {
     assert_eq!(post_raw_jpeg(&url, "lvg_not_a_key").await.status, 401);
     assert_eq!(send(&gw.url("/readyz"), "GET", &[], "").await.status, 200);
 
-    let forwarded = [("tenant", "acme"), ("outcome", "forwarded"), ("status", "200")];
+    let forwarded = [
+        ("tenant", "acme"),
+        ("outcome", "forwarded"),
+        ("status", "200"),
+    ];
     // Summed over points, so the same check holds for both temporalities.
-    let total = |points: &[ReceivedPoint], metric: &str, attrs: &[(&str, &str)], count: bool| -> f64 {
-        let matching = points.iter().filter(|p| has(p, metric, attrs));
-        if temporality == "delta" {
-            matching.map(|p| if count { p.count as f64 } else { p.value }).sum()
-        } else {
-            last(points, metric, attrs).map_or(0.0, |p| if count { p.count as f64 } else { p.value })
-        }
-    };
+    let total =
+        |points: &[ReceivedPoint], metric: &str, attrs: &[(&str, &str)], count: bool| -> f64 {
+            let matching = points.iter().filter(|p| has(p, metric, attrs));
+            if temporality == "delta" {
+                matching
+                    .map(|p| if count { p.count as f64 } else { p.value })
+                    .sum()
+            } else {
+                last(points, metric, attrs)
+                    .map_or(0.0, |p| if count { p.count as f64 } else { p.value })
+            }
+        };
     let points = rx
         .wait_for_points(
             |p| {
@@ -93,7 +112,12 @@ async fn metrics_arrive(transport: &'static str, temporality: &'static str) {
                         ],
                         true,
                     ) == 3.0
-                    && total(p, "http.server.request.duration", &[("http.route", "/readyz")], true) == 1.0
+                    && total(
+                        p,
+                        "http.server.request.duration",
+                        &[("http.route", "/readyz")],
+                        true,
+                    ) == 1.0
                     && total(
                         p,
                         "livegate.requests",
@@ -115,12 +139,22 @@ async fn metrics_arrive(transport: &'static str, temporality: &'static str) {
     assert_eq!(score.kind, "histogram");
     let buckets: Vec<f64> = (1..=20).map(|i| f64::from(i) * 5.0).collect();
     assert_eq!(score.bounds, buckets, "the /metrics buckets");
-    let http = last(&points, "http.server.request.duration", &[("http.route", "/modules/liveness")]).unwrap();
+    let http = last(
+        &points,
+        "http.server.request.duration",
+        &[("http.route", "/modules/liveness")],
+    )
+    .unwrap();
     assert_eq!(http.unit, "s");
     let duration = last(&points, "livegate.request.duration", &[("tenant", "acme")]).unwrap();
     assert_eq!((duration.kind, duration.unit.as_str()), ("histogram", "s"));
     // The parts' state, observed.
-    let closed = last(&points, "livegate.vendor_circuit_state", &[("state", "closed")]).unwrap();
+    let closed = last(
+        &points,
+        "livegate.vendor_circuit_state",
+        &[("state", "closed")],
+    )
+    .unwrap();
     assert_eq!((closed.kind, closed.value), ("gauge", 1.0));
     assert!(points.iter().any(|p| p.metric == "livegate.audit.capacity"));
     // Nothing renamed on /metrics, and the HTTP duration there too.
@@ -204,7 +238,13 @@ async fn with_the_collector_down_the_gateway_serves_in_bounded_memory() {
         grown < 8 * 1024,
         "peak RSS grew {grown} KiB over 3000 requests with the collector down ({warm} -> {after} KiB)"
     );
-    let text = String::from_utf8(send(&gw.ops_url("/metrics"), "GET", &[], "").await.body.to_vec()).unwrap();
+    let text = String::from_utf8(
+        send(&gw.ops_url("/metrics"), "GET", &[], "")
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
     assert!(text.contains(r#"livegate_requests_total{tenant="acme",outcome="forwarded",status="200",error_code=""} 3400"#));
 }
 
@@ -213,11 +253,20 @@ async fn written(gw: &Proc, n: u64) {
     let want = format!("livegate_audit_records_total {n}\n");
     let deadline = std::time::Instant::now() + ARRIVAL;
     loop {
-        let text = String::from_utf8(send(&gw.ops_url("/metrics"), "GET", &[], "").await.body.to_vec()).unwrap();
+        let text = String::from_utf8(
+            send(&gw.ops_url("/metrics"), "GET", &[], "")
+                .await
+                .body
+                .to_vec(),
+        )
+        .unwrap();
         if text.contains(&want) {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "not {n} records written:\n{text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not {n} records written:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -254,13 +303,16 @@ async fn the_otlp_audit_sink_delivers_every_record_or_refuses() {
     let url = gw.url("/modules/liveness");
     let mut ids = Vec::new();
     for i in 0..10 {
-        let key = if i == 4 { "lvg_not_a_key" } else { acme.plaintext.as_str() };
+        let key = if i == 4 {
+            "lvg_not_a_key"
+        } else {
+            acme.plaintext.as_str()
+        };
         let r = post_raw_jpeg(&url, key).await;
         assert_eq!(r.status, if i == 4 { 401 } else { 200 });
         ids.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
     }
-    let logs = rx
-        .wait_for_logs(|l| l.len() >= 10, ARRIVAL)
+    rx.wait_for_logs(|l| l.len() >= 10, ARRIVAL)
         .await
         .unwrap_or_else(|got| panic!("{} of 10 audit records arrived", got.len()));
     // Exactly N: nothing more arrives once the trail is idle.
@@ -281,9 +333,15 @@ async fn the_otlp_audit_sink_delivers_every_record_or_refuses() {
     }
     let rejected = &logs[4];
     assert_eq!(rejected.attr("outcome"), Some("rejected"));
-    assert_eq!((rejected.severity_number, rejected.severity_text.as_str()), (13, "WARN"));
+    assert_eq!(
+        (rejected.severity_number, rejected.severity_text.as_str()),
+        (13, "WARN")
+    );
     assert_eq!(rejected.attr("errorCode"), Some("40102"));
-    assert_eq!((logs[0].severity_number, logs[0].attr("tenant")), (9, Some("acme")));
+    assert_eq!(
+        (logs[0].severity_number, logs[0].attr("tenant")),
+        (9, Some("acme"))
+    );
     assert_eq!(logs[0].attr("status"), Some("200"));
 
     // The collector goes away: the places fill, then requests are refused
@@ -304,13 +362,24 @@ async fn the_otlp_audit_sink_delivers_every_record_or_refuses() {
     // Back: every admitted record arrives, numbered on.
     let rx = OtlpReceiver::restart(&grpc, &http).unwrap();
     let logs = rx
-        .wait_for_logs(|l| admitted.iter().all(|id| l.iter().any(|x| x.attr("requestId") == Some(id))), ARRIVAL)
+        .wait_for_logs(
+            |l| {
+                admitted
+                    .iter()
+                    .all(|id| l.iter().any(|x| x.attr("requestId") == Some(id)))
+            },
+            ARRIVAL,
+        )
         .await
         .unwrap_or_else(|got| panic!("admitted records lost: {got:#?}"));
     let mut seqs: Vec<u64> = logs.iter().map(seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
-    assert_eq!(seqs, [11, 12, 13, 14], "at least once, in order, none missing");
+    assert_eq!(
+        seqs,
+        [11, 12, 13, 14],
+        "at least once, in order, none missing"
+    );
     let r = post_raw_jpeg(&url, &acme.plaintext).await;
     assert_eq!(r.status, 200, "service resumes");
     rx.wait_for_logs(|l| l.iter().any(|x| seq(x) == 15), ARRIVAL)
@@ -322,7 +391,11 @@ async fn the_otlp_audit_sink_delivers_every_record_or_refuses() {
     let lines = std::fs::read_to_string(&file).unwrap();
     let file_seqs: Vec<u64> = lines
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(file_seqs, (1..=15).collect::<Vec<u64>>());
 }

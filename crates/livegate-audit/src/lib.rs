@@ -6,8 +6,8 @@
 //! format — never the image, a key or a header), the places that bound
 //! what is admitted but not yet written, the [`AuditLayer`] that takes a
 //! place per request, the [`ExchangeSink`] that queues each request's
-//! record, and the writer (stdout, a size-rotated file, or a Redis stream
-//! with a lookup by transactionId). Does not own the record itself (filled
+//! record, and the writers (stdout, a size-rotated file, a Redis stream
+//! with a lookup by transactionId, OTLP log records — one or several). Does not own the record itself (filled
 //! by every layer, in `livegate_core::exchange`), the configuration file,
 //! metrics (read [`Audit::stats`]) or the admin route (calls
 //! [`Audit::lookup`]).
@@ -31,8 +31,30 @@
 //! and is otherwise counted in [`AuditStats::unwritten_total`] and logged —
 //! the sink never blocks the request's task.
 //!
-//! Redis writes are at least once: when the answer to a written batch is
-//! lost the batch is written again, and its repeated `seq`s show it.
+//! Redis and OTLP writes are at least once: when the answer to a written
+//! batch is lost the batch is written again, and its repeated `seq`s show
+//! it.
+//!
+//! # Several sinks
+//!
+//! `sink` may name several ([`Sinks`], e.g. file and otlp). One dispatcher
+//! numbers each record once and hands it to every sink's writer; each
+//! writes in `seq` order at its own pace, and a record's place is freed
+//! only when every sink has written it. So one stuck sink (a collector
+//! that is down) makes the gateway refuse requests (503 50305) after at
+//! most `capacity` records, while the others keep writing; none loses a
+//! record.
+//!
+//! # The otlp sink
+//!
+//! Records go out as OTLP log records (the audit line as body, its fields
+//! as attributes, event name `livegate.audit`, severity by outcome:
+//! `forwarded` INFO, `rejected`/`client_gone` WARN, `failed`/`panicked`
+//! ERROR), to `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` over `OTEL_EXPORTER_OTLP_[LOGS_]PROTOCOL`
+//! (one of them is required: an audit trail is never sent to a default
+//! address). Each batch is one export request, retried until the collector
+//! accepts it.
 //!
 //! # Example
 //!
@@ -96,9 +118,9 @@ pub use record::{KEYS, to_json_line, valid_transaction_id};
 pub use settings::{AuditSettings, SinkKind, Sinks};
 
 use state::State;
-use writer::{Numbering, Progress};
 use writer::file::{Output, RotatingFile};
 use writer::redis::RedisOutput;
+use writer::{Numbering, Progress};
 
 /// The Redis of [`SinkKind::Redis`]: a connection shared with nothing
 /// else is best (the audit stream is write-heavy), and the bound on each
@@ -186,7 +208,10 @@ enum Out {
     /// Stdout or a file: blocking I/O on a thread of its own.
     Blocking(Output),
     Redis(tokio::runtime::Handle, Arc<RedisOutput>),
-    Otlp(tokio::runtime::Handle, livegate_telemetry::logs::OtlpLogs),
+    Otlp(
+        tokio::runtime::Handle,
+        Box<livegate_telemetry::logs::OtlpLogs>,
+    ),
 }
 
 struct Shared {
@@ -252,7 +277,7 @@ impl Audit {
                         livegate_telemetry::logs::OtlpLogs::from_env("livegate.audit")
                             .map_err(StartError::Otlp)?
                     };
-                    Out::Otlp(runtime, logs)
+                    Out::Otlp(runtime, Box::new(logs))
                 }
             });
         }
@@ -272,7 +297,7 @@ impl Audit {
                     runtime.spawn(writer::redis::run(wrx, report, out));
                 }
                 Out::Otlp(runtime, logs) => {
-                    runtime.spawn(writer::otlp::run(wrx, report, logs));
+                    runtime.spawn(writer::otlp::run(wrx, report, *logs));
                 }
             }
         }

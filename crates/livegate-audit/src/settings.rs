@@ -180,10 +180,17 @@ mod tests {
         assert_eq!(two.sink.describe(), "file+otlp");
         // Written back in the shape it was given.
         assert_eq!(serde_json::to_string(&one).unwrap(), r#"{"sink":"otlp"}"#);
-        assert_eq!(serde_json::to_string(&two).unwrap(), r#"{"sink":["file","otlp"]}"#);
+        assert_eq!(
+            serde_json::to_string(&two).unwrap(),
+            r#"{"sink":["file","otlp"]}"#
+        );
         assert!(serde_json::from_str::<Section>(r#"{"sink":"kafka"}"#).is_err());
         assert!(Sinks::from(vec![]).problem().is_some());
-        assert!(Sinks::from(vec![SinkKind::File, SinkKind::File]).problem().is_some());
+        assert!(
+            Sinks::from(vec![SinkKind::File, SinkKind::File])
+                .problem()
+                .is_some()
+        );
         assert_eq!(two.sink.problem(), None);
     }
 }

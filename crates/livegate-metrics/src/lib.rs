@@ -18,7 +18,18 @@
 //! series count. Requests refused before a tenant is known carry
 //! `tenant=""`.
 //!
-//! Does not own: serving `/metrics` (the binary), OTLP export of metrics.
+//! The same instruments go out over OTLP when the binary hands
+//! [`Metrics::with_otlp`] the OTLP meter (`OTEL_METRICS_EXPORTER=otlp`):
+//! each record is turned into its facts once and recorded into both the
+//! registry and the OpenTelemetry instruments, whose names translate back
+//! to the `/metrics` names (`livegate.requests` → `livegate_requests_total`;
+//! see the `otel` module). Without OTLP nothing but the registry is
+//! touched. Both also carry `http.server.request.duration`
+//! (`http_server_request_duration_seconds` on `/metrics`), recorded by the
+//! binary for every request of both listeners ([`Metrics::http_request`]).
+//!
+//! Does not own: serving `/metrics` (the binary), the OTLP exporter and
+//! its configuration (`livegate-telemetry`).
 //!
 //! # Example
 //!
@@ -937,7 +948,12 @@ mod tests {
         use livegate_core::exchange::{ImageFacts, ProtectionFacts};
         // Records that touch every family (an empty family has no TYPE line).
         let m = Metrics::new();
-        m.http_request(&http::Method::GET, Some("/readyz"), 200, Duration::from_millis(1));
+        m.http_request(
+            &http::Method::GET,
+            Some("/readyz"),
+            200,
+            Duration::from_millis(1),
+        );
         let mut all = record(Some("acme"), Outcome::Forwarded, 200);
         all.image = Some(ImageFacts {
             format: "jpeg",
@@ -997,7 +1013,12 @@ mod tests {
             let route = (status == 200).then_some("/admin/v1/tenants/{id}");
             m.http_request(&http::Method::GET, route, status, Duration::from_millis(30));
         }
-        m.http_request(&http::Method::from_bytes(b"BREW").unwrap(), None, 405, Duration::ZERO);
+        m.http_request(
+            &http::Method::from_bytes(b"BREW").unwrap(),
+            None,
+            405,
+            Duration::ZERO,
+        );
         let text = m.encode(State::default());
         for line in [
             r#"http_server_request_duration_seconds_count{http_route="/admin/v1/tenants/{id}",http_request_method="GET",http_response_status_code="200"} 2"#,

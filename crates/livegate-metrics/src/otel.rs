@@ -45,22 +45,82 @@ pub(crate) struct Instruments {
 /// `(name, unit, description)` of each instrument, in the order built;
 /// also what the naming test translates.
 pub(crate) const INSTRUMENTS: &[(&str, &str, &str)] = &[
-    ("livegate.requests", "{request}", "Liveness requests by tenant, outcome, HTTP status and the gateway's errorCode"),
-    ("livegate.request.duration", "s", "Liveness request duration, from the first layer to the response"),
-    ("livegate.upstream.requests", "{request}", "Vendor calls by tenant and result"),
+    (
+        "livegate.requests",
+        "{request}",
+        "Liveness requests by tenant, outcome, HTTP status and the gateway's errorCode",
+    ),
+    (
+        "livegate.request.duration",
+        "s",
+        "Liveness request duration, from the first layer to the response",
+    ),
+    (
+        "livegate.upstream.requests",
+        "{request}",
+        "Vendor calls by tenant and result",
+    ),
     ("livegate.upstream.duration", "s", "Vendor call duration"),
-    ("livegate.liveness.score", "", "Liveness scores the vendor returned (0-100), by tenant"),
-    ("livegate.ratelimit.refusals", "{request}", "Requests refused by a rate limit or quota (429), by tenant and reason"),
-    ("livegate.image", "By", "Decoded image bytes accepted, by tenant"),
-    ("livegate.upstream.sent", "By", "Body bytes sent to the vendor, by tenant"),
-    ("livegate.upstream.received", "By", "Body bytes the vendor answered (passed on to the clients), by tenant"),
-    ("livegate.replays", "{request}", "Images that repeat an earlier one within the replay window, by tenant, kind of match and action"),
-    ("livegate.decisions", "{request}", "Score decisions (pass, fail, review) for tenants with a score threshold"),
-    ("livegate.metadata_removed", "{request}", "Images forwarded with their metadata removed, by tenant"),
-    ("livegate.idempotent_replays", "{request}", "Stored answers served again for a repeated Idempotency-Key, by tenant"),
-    ("livegate.protection_store_errors", "{request}", "Requests whose replay or idempotency check was skipped or not stored because its store failed"),
-    ("livegate.fingerprints_skipped", "{request}", "Requests whose perceptual replay check was skipped, by tenant"),
-    ("http.server.request.duration", "s", "Duration of HTTP server requests"),
+    (
+        "livegate.liveness.score",
+        "",
+        "Liveness scores the vendor returned (0-100), by tenant",
+    ),
+    (
+        "livegate.ratelimit.refusals",
+        "{request}",
+        "Requests refused by a rate limit or quota (429), by tenant and reason",
+    ),
+    (
+        "livegate.image",
+        "By",
+        "Decoded image bytes accepted, by tenant",
+    ),
+    (
+        "livegate.upstream.sent",
+        "By",
+        "Body bytes sent to the vendor, by tenant",
+    ),
+    (
+        "livegate.upstream.received",
+        "By",
+        "Body bytes the vendor answered (passed on to the clients), by tenant",
+    ),
+    (
+        "livegate.replays",
+        "{request}",
+        "Images that repeat an earlier one within the replay window, by tenant, kind of match and action",
+    ),
+    (
+        "livegate.decisions",
+        "{request}",
+        "Score decisions (pass, fail, review) for tenants with a score threshold",
+    ),
+    (
+        "livegate.metadata_removed",
+        "{request}",
+        "Images forwarded with their metadata removed, by tenant",
+    ),
+    (
+        "livegate.idempotent_replays",
+        "{request}",
+        "Stored answers served again for a repeated Idempotency-Key, by tenant",
+    ),
+    (
+        "livegate.protection_store_errors",
+        "{request}",
+        "Requests whose replay or idempotency check was skipped or not stored because its store failed",
+    ),
+    (
+        "livegate.fingerprints_skipped",
+        "{request}",
+        "Requests whose perceptual replay check was skipped, by tenant",
+    ),
+    (
+        "http.server.request.duration",
+        "s",
+        "Duration of HTTP server requests",
+    ),
 ];
 
 /// The observed instruments: `(name, unit, kind)` with kind `gauge` or
@@ -94,7 +154,11 @@ fn describe(name: &str) -> (&'static str, &'static str) {
 
 fn counter(meter: &Meter, name: &'static str) -> Counter<u64> {
     let (unit, help) = describe(name);
-    meter.u64_counter(name).with_unit(unit).with_description(help).build()
+    meter
+        .u64_counter(name)
+        .with_unit(unit)
+        .with_description(help)
+        .build()
 }
 
 fn histogram(meter: &Meter, name: &'static str, bounds: Vec<f64>) -> Histogram<f64> {
@@ -113,7 +177,11 @@ impl Instruments {
             requests: counter(meter, "livegate.requests"),
             duration: histogram(meter, "livegate.request.duration", LATENCY_BUCKETS.to_vec()),
             upstream: counter(meter, "livegate.upstream.requests"),
-            upstream_duration: histogram(meter, "livegate.upstream.duration", LATENCY_BUCKETS.to_vec()),
+            upstream_duration: histogram(
+                meter,
+                "livegate.upstream.duration",
+                LATENCY_BUCKETS.to_vec(),
+            ),
             scores: histogram(meter, "livegate.liveness.score", score_buckets().collect()),
             refusals: counter(meter, "livegate.ratelimit.refusals"),
             image_bytes: counter(meter, "livegate.image"),
@@ -132,7 +200,10 @@ impl Instruments {
 
     pub(crate) fn record(&self, f: &Facts) {
         // One allocation per record; every attribute shares it.
-        let tenant = KeyValue::new("tenant", Value::String(StringValue::from(Arc::<str>::from(f.tenant.as_str()))));
+        let tenant = KeyValue::new(
+            "tenant",
+            Value::String(StringValue::from(Arc::<str>::from(f.tenant.as_str()))),
+        );
         let t = std::slice::from_ref(&tenant);
         let outcome = KeyValue::new("outcome", f.outcome);
         self.requests.add(
@@ -145,13 +216,15 @@ impl Instruments {
             ],
         );
         if let Some(reason) = f.refusal {
-            self.refusals.add(1, &[tenant.clone(), KeyValue::new("reason", reason)]);
+            self.refusals
+                .add(1, &[tenant.clone(), KeyValue::new("reason", reason)]);
         }
         if let Some(bytes) = f.image_bytes {
             self.image_bytes.add(bytes, t);
         }
         if let Some(up) = &f.upstream {
-            self.upstream.add(1, &[tenant.clone(), KeyValue::new("result", up.result)]);
+            self.upstream
+                .add(1, &[tenant.clone(), KeyValue::new("result", up.result)]);
             self.upstream_duration.record(up.seconds, t);
             self.upstream_sent.add(up.sent, t);
             self.upstream_received.add(up.received, t);
@@ -162,11 +235,16 @@ impl Instruments {
         if let Some((kind, action)) = f.replay {
             self.replays.add(
                 1,
-                &[tenant.clone(), KeyValue::new("kind", kind), KeyValue::new("action", action)],
+                &[
+                    tenant.clone(),
+                    KeyValue::new("kind", kind),
+                    KeyValue::new("action", action),
+                ],
             );
         }
         if let Some(decision) = f.decision {
-            self.decisions.add(1, &[tenant.clone(), KeyValue::new("decision", decision)]);
+            self.decisions
+                .add(1, &[tenant.clone(), KeyValue::new("decision", decision)]);
         }
         if f.metadata_removed {
             self.metadata_removed.add(1, t);
@@ -183,10 +261,19 @@ impl Instruments {
         self.duration.record(f.seconds, &[tenant, outcome]);
     }
 
-    pub(crate) fn http_request(&self, method: &'static str, route: Option<&str>, status: u16, seconds: f64) {
+    pub(crate) fn http_request(
+        &self,
+        method: &'static str,
+        route: Option<&str>,
+        status: u16,
+        seconds: f64,
+    ) {
         let mut attrs = Vec::with_capacity(3);
         attrs.push(KeyValue::new("http.request.method", method));
-        attrs.push(KeyValue::new("http.response.status_code", i64::from(status)));
+        attrs.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
         if let Some(route) = route {
             attrs.push(KeyValue::new("http.route", route.to_owned()));
         }
@@ -201,19 +288,39 @@ fn observe_parts(meter: &Meter, state: &Arc<Mutex<State>>) -> Vec<Box<dyn Any + 
     let read = |s: &Arc<Mutex<State>>| s.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut out: Vec<Box<dyn Any + Send + Sync>> = Vec::new();
     let plain: [(&'static str, Read); 13] = [
-        ("livegate.requests_in_flight", |s| Some(s.in_flight_requests)),
+        ("livegate.requests_in_flight", |s| {
+            Some(s.in_flight_requests)
+        }),
         ("livegate.in_flight_body", |s| Some(s.in_flight_body_bytes)),
-        ("livegate.admission_refusals", |s| Some(s.admission_refusals)),
+        ("livegate.admission_refusals", |s| {
+            Some(s.admission_refusals)
+        }),
         ("livegate.redis_errors", |s| Some(s.limiter_redis_errors)),
         ("livegate.key_store_up", |s| Some(u64::from(s.key_store_ok))),
-        ("livegate.audit.capacity", |s| s.audit.as_ref().map(|a| a.capacity)),
-        ("livegate.audit.queue_depth", |s| s.audit.as_ref().map(|a| a.queued)),
-        ("livegate.audit.records", |s| s.audit.as_ref().map(|a| a.written)),
-        ("livegate.audit.waits", |s| s.audit.as_ref().map(|a| a.waits)),
-        ("livegate.audit.refusals", |s| s.audit.as_ref().map(|a| a.refusals)),
-        ("livegate.audit.unwritten", |s| s.audit.as_ref().map(|a| a.unwritten)),
-        ("livegate.audit.write_errors", |s| s.audit.as_ref().map(|a| a.write_errors)),
-        ("livegate.audit.failing", |s| s.audit.as_ref().map(|a| u64::from(a.failing))),
+        ("livegate.audit.capacity", |s| {
+            s.audit.as_ref().map(|a| a.capacity)
+        }),
+        ("livegate.audit.queue_depth", |s| {
+            s.audit.as_ref().map(|a| a.queued)
+        }),
+        ("livegate.audit.records", |s| {
+            s.audit.as_ref().map(|a| a.written)
+        }),
+        ("livegate.audit.waits", |s| {
+            s.audit.as_ref().map(|a| a.waits)
+        }),
+        ("livegate.audit.refusals", |s| {
+            s.audit.as_ref().map(|a| a.refusals)
+        }),
+        ("livegate.audit.unwritten", |s| {
+            s.audit.as_ref().map(|a| a.unwritten)
+        }),
+        ("livegate.audit.write_errors", |s| {
+            s.audit.as_ref().map(|a| a.write_errors)
+        }),
+        ("livegate.audit.failing", |s| {
+            s.audit.as_ref().map(|a| u64::from(a.failing))
+        }),
     ];
     for (name, get) in plain {
         let (_, unit, kind) = OBSERVED
@@ -250,9 +357,24 @@ fn observe_parts(meter: &Meter, state: &Arc<Mutex<State>>) -> Vec<Box<dyn Any + 
     }
     type Current = fn(&State) -> &'static str;
     let enums: [(&'static str, &'static str, &'static [&'static str], Current); 3] = [
-        ("livegate.vendor_circuit_state", "state", &["closed", "half_open", "open"], |s| s.circuit),
-        ("livegate.ratelimit.mode", "mode", &["redis", "local", "open", "closed"], |s| s.limiter_mode),
-        ("livegate.ratelimit.backend", "backend", &["memory", "redis"], |s| s.limiter_backend),
+        (
+            "livegate.vendor_circuit_state",
+            "state",
+            &["closed", "half_open", "open"],
+            |s| s.circuit,
+        ),
+        (
+            "livegate.ratelimit.mode",
+            "mode",
+            &["redis", "local", "open", "closed"],
+            |s| s.limiter_mode,
+        ),
+        (
+            "livegate.ratelimit.backend",
+            "backend",
+            &["memory", "redis"],
+            |s| s.limiter_backend,
+        ),
     ];
     for (name, label, values, current) in enums {
         let state = state.clone();

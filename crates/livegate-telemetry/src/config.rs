@@ -84,14 +84,19 @@ pub(crate) fn plan(env: &dyn Fn(&str) -> Option<String>) -> Plan {
 
 /// The transport of a signal (`TRACES`, `METRICS`, `LOGS`): its own
 /// variable, then the generic one, then the spec's default, http/protobuf.
-pub(crate) fn protocol(env: &dyn Fn(&str) -> Option<String>, signal: &str) -> Result<Protocol, String> {
+pub(crate) fn protocol(
+    env: &dyn Fn(&str) -> Option<String>,
+    signal: &str,
+) -> Result<Protocol, String> {
     let own = format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL");
     match first(env, &[own.as_str(), "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
         None => Ok(Protocol::HttpProtobuf),
         Some((name, value)) => match value.to_ascii_lowercase().as_str() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            _ => Err(format!("{name}={value}: expected `grpc` or `http/protobuf`")),
+            _ => Err(format!(
+                "{name}={value}: expected `grpc` or `http/protobuf`"
+            )),
         },
     }
 }
@@ -101,7 +106,9 @@ pub(crate) fn protocol(env: &dyn Fn(&str) -> Option<String>, signal: &str) -> Re
 /// does not start pushing metrics on upgrade; `/metrics` serves them
 /// either way). The endpoint is the metrics one, else the generic one,
 /// else the exporter's default (`localhost:4318`, or `:4317` for gRPC).
-pub(crate) fn metrics_plan(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<MetricsPlan>, String> {
+pub(crate) fn metrics_plan(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<MetricsPlan>, String> {
     if var(env, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Ok(None);
     }
@@ -155,7 +162,10 @@ pub(crate) fn metrics_plan(env: &dyn Fn(&str) -> Option<String>) -> Result<Optio
 pub(crate) fn logs_protocol(env: &dyn Fn(&str) -> Option<String>) -> Result<Protocol, String> {
     if first(
         env,
-        &["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"],
+        &[
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ],
     )
     .is_none()
     {
@@ -184,9 +194,9 @@ pub(crate) fn service_name_given(env: &dyn Fn(&str) -> Option<String>) -> bool {
 pub(crate) fn http_timeout(env: &dyn Fn(&str) -> Option<String>, signal: &str) -> Duration {
     let own = format!("OTEL_EXPORTER_OTLP_{signal}_TIMEOUT");
     [own.as_str(), "OTEL_EXPORTER_OTLP_TIMEOUT"]
-    .iter()
-    .find_map(|n| var(env, n).and_then(|v| v.parse::<u64>().ok()))
-    .map_or(Duration::from_secs(10), Duration::from_millis)
+        .iter()
+        .find_map(|n| var(env, n).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
 #[cfg(test)]
@@ -328,12 +338,18 @@ mod tests {
         assert!(metrics_plan(&e).is_err());
         let e = env(&[
             ("OTEL_METRICS_EXPORTER", "otlp"),
-            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "sometimes",
+            ),
         ]);
         assert!(metrics_plan(&e).is_err());
         let e = env(&[("OTEL_METRICS_EXPORTER", "statsd")]);
         assert!(metrics_plan(&e).is_err());
-        let e = env(&[("OTEL_METRICS_EXPORTER", "otlp"), ("OTEL_SDK_DISABLED", "true")]);
+        let e = env(&[
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
         assert_eq!(metrics_plan(&e), Ok(None));
     }
 

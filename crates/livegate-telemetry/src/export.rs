@@ -151,7 +151,10 @@ fn span_exporter(
             SpanExporter::builder().with_tonic().build()
         }
         Protocol::HttpProtobuf => {
-            let client = OnRuntime::new(runtime.handle().clone(), config::http_timeout(env, "TRACES"))?;
+            let client = OnRuntime::new(
+                runtime.handle().clone(),
+                config::http_timeout(env, "TRACES"),
+            )?;
             SpanExporter::builder()
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
@@ -176,7 +179,10 @@ fn metric_exporter(
                 .build()
         }
         Protocol::HttpProtobuf => {
-            let client = OnRuntime::new(runtime.handle().clone(), config::http_timeout(env, "METRICS"))?;
+            let client = OnRuntime::new(
+                runtime.handle().clone(),
+                config::http_timeout(env, "METRICS"),
+            )?;
             MetricExporter::builder()
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)

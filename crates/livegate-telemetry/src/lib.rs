@@ -1,6 +1,7 @@
 //! livegate's telemetry: the process's `tracing` subscriber, and — only
 //! when the deployment asks for it through the standard OpenTelemetry
-//! environment variables — trace export over OTLP.
+//! environment variables — trace and metric export over OTLP, and the OTLP
+//! log export of the audit trail's `otlp` sink ([`logs`]).
 //!
 //! It owns: log output (text or JSON lines on stderr, `RUST_LOG` over the
 //! configured level, colours only on a terminal), the OpenTelemetry layer
@@ -209,10 +210,11 @@ fn init_with_env(
         warnings.push(why);
         None
     });
-    let pipeline = export::Pipeline::build(traces, metrics, env, &mut warnings).unwrap_or_else(|why| {
-        warnings.push(format!("{why}; nothing is exported over OTLP"));
-        None
-    });
+    let pipeline =
+        export::Pipeline::build(traces, metrics, env, &mut warnings).unwrap_or_else(|why| {
+            warnings.push(format!("{why}; nothing is exported over OTLP"));
+            None
+        });
     if let Some(provider) = pipeline.as_ref().and_then(|p| p.provider.as_ref()) {
         let tracer = provider.tracer("livegate");
         let otel = tracing_opentelemetry::layer()
@@ -240,7 +242,8 @@ fn init_with_env(
     if pipeline.as_ref().is_some_and(|p| p.provider.is_some()) {
         propagation::mark_layer_installed();
     }
-    if let (Some(meters), Some(plan)) = (pipeline.as_ref().and_then(|p| p.meters.as_ref()), metrics) {
+    if let (Some(meters), Some(plan)) = (pipeline.as_ref().and_then(|p| p.meters.as_ref()), metrics)
+    {
         let _ = OTLP_METER.set(OtlpMeter {
             meter: meters.meter("livegate"),
             interval: plan.interval,

@@ -191,21 +191,24 @@ impl Store {
     fn add_metrics(&self, request: ExportMetricsServiceRequest, transport: &'static str) {
         let mut new = Vec::new();
         for rm in request.resource_metrics {
-            let service_name = service_name(rm.resource.as_ref().map_or(&[][..], |r| &r.attributes));
+            let service_name =
+                service_name(rm.resource.as_ref().map_or(&[][..], |r| &r.attributes));
             for sm in rm.scope_metrics {
                 for m in sm.metrics {
-                    let point = |kind, temporality, attrs, value, count, bounds, bucket_counts| ReceivedPoint {
-                        metric: m.name.clone(),
-                        unit: m.unit.clone(),
-                        kind,
-                        temporality,
-                        attributes: attributes(attrs),
-                        value,
-                        count,
-                        bounds,
-                        bucket_counts,
-                        service_name: service_name.clone(),
-                        transport,
+                    let point = |kind, temporality, attrs, value, count, bounds, bucket_counts| {
+                        ReceivedPoint {
+                            metric: m.name.clone(),
+                            unit: m.unit.clone(),
+                            kind,
+                            temporality,
+                            attributes: attributes(attrs),
+                            value,
+                            count,
+                            bounds,
+                            bucket_counts,
+                            service_name: service_name.clone(),
+                            transport,
+                        }
                     };
                     let number = |v: Option<number_data_point::Value>| match v {
                         Some(number_data_point::Value::AsDouble(d)) => d,
@@ -221,32 +224,68 @@ impl Store {
                         Some(metric::Data::Sum(sum)) => {
                             let kind = if sum.is_monotonic { "sum" } else { "updown" };
                             for p in sum.data_points {
-                                new.push(point(kind, temporality(sum.aggregation_temporality), p.attributes, number(p.value), 0, Vec::new(), Vec::new()));
+                                new.push(point(
+                                    kind,
+                                    temporality(sum.aggregation_temporality),
+                                    p.attributes,
+                                    number(p.value),
+                                    0,
+                                    Vec::new(),
+                                    Vec::new(),
+                                ));
                             }
                         }
                         Some(metric::Data::Gauge(g)) => {
                             for p in g.data_points {
-                                new.push(point("gauge", "unspecified", p.attributes, number(p.value), 0, Vec::new(), Vec::new()));
+                                new.push(point(
+                                    "gauge",
+                                    "unspecified",
+                                    p.attributes,
+                                    number(p.value),
+                                    0,
+                                    Vec::new(),
+                                    Vec::new(),
+                                ));
                             }
                         }
                         Some(metric::Data::Histogram(h)) => {
                             for p in h.data_points {
-                                new.push(point("histogram", temporality(h.aggregation_temporality), p.attributes, p.sum.unwrap_or(0.0), p.count, p.explicit_bounds, p.bucket_counts));
+                                new.push(point(
+                                    "histogram",
+                                    temporality(h.aggregation_temporality),
+                                    p.attributes,
+                                    p.sum.unwrap_or(0.0),
+                                    p.count,
+                                    p.explicit_bounds,
+                                    p.bucket_counts,
+                                ));
                             }
                         }
-                        _ => new.push(point("other", "unspecified", Vec::new(), 0.0, 0, Vec::new(), Vec::new())),
+                        _ => new.push(point(
+                            "other",
+                            "unspecified",
+                            Vec::new(),
+                            0.0,
+                            0,
+                            Vec::new(),
+                            Vec::new(),
+                        )),
                     }
                 }
             }
         }
-        self.points.lock().unwrap_or_else(|e| e.into_inner()).extend(new);
+        self.points
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(new);
         self.changed.send_modify(|n| *n += 1);
     }
 
     fn add_logs(&self, request: ExportLogsServiceRequest, transport: &'static str) {
         let mut new = Vec::new();
         for rl in request.resource_logs {
-            let service_name = service_name(rl.resource.as_ref().map_or(&[][..], |r| &r.attributes));
+            let service_name =
+                service_name(rl.resource.as_ref().map_or(&[][..], |r| &r.attributes));
             for sl in rl.scope_logs {
                 let scope = sl.scope.map(|s| s.name).unwrap_or_default();
                 for l in sl.log_records {
@@ -264,7 +303,10 @@ impl Store {
                 }
             }
         }
-        self.logs.lock().unwrap_or_else(|e| e.into_inner()).extend(new);
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(new);
         self.changed.send_modify(|n| *n += 1);
     }
 
@@ -393,7 +435,10 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Bind both endpoints on 127.0.0.1 (ephemeral ports) and serve them.
     pub fn start() -> std::io::Result<Self> {
-        Self::start_at("127.0.0.1:0".parse().expect("an address"), "127.0.0.1:0".parse().expect("an address"))
+        Self::start_at(
+            "127.0.0.1:0".parse().expect("an address"),
+            "127.0.0.1:0".parse().expect("an address"),
+        )
     }
 
     /// The receiver again at the addresses of an earlier one (a collector
@@ -477,7 +522,10 @@ impl OtlpReceiver {
     /// Every metric data point received so far, in arrival order (with
     /// cumulative temporality, later points repeat earlier ones' series).
     pub fn points(&self) -> Vec<ReceivedPoint> {
-        self.points.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.points
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every log record received so far, in arrival order.
@@ -531,7 +579,10 @@ impl OtlpReceiver {
             if pred(&got) {
                 return Ok(got);
             }
-            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
                 let got = get();
                 return if pred(&got) { Ok(got) } else { Err(got) };
             }
@@ -563,7 +614,8 @@ async fn serve_grpc(listener: TcpListener, store: Store) {
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             use tonic::codegen::Service;
             let path = req.uri().path().to_owned();
-            let (mut traces, mut metrics, mut logs) = (traces.clone(), metrics.clone(), logs.clone());
+            let (mut traces, mut metrics, mut logs) =
+                (traces.clone(), metrics.clone(), logs.clone());
             async move {
                 if path.starts_with("/opentelemetry.proto.collector.metrics.") {
                     metrics.call(req).await

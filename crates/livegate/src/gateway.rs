@@ -296,7 +296,12 @@ async fn http_duration(
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned());
     let res = next.run(req).await;
-    metrics.http_request(&method, route.as_deref(), res.status().as_u16(), started.elapsed());
+    metrics.http_request(
+        &method,
+        route.as_deref(),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
     res
 }
 

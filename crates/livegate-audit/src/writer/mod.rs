@@ -116,7 +116,8 @@ impl Report {
         p.state.set_failing(w.failing.iter().any(|f| *f));
         drop(w);
         if newly > 0 {
-            p.state.written(usize::try_from(newly).unwrap_or(usize::MAX));
+            p.state
+                .written(usize::try_from(newly).unwrap_or(usize::MAX));
         }
     }
 

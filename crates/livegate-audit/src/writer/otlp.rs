@@ -96,11 +96,19 @@ mod tests {
         assert_eq!(r.body, line.json);
         assert_eq!(r.level, Level::Warn);
         assert_eq!(r.event, "livegate.audit");
-        let attr = |k: &str| r.attributes.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let attr = |k: &str| {
+            r.attributes
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(attr("seq"), Some(Value::Int(7)));
         assert_eq!(attr("tenant"), Some(Value::Str("acme".into())));
         assert_eq!(attr("upstreamMs"), Some(Value::Double(1.5)));
-        assert_eq!(attr("metadataRemoved"), Some(Value::List(vec![Value::Str("exif".into())])));
+        assert_eq!(
+            attr("metadataRemoved"),
+            Some(Value::List(vec![Value::Str("exif".into())]))
+        );
         assert_eq!(attr("liveness_score"), None, "null fields are left out");
         assert_eq!(level("forwarded"), Level::Info);
         assert_eq!(level("failed"), Level::Error);

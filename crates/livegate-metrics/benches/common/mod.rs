@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use livegate_core::exchange::{ExchangeRecord, ImageFacts, Outcome, PrincipalFacts, UpstreamFacts};
 
-pub fn record(tenant: &str) -> ExchangeRecord {
+pub(crate) fn record(tenant: &str) -> ExchangeRecord {
     ExchangeRecord {
         request_id: "0123456789abcdef".into(),
         started_at: SystemTime::UNIX_EPOCH,
