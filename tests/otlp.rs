@@ -232,11 +232,23 @@ async fn with_the_collector_down_the_gateway_serves_in_bounded_memory() {
     traffic(&url, &acme.plaintext, 400).await;
     let warm = peak_rss_kib(pid);
     traffic(&url, &acme.plaintext, 3000).await;
-    let after = peak_rss_kib(pid);
-    let grown = after.saturating_sub(warm);
+    let first = peak_rss_kib(pid);
+    traffic(&url, &acme.plaintext, 3000).await;
+    let second = peak_rss_kib(pid);
+    eprintln!(
+        "peak RSS (KiB): {warm} after warm-up, {first} after 3000 more requests, {second} after 3000 more"
+    );
+    // Some growth settles (the export runtime's buffers, the allocator);
+    // what matters is that it stops: a backlog of unsent metrics would
+    // keep growing with every failed export.
     assert!(
-        grown < 8 * 1024,
-        "peak RSS grew {grown} KiB over 3000 requests with the collector down ({warm} -> {after} KiB)"
+        first.saturating_sub(warm) < 16 * 1024,
+        "peak RSS grew {} KiB over 3000 requests with the collector down",
+        first.saturating_sub(warm)
+    );
+    assert!(
+        second.saturating_sub(first) < 4 * 1024,
+        "peak RSS kept growing with the collector down: {first} -> {second} KiB over 3000 more requests"
     );
     let text = String::from_utf8(
         send(&gw.ops_url("/metrics"), "GET", &[], "")
@@ -245,7 +257,7 @@ async fn with_the_collector_down_the_gateway_serves_in_bounded_memory() {
             .to_vec(),
     )
     .unwrap();
-    assert!(text.contains(r#"livegate_requests_total{tenant="acme",outcome="forwarded",status="200",error_code=""} 3400"#));
+    assert!(text.contains(r#"livegate_requests_total{tenant="acme",outcome="forwarded",status="200",error_code=""} 6400"#));
 }
 
 /// Waits until the audit trail counts `n` records written by every sink.
