@@ -6,8 +6,8 @@
 //! format — never the image, a key or a header), the places that bound
 //! what is admitted but not yet written, the [`AuditLayer`] that takes a
 //! place per request, the [`ExchangeSink`] that queues each request's
-//! record, and the writer (stdout, a size-rotated file, or a Redis stream
-//! with a lookup by transactionId). Does not own the record itself (filled
+//! record, and the writers (stdout, a size-rotated file, a Redis stream
+//! with a lookup by transactionId, OTLP log records — one or several). Does not own the record itself (filled
 //! by every layer, in `livegate_core::exchange`), the configuration file,
 //! metrics (read [`Audit::stats`]) or the admin route (calls
 //! [`Audit::lookup`]).
@@ -31,8 +31,30 @@
 //! and is otherwise counted in [`AuditStats::unwritten_total`] and logged —
 //! the sink never blocks the request's task.
 //!
-//! Redis writes are at least once: when the answer to a written batch is
-//! lost the batch is written again, and its repeated `seq`s show it.
+//! Redis and OTLP writes are at least once: when the answer to a written
+//! batch is lost the batch is written again, and its repeated `seq`s show
+//! it.
+//!
+//! # Several sinks
+//!
+//! `sink` may name several ([`Sinks`], e.g. file and otlp). One dispatcher
+//! numbers each record once and hands it to every sink's writer; each
+//! writes in `seq` order at its own pace, and a record's place is freed
+//! only when every sink has written it. So one stuck sink (a collector
+//! that is down) makes the gateway refuse requests (503 50305) after at
+//! most `capacity` records, while the others keep writing; none loses a
+//! record.
+//!
+//! # The otlp sink
+//!
+//! Records go out as OTLP log records (the audit line as body, its fields
+//! as attributes, event name `livegate.audit`, severity by outcome:
+//! `forwarded` INFO, `rejected`/`client_gone` WARN, `failed`/`panicked`
+//! ERROR), to `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` over `OTEL_EXPORTER_OTLP_[LOGS_]PROTOCOL`
+//! (one of them is required: an audit trail is never sent to a default
+//! address). Each batch is one export request, retried until the collector
+//! accepts it.
 //!
 //! # Example
 //!
@@ -50,7 +72,7 @@
 //! let path = dir.path().join("audit.jsonl");
 //! let audit = Audit::start(
 //!     AuditSettings {
-//!         sink: SinkKind::File,
+//!         sink: SinkKind::File.into(),
 //!         path: Some(path.clone()),
 //!         instance_id: "gw-1".into(),
 //!         ..AuditSettings::default()
@@ -93,12 +115,12 @@ mod writer;
 
 pub use layer::{AuditLayer, AuditService, AuditUnavailable, ResponseFuture};
 pub use record::{KEYS, to_json_line, valid_transaction_id};
-pub use settings::{AuditSettings, SinkKind};
+pub use settings::{AuditSettings, SinkKind, Sinks};
 
 use state::State;
-use writer::Numbering;
 use writer::file::{Output, RotatingFile};
 use writer::redis::RedisOutput;
+use writer::{Numbering, Progress};
 
 /// The Redis of [`SinkKind::Redis`]: a connection shared with nothing
 /// else is best (the audit stream is write-heavy), and the bound on each
@@ -126,8 +148,13 @@ pub enum StartError {
          {{livegate:audit}}, so a record's entry and lookup key share a slot"
     )]
     ClusterKey,
-    #[error("the redis audit sink must be started within a Tokio runtime")]
-    NoRuntime,
+    #[error("the {0} audit sink must be started within a Tokio runtime")]
+    NoRuntime(&'static str),
+    #[error("{0}")]
+    Sinks(String),
+    /// The OTLP exporter could not be set up (no endpoint, a bad setting).
+    #[error("{0}")]
+    Otlp(String),
     #[error("could not start the audit writer thread: {0}")]
     Thread(std::io::Error),
 }
@@ -176,8 +203,20 @@ pub struct Audit {
     shared: Arc<Shared>,
 }
 
+/// One sink's output, set up before its writer starts.
+enum Out {
+    /// Stdout or a file: blocking I/O on a thread of its own.
+    Blocking(Output),
+    Redis(tokio::runtime::Handle, Arc<RedisOutput>),
+    Otlp(
+        tokio::runtime::Handle,
+        Box<livegate_telemetry::logs::OtlpLogs>,
+    ),
+}
+
 struct Shared {
-    sink: SinkKind,
+    /// The sinks, for `/readyz`.
+    sink: String,
     state: Arc<State>,
     tx: UnboundedSender<ExchangeRecord>,
     redis: Option<Arc<RedisOutput>>,
@@ -194,51 +233,81 @@ impl Audit {
                 max: Semaphore::MAX_PERMITS,
             });
         }
+        if let Some(why) = settings.sink.problem() {
+            return Err(StartError::Sinks(why));
+        }
         let state = Arc::new(State::new(settings.capacity, settings.max_wait));
         let (tx, rx) = mpsc::unbounded_channel();
         let numbering = Numbering::new(settings.instance_id.clone());
+        let kinds = settings.sink.kinds();
+        let progress = Progress::new(state.clone(), kinds.len());
         let mut lookup = None;
-        match settings.sink {
-            SinkKind::Stdout | SinkKind::File => {
-                let out = if settings.sink == SinkKind::File {
-                    Output::File(file_output(&settings)?)
-                } else {
-                    Output::Stdout
-                };
-                let state = state.clone();
-                std::thread::Builder::new()
-                    .name("livegate-audit".into())
-                    .spawn(move || writer::file::run(rx, state, out, numbering))
-                    .map_err(StartError::Thread)?;
-            }
-            SinkKind::Redis => {
-                let redis = redis.ok_or(StartError::NoRedis)?;
-                if matches!(redis.backend, Backend::Cluster(_))
-                    && !has_hash_tag(&settings.stream_key)
-                {
-                    return Err(StartError::ClusterKey);
+        let mut redis = redis;
+        // Every output is set up before any writer starts, so a bad one
+        // starts nothing.
+        let mut outputs = Vec::new();
+        for &kind in kinds {
+            outputs.push(match kind {
+                SinkKind::Stdout => Out::Blocking(Output::Stdout),
+                SinkKind::File => Out::Blocking(Output::File(file_output(&settings)?)),
+                SinkKind::Redis => {
+                    let redis = redis.take().ok_or(StartError::NoRedis)?;
+                    if matches!(redis.backend, Backend::Cluster(_))
+                        && !has_hash_tag(&settings.stream_key)
+                    {
+                        return Err(StartError::ClusterKey);
+                    }
+                    let runtime = tokio::runtime::Handle::try_current()
+                        .map_err(|_| StartError::NoRuntime("redis"))?;
+                    let out = Arc::new(RedisOutput {
+                        backend: redis.backend,
+                        timeout: redis.command_timeout,
+                        stream_key: settings.stream_key.clone(),
+                        max_len: settings.stream_max_len,
+                        ttl_secs: settings.lookup_ttl.as_secs().max(1),
+                    });
+                    lookup = Some(out.clone());
+                    Out::Redis(runtime, out)
                 }
-                let runtime =
-                    tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
-                let out = Arc::new(RedisOutput {
-                    backend: redis.backend,
-                    timeout: redis.command_timeout,
-                    stream_key: settings.stream_key.clone(),
-                    max_len: settings.stream_max_len,
-                    ttl_secs: settings.lookup_ttl.as_secs().max(1),
-                });
-                runtime.spawn(writer::redis::run(
-                    rx,
-                    state.clone(),
-                    out.clone(),
-                    numbering,
-                ));
-                lookup = Some(out);
+                SinkKind::Otlp => {
+                    let runtime = tokio::runtime::Handle::try_current()
+                        .map_err(|_| StartError::NoRuntime("otlp"))?;
+                    let logs = {
+                        let _in = runtime.enter();
+                        livegate_telemetry::logs::OtlpLogs::from_env("livegate.audit")
+                            .map_err(StartError::Otlp)?
+                    };
+                    Out::Otlp(runtime, Box::new(logs))
+                }
+            });
+        }
+        let mut writers = Vec::new();
+        for (i, (out, &kind)) in outputs.into_iter().zip(kinds).enumerate() {
+            let (wtx, wrx) = mpsc::unbounded_channel();
+            writers.push(wtx);
+            let report = progress.report(i, kind.as_str());
+            match out {
+                Out::Blocking(out) => {
+                    std::thread::Builder::new()
+                        .name(format!("livegate-audit-{}", kind.as_str()))
+                        .spawn(move || writer::file::run(wrx, report, out))
+                        .map_err(StartError::Thread)?;
+                }
+                Out::Redis(runtime, out) => {
+                    runtime.spawn(writer::redis::run(wrx, report, out));
+                }
+                Out::Otlp(runtime, logs) => {
+                    runtime.spawn(writer::otlp::run(wrx, report, *logs));
+                }
             }
         }
+        std::thread::Builder::new()
+            .name("livegate-audit".into())
+            .spawn(move || writer::dispatch(rx, numbering, writers))
+            .map_err(StartError::Thread)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                sink: settings.sink,
+                sink: settings.sink.describe(),
                 state,
                 tx,
                 redis: lookup,
@@ -246,13 +315,10 @@ impl Audit {
         })
     }
 
-    /// `stdout`, `file` or `redis`.
-    pub fn sink_kind(&self) -> &'static str {
-        match self.shared.sink {
-            SinkKind::Stdout => "stdout",
-            SinkKind::File => "file",
-            SinkKind::Redis => "redis",
-        }
+    /// `stdout`, `file`, `redis`, `otlp`, or several joined by `+`
+    /// (`file+otlp`).
+    pub fn sink_kind(&self) -> &str {
+        &self.shared.sink
     }
 
     /// The layer taking a place per request; see the [crate docs](crate).
@@ -411,14 +477,14 @@ mod tests {
         ));
         assert!(matches!(
             bad(AuditSettings {
-                sink: SinkKind::File,
+                sink: SinkKind::File.into(),
                 ..AuditSettings::default()
             }),
             StartError::NoPath
         ));
         assert!(matches!(
             bad(AuditSettings {
-                sink: SinkKind::File,
+                sink: SinkKind::File.into(),
                 path: Some("/nonexistent-dir-livegate/audit.jsonl".into()),
                 ..AuditSettings::default()
             }),
@@ -426,7 +492,7 @@ mod tests {
         ));
         assert!(matches!(
             bad(AuditSettings {
-                sink: SinkKind::Redis,
+                sink: SinkKind::Redis.into(),
                 ..AuditSettings::default()
             }),
             StartError::NoRedis

@@ -49,28 +49,22 @@ impl State {
         self.failing.load(Ordering::Relaxed)
     }
 
-    /// `n` records are written: their places are free again.
+    /// `n` records are written by every sink: their places are free again.
     pub(crate) fn written(&self, n: usize) {
-        if self.failing.swap(false, Ordering::AcqRel) {
-            tracing::warn!(target: "livegate::audit", "audit writes recovered");
-        }
         self.written.fetch_add(n as u64, Ordering::Relaxed);
         self.queued.fetch_sub(n as u64, Ordering::AcqRel);
         self.places.add_permits(n);
         self.progress.notify_waiters();
     }
 
-    /// A write failed; the records are kept and retried. Logged when the
-    /// writer starts failing, not per attempt. `why` never holds a record.
-    pub(crate) fn write_failed(&self, why: &str) {
+    /// A write attempt failed (it is retried).
+    pub(crate) fn write_error(&self) {
         self.write_errors.fetch_add(1, Ordering::Relaxed);
-        if !self.failing.swap(true, Ordering::AcqRel) {
-            tracing::error!(
-                target: "livegate::audit",
-                error = why,
-                "audit writes failing; records are kept and retried"
-            );
-        }
+    }
+
+    /// Whether some sink is failing now (logged per sink by the writers).
+    pub(crate) fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
     }
 
     /// A record that could not be queued. Logged when records start being

@@ -18,7 +18,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn settings(path: &Path, capacity: usize, max_wait: Duration) -> AuditSettings {
     AuditSettings {
-        sink: SinkKind::File,
+        sink: SinkKind::File.into(),
         path: Some(path.to_owned()),
         capacity,
         max_wait,

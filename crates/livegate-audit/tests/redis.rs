@@ -23,7 +23,7 @@ fn redis(server: &Server) -> AuditRedis {
 
 fn settings(stream_key: &str, stream_max_len: u64) -> AuditSettings {
     AuditSettings {
-        sink: SinkKind::Redis,
+        sink: SinkKind::Redis.into(),
         stream_key: stream_key.into(),
         stream_max_len,
         capacity: 1000,

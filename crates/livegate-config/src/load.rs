@@ -446,16 +446,17 @@ impl Config {
             );
         }
         let a = &self.audit;
-        match a.sink {
-            crate::AuditSink::File if a.path.is_none() => {
-                p.push("audit.path is required with audit.sink = \"file\"".into());
-            }
-            crate::AuditSink::Redis
-                if self.redis.url.is_none() && self.redis.url_file.is_none() =>
-            {
-                p.push("audit.sink = \"redis\" needs redis.url (or redis.url_file)".into());
-            }
-            _ => {}
+        if let Some(why) = a.sink.problem() {
+            p.push(why);
+        }
+        if a.sink.contains(crate::AuditSink::File) && a.path.is_none() {
+            p.push("audit.path is required with audit.sink = \"file\"".into());
+        }
+        if a.sink.contains(crate::AuditSink::Redis)
+            && self.redis.url.is_none()
+            && self.redis.url_file.is_none()
+        {
+            p.push("audit.sink = \"redis\" needs redis.url (or redis.url_file)".into());
         }
         if a.capacity == 0 {
             p.push("audit.capacity must be at least 1".into());

@@ -360,8 +360,9 @@ impl Default for SimulatorConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// `stdout` (default; application logs go to stderr), `file` or `redis`.
-    pub sink: AuditSink,
+    /// `stdout` (default; application logs go to stderr), `file`, `redis`
+    /// or `otlp`, or a list of them (`["file", "otlp"]`).
+    pub sink: livegate_audit::Sinks,
     /// The file, for `sink = "file"`.
     pub path: Option<PathBuf>,
     /// The file is rotated (`path.1`, `path.2`, …) before it would grow past this.
@@ -385,7 +386,7 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
-            sink: AuditSink::Stdout,
+            sink: livegate_audit::Sinks::default(),
             path: None,
             max_file_bytes: 100 * 1024 * 1024,
             max_files: 10,
@@ -398,14 +399,8 @@ impl Default for AuditConfig {
     }
 }
 
-/// Where audit records go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuditSink {
-    Stdout,
-    File,
-    Redis,
-}
+/// Where audit records go (owned by the audit crate).
+pub use livegate_audit::SinkKind as AuditSink;
 
 /// Log output.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -237,3 +237,23 @@ fn blocking_threads_default_to_two_per_cpu_and_are_bounded() {
         );
     }
 }
+
+#[test]
+fn audit_sink_is_one_name_or_a_list() {
+    use livegate_config::AuditSink;
+    let f =
+        file("[audit]\nsink = [\"file\", \"otlp\"]\npath = \"/var/log/livegate/audit.jsonl\"\n");
+    let c = load(Some(f.path()), env(&[])).unwrap();
+    assert_eq!(c.audit.sink.kinds(), [AuditSink::File, AuditSink::Otlp]);
+    let c = load(None, env(&[("LIVEGATE_AUDIT__SINK", "otlp")])).unwrap();
+    assert_eq!(c.audit.sink.kinds(), [AuditSink::Otlp]);
+    let c = load(None, env(&[("LIVEGATE_AUDIT__SINK", "[stdout, otlp]")])).unwrap();
+    assert_eq!(c.audit.sink.kinds(), [AuditSink::Stdout, AuditSink::Otlp]);
+    // Each sink's own requirements hold in a list too; a sink twice is named.
+    let p = problems(load(None, env(&[("LIVEGATE_AUDIT__SINK", "[otlp, file]")])));
+    assert!(p.contains("audit.path is required"), "{p}");
+    let p = problems(load(None, env(&[("LIVEGATE_AUDIT__SINK", "[otlp, otlp]")])));
+    assert!(p.contains("names otlp twice"), "{p}");
+    let p = problems(load(None, env(&[("LIVEGATE_AUDIT__SINK", "kafka")])));
+    assert!(p.contains("audit") && p.contains("sink"), "{p}");
+}

@@ -18,7 +18,18 @@
 //! series count. Requests refused before a tenant is known carry
 //! `tenant=""`.
 //!
-//! Does not own: serving `/metrics` (the binary), OTLP export of metrics.
+//! The same instruments go out over OTLP when the binary hands
+//! [`Metrics::with_otlp`] the OTLP meter (`OTEL_METRICS_EXPORTER=otlp`):
+//! each record is turned into its facts once and recorded into both the
+//! registry and the OpenTelemetry instruments, whose names translate back
+//! to the `/metrics` names (`livegate.requests` → `livegate_requests_total`;
+//! see the `otel` module). Without OTLP nothing but the registry is
+//! touched. Both also carry `http.server.request.duration`
+//! (`http_server_request_duration_seconds` on `/metrics`), recorded by the
+//! binary for every request of both listeners ([`Metrics::http_request`]).
+//!
+//! Does not own: serving `/metrics` (the binary), the OTLP exporter and
+//! its configuration (`livegate-telemetry`).
 //!
 //! # Example
 //!
@@ -45,6 +56,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+mod otel;
 
 /// The `Content-Type` of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -128,9 +141,31 @@ pub struct Metrics {
     idempotent_replays: Family<TenantLabel, Counter>,
     protection_store_errors: Family<TenantLabel, Counter>,
     fingerprints_skipped: Family<TenantLabel, Counter>,
-    /// The parts' state of the scrape being encoded.
+    /// HTTP server requests of both listeners, in a registry of its own:
+    /// the semantic conventions' name, without the `livegate_` prefix.
+    http_registry: Registry,
+    http_duration: Family<HttpLabels, Histogram>,
+    /// The parts' state of the scrape being encoded, or the last one
+    /// handed to [`Metrics::set_state`] (read by the OTLP export).
     state: Arc<Mutex<State>>,
+    /// The same instruments exported over OTLP, when that is on.
+    otel: Option<otel::Instruments>,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    /// The route template (`/admin/v1/tenants/{id}`); empty when no route
+    /// matched (404), so a client cannot grow the series count.
+    http_route: String,
+    http_request_method: &'static str,
+    http_response_status_code: u16,
+}
+
+/// `http.server.request.duration`'s buckets, seconds: the HTTP semantic
+/// conventions' advice.
+pub(crate) const HTTP_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -286,6 +321,15 @@ impl Metrics {
             fingerprints_skipped.clone(),
         );
         registry.register_collector(Box::new(PartsCollector(state.clone())));
+        let mut http_registry = Registry::default();
+        let http_duration =
+            Family::<HttpLabels, Histogram>::new_with_constructor(|| Histogram::new(HTTP_BUCKETS));
+        http_registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of HTTP server requests (both listeners), by route template, method and status",
+            Unit::Seconds,
+            http_duration.clone(),
+        );
         Self {
             registry,
             requests,
@@ -303,8 +347,55 @@ impl Metrics {
             idempotent_replays,
             protection_store_errors,
             fingerprints_skipped,
+            http_registry,
+            http_duration,
             state,
+            otel: None,
         }
+    }
+
+    /// Also export every instrument over OTLP through `meter` (one made by
+    /// the telemetry's OTLP metrics export). Records then go to both; the
+    /// parts' state is observed at each export from the last
+    /// [`set_state`](Self::set_state) (or scrape).
+    pub fn with_otlp(mut self, meter: Option<&opentelemetry::metrics::Meter>) -> Self {
+        if let Some(meter) = meter {
+            self.otel = Some(otel::Instruments::new(meter, self.state.clone()));
+        }
+        self
+    }
+
+    /// Whether records are also exported over OTLP.
+    pub fn exports_otlp(&self) -> bool {
+        self.otel.is_some()
+    }
+
+    /// The parts' state, for the OTLP export's observations between scrapes.
+    pub fn set_state(&self, state: State) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
+    }
+
+    /// One HTTP server request (`http.server.request.duration`): `route`
+    /// is the matched route's template, `None` when none matched.
+    pub fn http_request(
+        &self,
+        method: &http::Method,
+        route: Option<&str>,
+        status: u16,
+        duration: std::time::Duration,
+    ) {
+        let method = method_name(method);
+        let seconds = duration.as_secs_f64();
+        if let Some(otel) = &self.otel {
+            otel.http_request(method, route, status, seconds);
+        }
+        self.http_duration
+            .get_or_create(&HttpLabels {
+                http_route: route.unwrap_or_default().to_owned(),
+                http_request_method: method,
+                http_response_status_code: status,
+            })
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition (0.0.4) of every metric, with
@@ -316,7 +407,26 @@ impl Metrics {
         let mut out = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.http_registry);
         out
+    }
+}
+
+/// The semantic conventions' `http.request.method`: the known methods,
+/// anything else `_OTHER` (a client cannot grow the series count).
+fn method_name(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
     }
 }
 
@@ -326,18 +436,27 @@ fn latency() -> Histogram {
 
 impl ExchangeSink for Metrics {
     fn emit(&self, r: ExchangeRecord) {
-        let tenant = r.principal.map(|p| p.tenant).unwrap_or_default();
-        let outcome = r.outcome.as_str();
+        let facts = Facts::of(r);
+        if let Some(otel) = &self.otel {
+            otel.record(&facts);
+        }
+        self.record(facts);
+    }
+}
+
+impl Metrics {
+    /// The Prometheus side of [`ExchangeSink::emit`].
+    fn record(&self, f: Facts) {
         self.requests
             .get_or_create(&RequestLabels {
-                tenant: tenant.clone(),
-                outcome,
-                status: r.status.unwrap_or(0),
-                error_code: r.error.map_or("", error_code),
+                tenant: f.tenant.clone(),
+                outcome: f.outcome,
+                status: f.status,
+                error_code: f.error_code,
             })
             .inc();
-        let t = TenantLabel { tenant };
-        if let Some(reason) = r.error.and_then(refusal_reason) {
+        let t = TenantLabel { tenant: f.tenant };
+        if let Some(reason) = f.refusal {
             self.refusals
                 .get_or_create(&RefusalLabels {
                     tenant: t.tenant.clone(),
@@ -345,71 +464,131 @@ impl ExchangeSink for Metrics {
                 })
                 .inc();
         }
-        if let Some(image) = &r.image {
-            self.image_bytes.get_or_create(&t).inc_by(image.size as u64);
+        if let Some(bytes) = f.image_bytes {
+            self.image_bytes.get_or_create(&t).inc_by(bytes);
         }
-        if let Some(up) = &r.upstream {
+        if let Some(up) = &f.upstream {
             self.upstream
                 .get_or_create(&UpstreamLabels {
                     tenant: t.tenant.clone(),
-                    result: upstream_result(up.status, r.error),
+                    result: up.result,
                 })
                 .inc();
-            self.upstream_duration
-                .get_or_create(&t)
-                .observe(up.latency.as_secs_f64());
-            self.upstream_sent
-                .get_or_create(&t)
-                .inc_by(up.sent_bytes as u64);
-            self.upstream_received
-                .get_or_create(&t)
-                .inc_by(up.received_bytes as u64);
+            self.upstream_duration.get_or_create(&t).observe(up.seconds);
+            self.upstream_sent.get_or_create(&t).inc_by(up.sent);
+            self.upstream_received.get_or_create(&t).inc_by(up.received);
             if let Some(score) = up.score {
                 self.scores.get_or_create(&t).observe(score);
             }
         }
-        if let Some(p) = &r.protection {
-            if let (Some(_), Some(m)) = (&p.replay_of, p.replay_match) {
-                let action = if r.error == Some(ErrorKind::ReplayRejected) {
-                    "reject"
-                } else {
-                    "flag"
-                };
-                self.replays
-                    .get_or_create(&ReplayLabels {
-                        tenant: t.tenant.clone(),
-                        kind: m,
-                        action,
-                    })
-                    .inc();
-            }
-            if let Some(decision) = p.decision {
-                self.decisions
-                    .get_or_create(&DecisionLabels {
-                        tenant: t.tenant.clone(),
-                        decision,
-                    })
-                    .inc();
-            }
-            if !p.metadata_removed.is_empty() {
-                self.metadata_removed.get_or_create(&t).inc();
-            }
-            if p.idempotent_replay {
-                self.idempotent_replays.get_or_create(&t).inc();
-            }
-            if p.store_error {
-                self.protection_store_errors.get_or_create(&t).inc();
-            }
-            if p.replay_check == Some("skipped") {
-                self.fingerprints_skipped.get_or_create(&t).inc();
-            }
+        if let Some((kind, action)) = f.replay {
+            self.replays
+                .get_or_create(&ReplayLabels {
+                    tenant: t.tenant.clone(),
+                    kind,
+                    action,
+                })
+                .inc();
+        }
+        if let Some(decision) = f.decision {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    tenant: t.tenant.clone(),
+                    decision,
+                })
+                .inc();
+        }
+        if f.metadata_removed {
+            self.metadata_removed.get_or_create(&t).inc();
+        }
+        if f.idempotent_replay {
+            self.idempotent_replays.get_or_create(&t).inc();
+        }
+        if f.store_error {
+            self.protection_store_errors.get_or_create(&t).inc();
+        }
+        if f.fingerprint_skipped {
+            self.fingerprints_skipped.get_or_create(&t).inc();
         }
         self.duration
             .get_or_create(&TenantOutcome {
                 tenant: t.tenant,
-                outcome,
+                outcome: f.outcome,
             })
-            .observe(r.total.as_secs_f64());
+            .observe(f.seconds);
+    }
+}
+
+/// What one exchange record adds to the metrics, worked out once for both
+/// the Prometheus registry and the OTLP instruments.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Facts {
+    /// `""` when refused before a tenant was known.
+    pub(crate) tenant: String,
+    pub(crate) outcome: &'static str,
+    /// 0 when no answer was sent.
+    pub(crate) status: u16,
+    /// The gateway's errorCode when it answered itself; empty otherwise.
+    pub(crate) error_code: &'static str,
+    /// `rate`, `quota` or `global` for a 429.
+    pub(crate) refusal: Option<&'static str>,
+    pub(crate) image_bytes: Option<u64>,
+    pub(crate) upstream: Option<Upstream>,
+    /// `(exact | perceptual, flag | reject)`.
+    pub(crate) replay: Option<(&'static str, &'static str)>,
+    pub(crate) decision: Option<&'static str>,
+    pub(crate) metadata_removed: bool,
+    pub(crate) idempotent_replay: bool,
+    pub(crate) store_error: bool,
+    pub(crate) fingerprint_skipped: bool,
+    /// The request's duration.
+    pub(crate) seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Upstream {
+    pub(crate) result: &'static str,
+    pub(crate) seconds: f64,
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    pub(crate) score: Option<f64>,
+}
+
+impl Facts {
+    fn of(r: ExchangeRecord) -> Self {
+        let p = r.protection.as_ref();
+        Self {
+            tenant: r.principal.map(|p| p.tenant).unwrap_or_default(),
+            outcome: r.outcome.as_str(),
+            status: r.status.unwrap_or(0),
+            error_code: r.error.map_or("", error_code),
+            refusal: r.error.and_then(refusal_reason),
+            image_bytes: r.image.as_ref().map(|i| i.size as u64),
+            upstream: r.upstream.as_ref().map(|up| Upstream {
+                result: upstream_result(up.status, r.error),
+                seconds: up.latency.as_secs_f64(),
+                sent: up.sent_bytes as u64,
+                received: up.received_bytes as u64,
+                score: up.score,
+            }),
+            replay: p.and_then(|p| match (&p.replay_of, p.replay_match) {
+                (Some(_), Some(m)) => Some((
+                    m,
+                    if r.error == Some(ErrorKind::ReplayRejected) {
+                        "reject"
+                    } else {
+                        "flag"
+                    },
+                )),
+                _ => None,
+            }),
+            decision: p.and_then(|p| p.decision),
+            metadata_removed: p.is_some_and(|p| !p.metadata_removed.is_empty()),
+            idempotent_replay: p.is_some_and(|p| p.idempotent_replay),
+            store_error: p.is_some_and(|p| p.store_error),
+            fingerprint_skipped: p.is_some_and(|p| p.replay_check == Some("skipped")),
+            seconds: r.total.as_secs_f64(),
+        }
     }
 }
 
@@ -741,6 +920,113 @@ mod tests {
             r#"livegate_protection_store_errors_total{tenant="acme"} 1"#,
         ] {
             assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+    }
+
+    /// The usual OTLP → Prometheus translation (Prometheus's OTLP receiver
+    /// and the Collector's Prometheus exporters): dots to underscores, the
+    /// unit's suffix (`s` seconds, `By` bytes; `{…}` annotations none), and
+    /// `_total` for a monotonic sum.
+    fn translated(name: &str, unit: &str, counter: bool) -> String {
+        let mut n = name.replace('.', "_");
+        let suffix = match unit {
+            "s" => "seconds",
+            "By" => "bytes",
+            _ => "",
+        };
+        if !suffix.is_empty() && !n.ends_with(suffix) {
+            n = format!("{n}_{suffix}");
+        }
+        if counter {
+            n.push_str("_total");
+        }
+        n
+    }
+
+    #[test]
+    fn prometheus_names_after_translation_match_the_scrape() {
+        use livegate_core::exchange::{ImageFacts, ProtectionFacts};
+        // Records that touch every family (an empty family has no TYPE line).
+        let m = Metrics::new();
+        m.http_request(
+            &http::Method::GET,
+            Some("/readyz"),
+            200,
+            Duration::from_millis(1),
+        );
+        let mut all = record(Some("acme"), Outcome::Forwarded, 200);
+        all.image = Some(ImageFacts {
+            format: "jpeg",
+            width: 1,
+            height: 1,
+            size: 10,
+            sha256: [0; 32],
+            rewritten: false,
+        });
+        all.upstream = Some(UpstreamFacts {
+            status: Some(200),
+            score: Some(50.0),
+            ..UpstreamFacts::default()
+        });
+        all.protection = Some(ProtectionFacts {
+            replay_of: Some("tx".into()),
+            replay_match: Some("exact"),
+            decision: Some("pass"),
+            metadata_removed: vec!["exif"],
+            idempotent_replay: true,
+            store_error: true,
+            replay_check: Some("skipped"),
+            ..ProtectionFacts::default()
+        });
+        m.emit(all);
+        let mut refused = record(Some("acme"), Outcome::Rejected, 429);
+        refused.error = Some(ErrorKind::RateLimited);
+        m.emit(refused);
+        let text = m.encode(State {
+            audit: Some(AuditState::default()),
+            ..State::default()
+        });
+        let mut scraped = family_names(&text);
+        let mut exported: Vec<String> = otel::INSTRUMENTS
+            .iter()
+            .map(|(name, unit, _)| {
+                let histogram = name.ends_with(".duration") || name.ends_with(".score");
+                translated(name, unit, !histogram)
+            })
+            .chain(
+                otel::OBSERVED
+                    .iter()
+                    .map(|(name, unit, kind)| translated(name, unit, *kind == "counter")),
+            )
+            .collect();
+        exported.sort();
+        scraped.sort();
+        assert_eq!(exported, scraped);
+        assert!(scraped.contains(&"livegate_requests_total".to_owned()));
+        assert!(scraped.contains(&"http_server_request_duration_seconds".to_owned()));
+    }
+
+    #[test]
+    fn http_requests_by_route_method_and_status() {
+        let m = Metrics::new();
+        for status in [200, 200, 404] {
+            let route = (status == 200).then_some("/admin/v1/tenants/{id}");
+            m.http_request(&http::Method::GET, route, status, Duration::from_millis(30));
+        }
+        m.http_request(
+            &http::Method::from_bytes(b"BREW").unwrap(),
+            None,
+            405,
+            Duration::ZERO,
+        );
+        let text = m.encode(State::default());
+        for line in [
+            r#"http_server_request_duration_seconds_count{http_route="/admin/v1/tenants/{id}",http_request_method="GET",http_response_status_code="200"} 2"#,
+            r#"http_server_request_duration_seconds_bucket{http_route="/admin/v1/tenants/{id}",http_request_method="GET",http_response_status_code="200",le="0.05"} 2"#,
+            r#"http_server_request_duration_seconds_count{http_route="",http_request_method="GET",http_response_status_code="404"} 1"#,
+            r#"http_server_request_duration_seconds_count{http_route="",http_request_method="_OTHER",http_response_status_code="405"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
         }
     }
 

@@ -1,5 +1,6 @@
-//! The OTLP pipeline: exporter, batch processor and tracer provider, and the
-//! small Tokio runtime the exporter's network I/O runs on.
+//! The OTLP pipelines: the span exporter, batch processor and tracer
+//! provider; the metric exporter, periodic reader and meter provider; and
+//! the small Tokio runtime their network I/O runs on.
 //!
 //! Why a runtime of its own: the SDK's batch processor exports from its own
 //! thread with a plain `block_on`, which drives no Tokio I/O. Both
@@ -16,16 +17,20 @@ use async_trait::async_trait;
 use hyper_util::client::legacy::connect::HttpConnector;
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio::runtime::{Handle, Runtime};
 
-use crate::config::{self, Protocol};
+use crate::config::{self, MetricsPlan, Protocol};
 
-/// The running export pipeline, owned by the `TelemetryGuard`.
+/// The running export pipelines, owned by the `TelemetryGuard`.
 pub(crate) struct Pipeline {
-    pub(crate) provider: SdkTracerProvider,
+    /// Spans, when traces are exported.
+    pub(crate) provider: Option<SdkTracerProvider>,
+    /// Metrics, when they are exported over OTLP.
+    pub(crate) meters: Option<SdkMeterProvider>,
     runtime: Option<Runtime>,
 }
 
@@ -36,48 +41,83 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// Starts the export runtime and the pipelines asked for; `Ok(None)`
+    /// when neither is.
     pub(crate) fn build(
-        protocol: Protocol,
+        traces: Option<Protocol>,
+        metrics: Option<MetricsPlan>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Self>, String> {
+        if traces.is_none() && metrics.is_none() {
+            return Ok(None);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("otel-export")
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the export runtime: {e}"))?;
-        let exporter = match exporter(protocol, &runtime, env) {
-            Ok(e) => e,
-            Err(e) => {
-                // Dropping a runtime inside another one's task panics.
-                runtime.shutdown_background();
-                return Err(e);
-            }
-        };
-
-        // The SDK's detectors read OTEL_SERVICE_NAME and
-        // OTEL_RESOURCE_ATTRIBUTES; livegate only supplies the default name.
-        let mut resource = Resource::builder();
-        if !config::service_name_given(env) {
-            resource = resource.with_service_name("livegate");
-        }
+        let resource = resource(env);
         // The SDK's default config reads OTEL_TRACES_SAMPLER(_ARG) (default
         // parentbased_always_on), the span limits, and the batch processor
         // reads OTEL_BSP_*.
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource.build())
-            .build();
-        Ok(Self {
+        let provider = traces.and_then(|protocol| match span_exporter(protocol, &runtime, env) {
+            Ok(exporter) => Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(resource.clone())
+                    .build(),
+            ),
+            Err(why) => {
+                warnings.push(format!("{why}; traces are not exported"));
+                None
+            }
+        });
+        // Each export that fails (collector down) is logged by the SDK and
+        // its data is dropped: the reader keeps only the current
+        // aggregation (bounded by the SDK's cardinality limit), never a
+        // backlog.
+        let meters = metrics.and_then(|plan| match metric_exporter(plan, &runtime, env) {
+            Ok(exporter) => Some(
+                SdkMeterProvider::builder()
+                    .with_reader(
+                        PeriodicReader::builder(exporter)
+                            .with_interval(plan.interval)
+                            .build(),
+                    )
+                    .with_resource(resource.clone())
+                    .build(),
+            ),
+            Err(why) => {
+                warnings.push(format!("{why}; metrics are not exported over OTLP"));
+                None
+            }
+        });
+        if provider.is_none() && meters.is_none() {
+            // Dropping a runtime inside another one's task panics.
+            runtime.shutdown_background();
+            return Ok(None);
+        }
+        Ok(Some(Self {
             provider,
+            meters,
             runtime: Some(runtime),
-        })
+        }))
     }
 
     /// Flush what is queued and stop. Blocks (up to the SDK's shutdown
     /// timeout) but never waits on the caller's runtime.
     pub(crate) fn shutdown(mut self) -> Result<(), String> {
-        let result = self.provider.shutdown().map_err(|e| e.to_string());
+        let mut result = Ok(());
+        if let Some(p) = self.provider.take() {
+            result = p.shutdown().map_err(|e| format!("traces: {e}"));
+        }
+        if let Some(m) = self.meters.take() {
+            // The last interval's measurements go out now.
+            let r = m.shutdown().map_err(|e| format!("metrics: {e}"));
+            result = result.and(r);
+        }
         // `shutdown_background` is the one way to drop a runtime that is
         // allowed from inside another runtime's task.
         if let Some(rt) = self.runtime.take() {
@@ -87,9 +127,19 @@ impl Pipeline {
     }
 }
 
-/// The exporter reads the endpoint, headers, timeout and compression
-/// variables itself (traces-specific first, then the generic ones).
-fn exporter(
+/// The SDK's detectors read OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES;
+/// livegate only supplies the default name.
+pub(crate) fn resource(env: &dyn Fn(&str) -> Option<String>) -> Resource {
+    let mut resource = Resource::builder();
+    if !config::service_name_given(env) {
+        resource = resource.with_service_name("livegate");
+    }
+    resource.build()
+}
+
+/// The exporters read the endpoint, headers, timeout and compression
+/// variables themselves (the signal's own first, then the generic ones).
+fn span_exporter(
     protocol: Protocol,
     runtime: &Runtime,
     env: &dyn Fn(&str) -> Option<String>,
@@ -101,7 +151,10 @@ fn exporter(
             SpanExporter::builder().with_tonic().build()
         }
         Protocol::HttpProtobuf => {
-            let client = OnRuntime::new(runtime.handle().clone(), config::http_timeout(env))?;
+            let client = OnRuntime::new(
+                runtime.handle().clone(),
+                config::http_timeout(env, "TRACES"),
+            )?;
             SpanExporter::builder()
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
@@ -110,6 +163,35 @@ fn exporter(
         }
     }
     .map_err(|e| format!("OTLP exporter: {e}"))
+}
+
+fn metric_exporter(
+    plan: MetricsPlan,
+    runtime: &Runtime,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<MetricExporter, String> {
+    match plan.protocol {
+        Protocol::Grpc => {
+            let _in_runtime = runtime.enter();
+            MetricExporter::builder()
+                .with_tonic()
+                .with_temporality(plan.temporality)
+                .build()
+        }
+        Protocol::HttpProtobuf => {
+            let client = OnRuntime::new(
+                runtime.handle().clone(),
+                config::http_timeout(env, "METRICS"),
+            )?;
+            MetricExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_http_client(client)
+                .with_temporality(plan.temporality)
+                .build()
+        }
+    }
+    .map_err(|e| format!("OTLP metric exporter: {e}"))
 }
 
 impl Drop for Pipeline {
@@ -124,13 +206,13 @@ impl Drop for Pipeline {
 /// export runtime (the batch processor's thread has no reactor). Plain
 /// `http://` and `https://` (rustls, ring, webpki roots) endpoints.
 #[derive(Debug)]
-struct OnRuntime {
+pub(crate) struct OnRuntime {
     runtime: Handle,
     client: Arc<HyperClient<hyper_rustls::HttpsConnector<HttpConnector>>>,
 }
 
 impl OnRuntime {
-    fn new(runtime: Handle, timeout: std::time::Duration) -> Result<Self, String> {
+    pub(crate) fn new(runtime: Handle, timeout: std::time::Duration) -> Result<Self, String> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
             .map_err(|e| format!("OTLP/HTTP TLS: {e}"))?

@@ -1,6 +1,7 @@
 //! livegate's telemetry: the process's `tracing` subscriber, and — only
 //! when the deployment asks for it through the standard OpenTelemetry
-//! environment variables — trace export over OTLP.
+//! environment variables — trace and metric export over OTLP, and the OTLP
+//! log export of the audit trail's `otlp` sink ([`logs`]).
 //!
 //! It owns: log output (text or JSON lines on stderr, `RUST_LOG` over the
 //! configured level, colours only on a terminal), the OpenTelemetry layer
@@ -67,6 +68,7 @@
 
 mod config;
 mod export;
+pub mod logs;
 mod propagation;
 mod span;
 #[cfg(feature = "testkit")]
@@ -74,6 +76,7 @@ pub mod testkit;
 
 use std::io::IsTerminal;
 
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
@@ -195,22 +198,25 @@ fn init_with_env(
     };
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![fmt];
 
-    let pipeline = match config::plan(env) {
+    let traces = match config::plan(env) {
         config::Plan::Off => None,
         config::Plan::Invalid(why) => {
             warnings.push(why);
             None
         }
-        config::Plan::Export(protocol) => match export::Pipeline::build(protocol, env) {
-            Ok(p) => Some(p),
-            Err(why) => {
-                warnings.push(format!("{why}; traces are not exported"));
-                None
-            }
-        },
+        config::Plan::Export(protocol) => Some(protocol),
     };
-    if let Some(p) = &pipeline {
-        let tracer = p.provider.tracer("livegate");
+    let metrics = config::metrics_plan(env).unwrap_or_else(|why| {
+        warnings.push(why);
+        None
+    });
+    let pipeline =
+        export::Pipeline::build(traces, metrics, env, &mut warnings).unwrap_or_else(|why| {
+            warnings.push(format!("{why}; nothing is exported over OTLP"));
+            None
+        });
+    if let Some(provider) = pipeline.as_ref().and_then(|p| p.provider.as_ref()) {
+        let tracer = provider.tracer("livegate");
         let otel = tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_location(false)
@@ -233,13 +239,37 @@ fn init_with_env(
         drop(pipeline);
         return TelemetryGuard::default();
     }
-    if pipeline.is_some() {
+    if pipeline.as_ref().is_some_and(|p| p.provider.is_some()) {
         propagation::mark_layer_installed();
+    }
+    if let (Some(meters), Some(plan)) = (pipeline.as_ref().and_then(|p| p.meters.as_ref()), metrics)
+    {
+        let _ = OTLP_METER.set(OtlpMeter {
+            meter: meters.meter("livegate"),
+            interval: plan.interval,
+        });
     }
     for w in warnings {
         tracing::warn!("{w}");
     }
     TelemetryGuard { pipeline }
+}
+
+static OTLP_METER: std::sync::OnceLock<OtlpMeter> = std::sync::OnceLock::new();
+
+/// The meter of the OTLP metrics export that [`init`] started
+/// (`OTEL_METRICS_EXPORTER=otlp`), and how often it exports.
+#[derive(Debug, Clone)]
+pub struct OtlpMeter {
+    pub meter: opentelemetry::metrics::Meter,
+    pub interval: std::time::Duration,
+}
+
+/// The OTLP metrics export [`init`] started, if any: instruments made from
+/// its meter are exported every `interval`. `None` when the environment did
+/// not ask for it (or `init` was not called): record nothing then.
+pub fn otlp_meter() -> Option<OtlpMeter> {
+    OTLP_METER.get().cloned()
 }
 
 /// The target of spans that are for traces only: exported when tracing is

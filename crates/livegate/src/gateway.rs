@@ -235,17 +235,21 @@ where
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(gw.clone());
-    around_every_route(routes, gw.scheme)
+    around_every_route(routes, gw.scheme, gw.metrics.clone())
 }
 
 /// What every route of either listener gets: the request id, a span, JSON
-/// 404/405 answers and a panic catcher.
-fn around_every_route(routes: Router, scheme: &'static str) -> Router {
+/// 404/405 answers, the HTTP server duration and a panic catcher.
+fn around_every_route(routes: Router, scheme: &'static str, metrics: Arc<Metrics>) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                // `http.server.request.duration`, by route template (the
+                // router has matched it by now; none for a 404), outside
+                // everything else the route does.
+                .layer(axum::middleware::from_fn_with_state(metrics, http_duration))
                 // Only plain-token ids from clients are kept, then every
                 // request gets one and every response echoes it.
                 .map_request(drop_untrusted_id)
@@ -269,6 +273,28 @@ fn around_every_route(routes: Router, scheme: &'static str) -> Router {
                     error_response::<Body>(ErrorKind::Internal, "")
                 })),
         )
+}
+
+/// Records one request's `http.server.request.duration`.
+async fn http_duration(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let res = next.run(req).await;
+    metrics.http_request(
+        &method,
+        route.as_deref(),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
+    res
 }
 
 /// Records the response status on the request's span (OpenTelemetry's
@@ -296,7 +322,7 @@ pub fn ops_router(gw: &Gateway, admin: Option<livegate_admin::AdminApi>) -> Rout
     if let Some(api) = admin {
         routes = routes.merge(livegate_admin::router(api));
     }
-    around_every_route(routes, "http")
+    around_every_route(routes, "http", gw.metrics.clone())
 }
 
 fn audit_state(audit: &Audit) -> livegate_metrics::AuditState {
@@ -315,9 +341,37 @@ fn audit_state(audit: &Audit) -> livegate_metrics::AuditState {
 
 /// Prometheus text: the records' counters, and the parts' state read now.
 async fn metrics(State(gw): State<Gateway>) -> Response<Body> {
+    let state = parts_state(&gw).await;
+    let mut res = Response::new(Body::from(gw.metrics.encode(state)));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(livegate_metrics::CONTENT_TYPE),
+    );
+    res
+}
+
+/// Keeps the parts' state the OTLP metrics export observes current: read
+/// every `interval` (at most every 5 s, at least every 100 ms), as a
+/// scrape reads it.
+pub fn observe_parts(gw: &Gateway, interval: Duration) {
+    let gw = gw.clone();
+    let every = interval.clamp(Duration::from_millis(100), Duration::from_secs(5));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let state = parts_state(&gw).await;
+            gw.metrics.set_state(state);
+        }
+    });
+}
+
+/// The state of the gateway's parts, read now.
+async fn parts_state(gw: &Gateway) -> livegate_metrics::State {
     let (in_flight, body_bytes) = gw.admission.in_flight();
     let limiter = gw.limiter.health();
-    let state = livegate_metrics::State {
+    livegate_metrics::State {
         in_flight_requests: in_flight as u64,
         in_flight_body_bytes: body_bytes as u64,
         admission_refusals: gw.admission.refused(),
@@ -327,13 +381,7 @@ async fn metrics(State(gw): State<Gateway>) -> Response<Body> {
         limiter_redis_errors: limiter.errors,
         key_store_ok: gw.store.health().await.ok,
         audit: Some(audit_state(&gw.audit)),
-    };
-    let mut res = Response::new(Body::from(gw.metrics.encode(state)));
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(livegate_metrics::CONTENT_TYPE),
-    );
-    res
+    }
 }
 
 /// Step 2 of the liveness route: the trace the request belongs to (its

@@ -12,7 +12,7 @@ use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSettings};
 use livegate_auth::{AdminError, Authenticator, KeyAdmin, RedisSettings, RedisStore};
-use livegate_config::{AuditSink, Config, FailMode, SimulatorConfig, TenantConfig};
+use livegate_config::{Config, FailMode, SimulatorConfig, TenantConfig};
 use livegate_core::admission::{Admission, UploadFloor};
 use livegate_core::exchange::{ExchangeSink, LogSink};
 use livegate_core::{Secret, SystemClock};
@@ -117,7 +117,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         a.with_limiter(limiter.clone(), default_rate)
             .with_audit(audit.clone())
     });
-    let metrics = Arc::new(Metrics::new());
+    let otlp_meter = livegate_telemetry::otlp_meter();
+    let metrics = Arc::new(Metrics::new().with_otlp(otlp_meter.as_ref().map(|m| &m.meter)));
     let gateway = Gateway {
         authenticator,
         store,
@@ -171,6 +172,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         audit: audit.clone(),
         clock,
     };
+    if let Some(m) = otlp_meter {
+        crate::gateway::observe_parts(&gateway, m.interval);
+    }
     let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
         (Some(cert), Some(key)) => Some(
             ReloadingTls::load(TlsFiles {
@@ -197,13 +201,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
 /// process).
 fn audit(config: &Config) -> anyhow::Result<Audit> {
     let a = &config.audit;
-    let sink = match a.sink {
-        AuditSink::Stdout => SinkKind::Stdout,
-        AuditSink::File => SinkKind::File,
-        AuditSink::Redis => SinkKind::Redis,
-    };
-    let redis = match (a.sink, &config.redis.url) {
-        (AuditSink::Redis, Some(url)) => Some(AuditRedis {
+    let sink = a.sink.clone();
+    let redis = match (a.sink.contains(SinkKind::Redis), &config.redis.url) {
+        (true, Some(url)) => Some(AuditRedis {
             backend: livegate_redis::Backend::from_url(
                 url.expose(),
                 Duration::from_millis(config.redis.timeout_ms.max(1000)),

@@ -3,14 +3,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use livegate_core::exchange::ExchangeRecord;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Line, Numbering, batch};
-use crate::state::{Backoff, State};
+use super::{Batch, Line, Report, more};
+use crate::state::Backoff;
 
 /// Records per write (and per fsync).
 const MAX_BATCH: usize = 1024;
@@ -35,23 +33,19 @@ struct Cursor {
 
 /// The writer thread's loop; ends when every sender is gone and the queue
 /// is written.
-pub(crate) fn run(
-    mut rx: UnboundedReceiver<ExchangeRecord>,
-    state: Arc<State>,
-    mut out: Output,
-    mut numbering: Numbering,
-) {
+pub(crate) fn run(mut rx: UnboundedReceiver<Batch>, report: Report, mut out: Output) {
     let mut last_sync = Instant::now()
         .checked_sub(SYNC_EVERY)
         .unwrap_or_else(Instant::now);
     while let Some(first) = rx.blocking_recv() {
-        let lines = numbering.lines(batch(first, &mut rx, MAX_BATCH));
+        let batches = more(first, &mut rx, MAX_BATCH);
+        let lines: Vec<&Line> = batches.iter().flat_map(|b| b.iter()).collect();
         let mut cursor = Cursor::default();
         let mut backoff = Backoff::new();
         loop {
             while let Err(e) = out.write(&lines, &mut cursor) {
                 // An io::Error's text is the OS's, never the line's content.
-                state.write_failed(&e.to_string());
+                report.failed(&e.to_string());
                 std::thread::sleep(backoff.next());
             }
             // Group commit: at most one sync per SYNC_EVERY. Records that
@@ -68,14 +62,14 @@ pub(crate) fn run(
                     // After a failed sync the written lines may not be on
                     // disk: write the batch again. A line may then appear
                     // twice, with its `seq`, never be missing.
-                    state.write_failed(&e.to_string());
+                    report.failed(&e.to_string());
                     std::thread::sleep(backoff.next());
                     cursor = Cursor::default();
                 }
             }
         }
         // Places are freed only once their records are on disk.
-        state.written(lines.len());
+        report.written(lines.len());
     }
 }
 
@@ -99,11 +93,11 @@ impl Output {
 impl Output {
     /// Writes `lines` from `cursor` on, then flushes (and for a regular
     /// file, syncs its data to disk).
-    fn write(&mut self, lines: &[Line], cursor: &mut Cursor) -> io::Result<()> {
+    fn write(&mut self, lines: &[&Line], cursor: &mut Cursor) -> io::Result<()> {
         match self {
             Self::Stdout => {
                 let mut out = io::stdout().lock();
-                while let Some(line) = lines.get(cursor.line) {
+                while let Some(&line) = lines.get(cursor.line) {
                     write_rest(&mut out, line, cursor)?;
                 }
                 out.flush()
@@ -175,8 +169,8 @@ impl RotatingFile {
         }
     }
 
-    fn write(&mut self, lines: &[Line], cursor: &mut Cursor) -> io::Result<()> {
-        while let Some(line) = lines.get(cursor.line) {
+    fn write(&mut self, lines: &[&Line], cursor: &mut Cursor) -> io::Result<()> {
+        while let Some(&line) = lines.get(cursor.line) {
             if cursor.offset == 0 {
                 self.make_room(line.json.len() as u64 + 1)?;
             }
@@ -266,6 +260,8 @@ mod tests {
             .iter()
             .map(|t| Line {
                 json: (*t).to_owned(),
+                time: std::time::SystemTime::UNIX_EPOCH,
+                outcome: "forwarded",
                 transaction_id: None,
             })
             .collect()
@@ -317,6 +313,7 @@ mod tests {
         let mut f = RotatingFile::new(path.clone(), 10, 2);
         let mut cursor = Cursor::default();
         let batch = lines(&["1234", "5678", "a-very-long-line", "x", "y", "0123456789"]);
+        let batch: Vec<&Line> = batch.iter().collect();
         f.write(&batch, &mut cursor).unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         // Files: 1234 5678 | a-very-long-line | x y | 0123456789; the

@@ -1,19 +1,152 @@
-//! The writer: takes queued records in order, numbers them, writes them,
-//! and gives their places back only once they are written. A failed write
-//! is retried, with backoff, until it succeeds: a record is never dropped.
+//! The writers: the dispatcher takes queued records in order, numbers
+//! them and hands each numbered batch to every sink's writer; each writer
+//! writes in that order, and a record's place is given back only once
+//! every sink has written it. A failed write is retried, with backoff,
+//! until it succeeds: a record is never dropped.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use livegate_core::exchange::ExchangeRecord;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::record::{to_json_line, valid_transaction_id};
+use crate::state::State;
 
 pub(crate) mod file;
+pub(crate) mod otlp;
 pub(crate) mod redis;
+
+/// Records numbered at once, at most.
+const DISPATCH_BATCH: usize = 1024;
+
+/// A numbered batch, shared by every sink's writer.
+pub(crate) type Batch = Arc<Vec<Line>>;
+
+/// The dispatcher thread's loop: number what is queued, hand it to every
+/// writer. Ends when every sender is gone; the writers end after it.
+pub(crate) fn dispatch(
+    mut rx: UnboundedReceiver<ExchangeRecord>,
+    mut numbering: Numbering,
+    writers: Vec<UnboundedSender<Batch>>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let lines: Batch = Arc::new(numbering.lines(batch(first, &mut rx, DISPATCH_BATCH)));
+        for w in &writers {
+            if w.send(lines.clone()).is_err() {
+                // Only if a writer panicked: its records keep their places,
+                // so the gateway refuses requests (50305) instead.
+                tracing::error!(target: "livegate::audit", "an audit writer has stopped");
+            }
+        }
+    }
+}
+
+/// `first` and the batches queued behind it, up to about `max` lines.
+pub(crate) fn more(first: Batch, rx: &mut UnboundedReceiver<Batch>, max: usize) -> Vec<Batch> {
+    let mut n = first.len();
+    let mut out = vec![first];
+    while n < max {
+        match rx.try_recv() {
+            Ok(b) => {
+                n += b.len();
+                out.push(b);
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Which sinks have written how far; frees places once all have.
+pub(crate) struct Progress {
+    state: Arc<State>,
+    inner: Mutex<Written>,
+}
+
+struct Written {
+    /// Records written, per sink.
+    by_sink: Vec<u64>,
+    /// Places given back (the least of `by_sink`).
+    freed: u64,
+    failing: Vec<bool>,
+}
+
+impl Progress {
+    pub(crate) fn new(state: Arc<State>, sinks: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            inner: Mutex::new(Written {
+                by_sink: vec![0; sinks],
+                freed: 0,
+                failing: vec![false; sinks],
+            }),
+        })
+    }
+
+    /// The handle of sink number `index` (named `name` in logs).
+    pub(crate) fn report(self: &Arc<Self>, index: usize, name: &'static str) -> Report {
+        Report {
+            progress: self.clone(),
+            index,
+            name,
+        }
+    }
+}
+
+/// A writer's way to say what it wrote or why it could not.
+pub(crate) struct Report {
+    progress: Arc<Progress>,
+    index: usize,
+    name: &'static str,
+}
+
+impl Report {
+    /// `n` more records are written by this sink.
+    pub(crate) fn written(&self, n: usize) {
+        let p = &self.progress;
+        let mut w = p.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if std::mem::replace(&mut w.failing[self.index], false) {
+            tracing::warn!(target: "livegate::audit", sink = self.name, "audit writes recovered");
+        }
+        w.by_sink[self.index] += n as u64;
+        let least = w.by_sink.iter().copied().min().unwrap_or(0);
+        let newly = least - w.freed;
+        w.freed = least;
+        p.state.set_failing(w.failing.iter().any(|f| *f));
+        drop(w);
+        if newly > 0 {
+            p.state
+                .written(usize::try_from(newly).unwrap_or(usize::MAX));
+        }
+    }
+
+    /// A write failed; the records are kept and retried. Logged when the
+    /// sink starts failing, not per attempt. `why` never holds a record.
+    pub(crate) fn failed(&self, why: &str) {
+        let p = &self.progress;
+        p.state.write_error();
+        let mut w = p.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if !std::mem::replace(&mut w.failing[self.index], true) {
+            tracing::error!(
+                target: "livegate::audit",
+                sink = self.name,
+                error = why,
+                "audit writes failing; records are kept and retried"
+            );
+        }
+        p.state.set_failing(true);
+    }
+}
 
 /// A record ready to write; its `seq` is fixed, so a retried line is the
 /// same line.
 pub(crate) struct Line {
     pub(crate) json: String,
+    /// When the request started (the line's `time`).
+    pub(crate) time: SystemTime,
+    /// The record's outcome (`forwarded`, `rejected`, …).
+    pub(crate) outcome: &'static str,
     /// The transactionId when it may be part of a key.
     pub(crate) transaction_id: Option<String>,
 }
@@ -39,6 +172,8 @@ impl Numbering {
                 self.seq += 1;
                 Line {
                     json: to_json_line(self.seq, &self.instance_id, &r),
+                    time: r.started_at,
+                    outcome: r.outcome.as_str(),
                     transaction_id: r
                         .upstream
                         .and_then(|u| u.transaction_id)

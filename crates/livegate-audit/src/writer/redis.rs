@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use livegate_core::exchange::ExchangeRecord;
 use livegate_redis::{Backend, Failure};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Line, Numbering, batch};
-use crate::state::{Backoff, State};
+use super::{Batch, Line, Report, more};
+use crate::state::Backoff;
 
 /// Records per transaction.
 const MAX_BATCH: usize = 256;
@@ -30,7 +29,7 @@ impl RedisOutput {
     /// key are written together or not at all. When `EXEC`'s answer is
     /// lost (a timeout after Redis applied it) the retry writes the batch
     /// again: the trail is at least once, and the repeated `seq`s show it.
-    async fn write(&self, lines: &[Line]) -> Result<(), Failure> {
+    async fn write(&self, lines: &[&Line]) -> Result<(), Failure> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for line in lines {
@@ -75,19 +74,15 @@ impl RedisOutput {
 
 /// The writer task's loop; ends when every sender is gone and the queue
 /// is written.
-pub(crate) async fn run(
-    mut rx: UnboundedReceiver<ExchangeRecord>,
-    state: Arc<State>,
-    out: Arc<RedisOutput>,
-    mut numbering: Numbering,
-) {
+pub(crate) async fn run(mut rx: UnboundedReceiver<Batch>, report: Report, out: Arc<RedisOutput>) {
     while let Some(first) = rx.recv().await {
-        let lines = numbering.lines(batch(first, &mut rx, MAX_BATCH));
+        let batches = more(first, &mut rx, MAX_BATCH);
+        let lines: Vec<&Line> = batches.iter().flat_map(|b| b.iter()).collect();
         let mut backoff = Backoff::new();
         while let Err(e) = out.write(&lines).await {
-            state.write_failed(&e.describe("audit write to redis"));
+            report.failed(&e.describe("audit write to redis"));
             tokio::time::sleep(backoff.next()).await;
         }
-        state.written(lines.len());
+        report.written(lines.len());
     }
 }
