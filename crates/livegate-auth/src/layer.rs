@@ -214,7 +214,8 @@ mod tests {
     use super::*;
     use crate::hash::Pepper;
     use crate::key;
-    use crate::store::{KeyRecord, MemoryStore, Tenant};
+    use crate::MemoryStore;
+    use crate::store::{KeyRecord, Tenant};
 
     fn setup() -> (Authenticator, String) {
         let pepper = Pepper::new("layer-test-pepper-0123").unwrap();
