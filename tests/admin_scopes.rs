@@ -170,10 +170,7 @@ async fn every_route_with_every_scope() {
                     assert!(ok, "{what}: {s} {}", String::from_utf8_lossy(&r.body));
                 } else {
                     refused(&r, 403, 40302, &what);
-                    let after = call(&gw, Some(ADMIN), "GET", "/admin/v1/tenants/acme/keys", "")
-                        .await
-                        .body;
-                    assert_eq!(before, after, "{what} changed acme's keys");
+                    assert_eq!(before, snapshot(&gw).await, "{what} changed something");
                 }
             }
         }
@@ -191,11 +188,14 @@ async fn every_route_with_every_scope() {
     // Refused calls changed nothing: the only tenants are the admin's.
     let r = call(&gw, Some(READ), "GET", "/admin/v1/tenants", "").await;
     let tenants = r.json();
-    assert_eq!(
-        tenants.as_array().unwrap().len(),
-        2 + 2,
-        "acme, other and the two the admin token made: {tenants}"
-    );
+    let made: Vec<&str> = tenants
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .filter(|id| id.starts_with('t'))
+        .collect();
+    assert_eq!(made.len(), 2, "only the admin token made tenants: {tenants}");
     // Admin actions name the token that did them, never its value.
     let out = gw.output();
     assert!(out.contains("acme-issuer"), "{out}");

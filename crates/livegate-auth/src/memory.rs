@@ -256,7 +256,6 @@ impl KeyStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
     use std::sync::Arc;
     use std::time::Duration;
 
