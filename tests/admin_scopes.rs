@@ -182,7 +182,12 @@ async fn every_route_with_every_scope() {
             .replace("{transactionId}", "abcdefghijklm");
         for token in [None, Some("not-a-token-0123456789"), Some(METRICS)] {
             let r = call(&gw, token, route.method, &path, "{}").await;
-            refused(&r, 401, 40106, &format!("{} {path} with {token:?}", route.method));
+            refused(
+                &r,
+                401,
+                40106,
+                &format!("{} {path} with {token:?}", route.method),
+            );
         }
     }
     // Refused calls changed nothing: the only tenants are the admin's.
@@ -195,7 +200,11 @@ async fn every_route_with_every_scope() {
         .filter_map(|t| t["id"].as_str())
         .filter(|id| id.starts_with('t'))
         .collect();
-    assert_eq!(made.len(), 2, "only the admin token made tenants: {tenants}");
+    assert_eq!(
+        made.len(),
+        2,
+        "only the admin token made tenants: {tenants}"
+    );
     // Admin actions name the token that did them, never its value.
     let out = gw.output();
     assert!(out.contains("acme-issuer"), "{out}");
@@ -246,9 +255,23 @@ async fn a_read_token_cannot_issue_keys() {
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     assert_eq!(keys[0]["state"], "active", "{keys}");
     // Its own tenant's keys it may issue; a key that exists nowhere is 404.
-    let r = call(&gw, Some(ACME_KEYS), "POST", "/admin/v1/tenants/acme/keys", "").await;
+    let r = call(
+        &gw,
+        Some(ACME_KEYS),
+        "POST",
+        "/admin/v1/tenants/acme/keys",
+        "",
+    )
+    .await;
     assert_eq!(r.status, 201);
-    let r = call(&gw, Some(ACME_KEYS), "POST", "/admin/v1/keys/abcdefabcdef/revoke", "").await;
+    let r = call(
+        &gw,
+        Some(ACME_KEYS),
+        "POST",
+        "/admin/v1/keys/abcdefabcdef/revoke",
+        "",
+    )
+    .await;
     refused(&r, 404, 40403, "unknown key");
 }
 
@@ -341,7 +364,11 @@ async fn an_oversized_admin_body_gets_the_json_error() {
     let framed = chunks_as_chunked(&chunks);
     let framed: Vec<&[u8]> = framed.iter().map(Vec::as_slice).collect();
     let raw = raw_exchange(gw.ops_addr.unwrap(), &head, &framed).await;
-    assert!(raw.starts_with("HTTP/1.1 413"), "{}", &raw[..raw.len().min(300)]);
+    assert!(
+        raw.starts_with("HTTP/1.1 413"),
+        "{}",
+        &raw[..raw.len().min(300)]
+    );
     assert!(raw.contains("application/json"), "{raw}");
     assert!(raw.contains(r#""errorCode":41301"#), "{raw}");
     assert!(raw.contains(r#""requestId":"big-1""#), "{raw}");
@@ -423,7 +450,12 @@ fn check_config_redacts_the_new_secrets() {
     for secret in [METRICS, ADMIN, READ, ACME_KEYS] {
         assert!(!out.contains(secret), "{out}");
     }
-    for shown in ["dashboard", "acme-issuer", "\"keys\"", "metrics_token = \"[redacted]\""] {
+    for shown in [
+        "dashboard",
+        "acme-issuer",
+        "\"keys\"",
+        "metrics_token = \"[redacted]\"",
+    ] {
         assert!(out.contains(shown), "{shown} missing:\n{out}");
     }
 }
@@ -445,17 +477,25 @@ async fn the_cli_works_with_a_scoped_token() {
         );
         (o.status.success(), output_text(&o))
     };
-    let (ok, out) = tokio::task::block_in_place(|| cli(&["tenants", "create", "--id", "acme"], ADMIN));
+    let (ok, out) =
+        tokio::task::block_in_place(|| cli(&["tenants", "create", "--id", "acme"], ADMIN));
     assert!(ok, "{out}");
-    let (ok, out) = tokio::task::block_in_place(|| cli(&["keys", "issue", "--tenant", "acme"], ACME_KEYS));
+    let (ok, out) =
+        tokio::task::block_in_place(|| cli(&["keys", "issue", "--tenant", "acme"], ACME_KEYS));
     assert!(ok, "{out}");
     assert!(out.contains("lvg_"), "the key is printed once: {out}");
-    let (ok, out) = tokio::task::block_in_place(|| cli(&["keys", "list", "--tenant", "acme"], READ));
+    let (ok, out) =
+        tokio::task::block_in_place(|| cli(&["keys", "list", "--tenant", "acme"], READ));
     assert!(ok && out.contains("active"), "{out}");
-    let (ok, out) = tokio::task::block_in_place(|| cli(&["tenants", "create", "--id", "globex"], KEYS));
+    let (ok, out) =
+        tokio::task::block_in_place(|| cli(&["tenants", "create", "--id", "globex"], KEYS));
     assert!(!ok, "{out}");
-    assert!(out.contains("40302") && out.contains("scope `admin`"), "{out}");
-    let (ok, out) = tokio::task::block_in_place(|| cli(&["keys", "issue", "--tenant", "acme"], READ));
+    assert!(
+        out.contains("40302") && out.contains("scope `admin`"),
+        "{out}"
+    );
+    let (ok, out) =
+        tokio::task::block_in_place(|| cli(&["keys", "issue", "--tenant", "acme"], READ));
     assert!(!ok && out.contains("scope `keys`"), "{out}");
     assert!(!out.contains(READ), "the token is never printed: {out}");
 }

@@ -263,7 +263,12 @@ impl From<AdminError> for Refusal {
 }
 
 /// One admin audit event: what changed, and which token did it.
-fn audit_event(action: &'static str, caller: &access::Caller, tenant: &str, key_id: Option<&KeyId>) {
+fn audit_event(
+    action: &'static str,
+    caller: &access::Caller,
+    tenant: &str,
+    key_id: Option<&KeyId>,
+) {
     tracing::info!(
         target: "livegate::admin",
         action,

@@ -128,11 +128,7 @@ fn checked(api: &AdminApi, fields: TenantFields) -> Result<TenantUpdate, Refusal
     {
         return Err(bad());
     }
-    if update
-        .name
-        .as_ref()
-        .is_some_and(|n| n.len() > MAX_NAME_LEN)
-    {
+    if update.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_LEN) {
         return Err(bad());
     }
     if let Some(o) = &update.images {

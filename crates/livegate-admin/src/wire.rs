@@ -314,8 +314,8 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for WithId<T> {
                     }
                 }
                 let id = id.ok_or_else(|| de::Error::missing_field("id"))?;
-                let rest = T::deserialize(serde_json::Value::Object(rest))
-                    .map_err(de::Error::custom)?;
+                let rest =
+                    T::deserialize(serde_json::Value::Object(rest)).map_err(de::Error::custom)?;
                 Ok(WithId { id, rest })
             }
         }

@@ -212,9 +212,9 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
+    use crate::MemoryStore;
     use crate::hash::Pepper;
     use crate::key;
-    use crate::MemoryStore;
     use crate::store::{KeyRecord, Tenant};
 
     fn setup() -> (Authenticator, String) {

@@ -37,8 +37,8 @@ pub use authn::{AuthError, Authenticator, Principal, presented_key};
 pub use hash::{KeyHash, Pepper, PepperError, hash_key};
 pub use key::{KEY_PREFIX, KeyFormatError, KeyId, NewKey, PresentedKey, generate, parse};
 pub use layer::{Auth, AuthLayer};
-pub use redis::{RedisSettings, RedisStore};
 pub use memory::MemoryStore;
+pub use redis::{RedisSettings, RedisStore};
 pub use store::{
     BoxFuture, KeyEntry, KeyRecord, KeyStore, StoreError, StoreHealth, Tenant, TenantSettings,
 };

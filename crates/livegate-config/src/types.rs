@@ -354,7 +354,9 @@ impl AdminConfig {
             .as_ref()
             .is_some_and(|t| t.expose().len() < MIN_TOKEN_LEN)
         {
-            p.push(format!("admin.token must be at least {MIN_TOKEN_LEN} bytes"));
+            p.push(format!(
+                "admin.token must be at least {MIN_TOKEN_LEN} bytes"
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         let mut values: Vec<&str> = self.token.iter().map(Secret::expose).collect();

@@ -40,11 +40,20 @@ tenants = ["acme", "globex"]
     let c = load(Some(f.path()), Vec::new()).unwrap();
     let t = &c.admin.tokens;
     assert_eq!(t.len(), 2);
-    assert_eq!((t[0].name.as_str(), &t[0].scopes[..]), ("dashboard", &[AdminScope::Read][..]));
+    assert_eq!(
+        (t[0].name.as_str(), &t[0].scopes[..]),
+        ("dashboard", &[AdminScope::Read][..])
+    );
     assert_eq!(t[1].scopes, [AdminScope::Read, AdminScope::Keys]);
-    assert_eq!(t[1].tenants.as_deref(), Some(&["acme".to_owned(), "globex".to_owned()][..]));
+    assert_eq!(
+        t[1].tenants.as_deref(),
+        Some(&["acme".to_owned(), "globex".to_owned()][..])
+    );
     // From the file, without the newline the writer added.
-    assert_eq!(t[1].token.as_ref().unwrap().expose(), "support-token-0123456789");
+    assert_eq!(
+        t[1].token.as_ref().unwrap().expose(),
+        "support-token-0123456789"
+    );
     assert_eq!(
         c.ops.metrics_token.as_ref().unwrap().expose(),
         "metrics-token-0123456789"
@@ -61,7 +70,10 @@ tenants = ["acme", "globex"]
     ] {
         assert!(!printed.contains(secret), "{printed}");
     }
-    assert!(printed.contains("dashboard") && printed.contains("[redacted]"), "{printed}");
+    assert!(
+        printed.contains("dashboard") && printed.contains("[redacted]"),
+        "{printed}"
+    );
 }
 
 #[test]

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use livegate_admin::{AdminApi, AdminToken, Scope, TokenDigest};
 use livegate_audit::{Audit, AuditRedis, AuditSettings, SinkKind};
+use livegate_auth::MemoryStore;
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_auth::store::{KeyRecord, KeyStore, Tenant, TenantSettings};
-use livegate_auth::MemoryStore;
 use livegate_auth::{AdminError, Authenticator, KeyAdmin, RedisSettings, RedisStore};
 use livegate_config::{AuditSink, Config, FailMode, SimulatorConfig, TenantConfig};
 use livegate_core::admission::{Admission, UploadFloor};
@@ -95,8 +95,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     let dev_admin_token = (!config.admin.any_token() && embedded)
         .then(|| Secret::new(format!("lvgadm_{}", hex::encode(&random_bytes::<24>()))));
     let admin = admin_tokens(config, dev_admin_token.as_ref()).map(|tokens| {
-        let api = AdminApi::without_tokens(admin_store, pepper.clone(), clock.clone(), config.images)
-            .with_protection(config.protection);
+        let api =
+            AdminApi::without_tokens(admin_store, pepper.clone(), clock.clone(), config.images)
+                .with_protection(config.protection);
         tokens.into_iter().fold(api, AdminApi::with_token)
     });
     let authenticator = Authenticator::new(store.clone(), pepper, clock.clone());
@@ -519,4 +520,3 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     rand::rng().fill(&mut b[..]);
     b
 }
-

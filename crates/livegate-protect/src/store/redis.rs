@@ -173,7 +173,11 @@ impl RedisStore {
     }
 
     fn exact_key(&self, scope: &str, sha256: &[u8; 32]) -> String {
-        format!("{}:{{replay:{scope}}}:x:{}", self.prefix, hex::encode(sha256))
+        format!(
+            "{}:{{replay:{scope}}}:x:{}",
+            self.prefix,
+            hex::encode(sha256)
+        )
     }
 
     fn bucket_key(&self, scope: &str, band: u32, phash: u64) -> String {
@@ -243,7 +247,6 @@ fn unavailable(what: &str, failure: &Failure) -> StoreError {
         Failure::Redis(e) => format!("{what}: {}", describe(e)),
     })
 }
-
 
 /// Band `band` (0-based) of a perceptual hash, as the memory store cuts it.
 fn band_value(phash: u64, band: u32) -> u8 {
@@ -425,7 +428,6 @@ fn parse_entry(value: &[u8]) -> Result<Entry, StoreError> {
         _ => Err(bad()),
     }
 }
-
 
 impl IdempotencyStore for RedisStore {
     fn claim<'a>(
