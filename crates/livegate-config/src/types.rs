@@ -339,6 +339,14 @@ impl AdminConfig {
         self.token.is_some() || self.token_file.is_some() || !self.tokens.is_empty()
     }
 
+    /// Drops the tokens' values once the admin API holds their digests.
+    pub fn forget_secrets(&mut self) {
+        self.token = None;
+        for t in &mut self.tokens {
+            t.token = None;
+        }
+    }
+
     pub(crate) fn resolve_secrets(&mut self, problems: &mut Vec<String>) {
         crate::load::read_secret(&mut self.token, &self.token_file, "admin.token", problems);
         for (i, t) in self.tokens.iter_mut().enumerate() {
@@ -413,6 +421,11 @@ impl AdminConfig {
 }
 
 impl OpsConfig {
+    /// Drops the metrics token's value once `/metrics` holds its digest.
+    pub fn forget_secrets(&mut self) {
+        self.metrics_token = None;
+    }
+
     pub(crate) fn resolve_secrets(&mut self, problems: &mut Vec<String>) {
         crate::load::read_secret(
             &mut self.metrics_token,

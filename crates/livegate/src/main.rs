@@ -367,6 +367,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let telemetry = init_logging(&config.log);
     let result = server_runtime(&config.server)?.block_on(async move {
         let mut rt = runtime::build(&config).await?;
+        // From here on the admin and metrics tokens exist as digests only.
+        let mut config = config;
+        config.admin.forget_secrets();
+        config.ops.forget_secrets();
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
