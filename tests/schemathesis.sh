@@ -12,6 +12,9 @@
 #   the route is exercised past authentication and image checks.
 # - gateway "admin": the admin API with the admin token, then with a wrong
 #   token (the admin-token run revokes keys and disables tenants).
+# - gateway "scoped": configured with a `read` and a `keys` token
+#   (`[[admin.tokens]]`); the admin API with each: its routes answered, the
+#   documented 403 (40302) on every other route, never a 401.
 # After each run a per-operation summary of the response statuses is
 # printed. The script fails when, in the admin-token or the public run, an
 # operation got only 401/403 answers (schemathesis' `missing_auth` warning,
@@ -70,8 +73,9 @@ TOML
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 # run LABEL CONFIG EXPECT [schemathesis arguments]; EXPECT: "auth" (no operation
-# may get only 401/403; the liveness route must answer 2xx) or "denied" (no
-# operation may answer 2xx).
+# may get only 401/403; the liveness route must answer 2xx), "scoped" (a known
+# token of narrower scope: never 401, some 2xx) or "denied" (no operation may
+# answer 2xx).
 runs=0
 run() {
   local label=$1 config=$2 expect=$3 report
@@ -133,6 +137,12 @@ if expect == "auth":
     for operation in liveness:
         if not any(200 <= code < 300 for code in statuses[operation]):
             problems.append(f"{operation} answered no 2xx")
+if expect == "scoped":
+    for operation, counts in statuses.items():
+        if 401 in counts:
+            problems.append(f"{operation} answered 401 to a known token")
+    if not any(200 <= code < 300 for counts in statuses.values() for code in counts):
+        problems.append("no operation answered 2xx to the scoped token")
 if expect == "denied":
     for operation, counts in statuses.items():
         if any(200 <= code < 300 for code in counts):
@@ -174,4 +184,30 @@ run "admin API, admin token" strict.toml auth --url "http://$ops" \
   -H "Authorization: Bearer $token" --include-path-regex '^/admin/'
 run "admin API, wrong token" lenient.toml denied --url "http://$ops" \
   -H "Authorization: Bearer wrong-token-0123456789" --include-path-regex '^/admin/'
+
+# Scoped admin tokens, on a third gateway configured with them.
+cat >"$tmp/scoped.toml" <<'TOML'
+[simulator]
+enabled = true
+[admin]
+token = "schemathesis-admin-token-0123"
+[[admin.tokens]]
+name = "read"
+token = "schemathesis-read-token-0123"
+scopes = ["read"]
+[[admin.tokens]]
+name = "keys"
+token = "schemathesis-keys-token-0123"
+scopes = ["keys"]
+TOML
+LIVEGATE_SERVER__LISTEN=127.0.0.1:0 LIVEGATE_OPS__LISTEN=127.0.0.1:0 LIVEGATE_SERVER__SHUTDOWN_DELAY_MS=0 \
+  LIVEGATE_LOG__LEVEL=warn "$bin" serve --config "$tmp/scoped.toml" >"$tmp/scoped.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do grep -q "^livegate ops listening on " "$tmp/scoped.out" && break; sleep 0.05; done
+scoped_ops=$(sed -n 's/^livegate ops listening on //p' "$tmp/scoped.out" | head -1)
+[[ -n $scoped_ops ]] || { echo "scoped gateway did not start:" >&2; cat "$tmp/scoped.out" >&2; exit 1; }
+run "admin API, read token" lenient.toml scoped --url "http://$scoped_ops" \
+  -H "Authorization: Bearer schemathesis-read-token-0123" --include-path-regex '^/admin/'
+run "admin API, keys token" lenient.toml scoped --url "http://$scoped_ops" \
+  -H "Authorization: Bearer schemathesis-keys-token-0123" --include-path-regex '^/admin/'
 echo "schemathesis: all runs passed"

@@ -98,14 +98,7 @@ pub struct KeyHashParseError;
 
 impl fmt::Display for KeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 64];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = DIGITS[usize::from(b >> 4)];
-            out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-        }
-        // Every byte written above is an ASCII hex digit.
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        f.write_str(&livegate_core::hex::encode(&self.0))
     }
 }
 
@@ -122,23 +115,9 @@ impl FromStr for KeyHash {
 
     /// Accepts either case; [`Display`](fmt::Display) always writes lowercase.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        fn nibble(c: u8) -> Result<u8, KeyHashParseError> {
-            match c {
-                b'0'..=b'9' => Ok(c - b'0'),
-                b'a'..=b'f' => Ok(c - b'a' + 10),
-                b'A'..=b'F' => Ok(c - b'A' + 10),
-                _ => Err(KeyHashParseError),
-            }
-        }
-        let s = s.as_bytes();
-        if s.len() != 64 {
-            return Err(KeyHashParseError);
-        }
-        let mut out = [0u8; 32];
-        for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-            *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
-        }
-        Ok(Self(out))
+        livegate_core::hex::decode(s)
+            .map(Self)
+            .ok_or(KeyHashParseError)
     }
 }
 

@@ -212,9 +212,10 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
+    use crate::MemoryStore;
     use crate::hash::Pepper;
     use crate::key;
-    use crate::store::{KeyRecord, MemoryStore, Tenant};
+    use crate::store::{KeyRecord, Tenant};
 
     fn setup() -> (Authenticator, String) {
         let pepper = Pepper::new("layer-test-pepper-0123").unwrap();

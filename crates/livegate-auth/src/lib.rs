@@ -6,7 +6,9 @@
 //! - [`hash`]: the keyed hash (HMAC-SHA-256 with a server-side [`Pepper`])
 //!   that is all a store ever holds of a key, compared in constant time;
 //! - [`store`]: the [`KeyStore`] trait the request path reads tenants and
-//!   key records through, and the in-memory [`MemoryStore`];
+//!   key records through, and the records themselves;
+//! - [`admin`]: the [`KeyAdmin`] trait the admin API writes through;
+//! - [`memory`]: the in-memory [`MemoryStore`] (both traits);
 //! - [`authn`]: reading the key from request headers and the
 //!   [`Authenticator`] that turns it into a [`Principal`] or an
 //!   [`AuthError`].
@@ -26,6 +28,7 @@ pub mod authn;
 pub mod hash;
 pub mod key;
 pub mod layer;
+pub mod memory;
 pub mod redis;
 pub mod store;
 
@@ -34,8 +37,8 @@ pub use authn::{AuthError, Authenticator, Principal, presented_key};
 pub use hash::{KeyHash, Pepper, PepperError, hash_key};
 pub use key::{KEY_PREFIX, KeyFormatError, KeyId, NewKey, PresentedKey, generate, parse};
 pub use layer::{Auth, AuthLayer};
+pub use memory::MemoryStore;
 pub use redis::{RedisSettings, RedisStore};
 pub use store::{
-    BoxFuture, KeyEntry, KeyRecord, KeyStore, MemoryStore, StoreError, StoreHealth, Tenant,
-    TenantSettings,
+    BoxFuture, KeyEntry, KeyRecord, KeyStore, StoreError, StoreHealth, Tenant, TenantSettings,
 };

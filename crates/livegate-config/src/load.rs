@@ -32,6 +32,7 @@ const SECRET_KEYS: &[&str] = &[
     "auth.pepper",
     "simulator.api_key",
     "admin.token",
+    "ops.metrics_token",
     "redis.url",
 ];
 
@@ -334,7 +335,7 @@ fn check_formats(at: &str, table: &mut Dict, p: &mut Vec<String>) {
     table.remove("formats");
 }
 
-fn read_secret(
+pub(crate) fn read_secret(
     inline: &mut Option<Secret>,
     file: &Option<PathBuf>,
     name: &str,
@@ -375,12 +376,8 @@ impl Config {
             "redis.url",
             problems,
         );
-        read_secret(
-            &mut self.admin.token,
-            &self.admin.token_file,
-            "admin.token",
-            problems,
-        );
+        self.admin.resolve_secrets(problems);
+        self.ops.resolve_secrets(problems);
         read_secret(
             &mut self.simulator.api_key,
             &self.simulator.api_key_file,
@@ -405,7 +402,7 @@ impl Config {
         if self.auth.pepper.is_some() || self.auth.pepper_file.is_some() {
             set.push("auth.pepper");
         }
-        if self.admin.token.is_some() || self.admin.token_file.is_some() {
+        if self.admin.any_token() {
             set.push("admin.token");
         }
         if self.redis.url.is_some() || self.redis.url_file.is_some() {
@@ -564,14 +561,8 @@ impl Config {
                 Err(e) => p.push(format!("vendor.ca_file {}: {e}", ca.display())),
             }
         }
-        if self
-            .admin
-            .token
-            .as_ref()
-            .is_some_and(|t| t.expose().len() < 16)
-        {
-            p.push("admin.token must be at least 16 bytes".into());
-        }
+        self.admin.validate_into(p);
+        self.ops.validate_into(p);
         if self.ops.listen == self.server.listen && self.ops.listen.port() != 0 {
             p.push("ops.listen must differ from server.listen: the admin API is never on the public listener".into());
         }

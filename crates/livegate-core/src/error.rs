@@ -86,8 +86,12 @@ error_kinds! {
     KeyConflict => (UNAUTHORIZED, 40105, "x-api-key and Authorization carry different keys"),
     /// An admin route without the admin token, or with a wrong one.
     AdminTokenInvalid => (UNAUTHORIZED, 40106, "missing or invalid admin token"),
+    /// `GET /metrics` without the bearer token `ops.metrics_token` names (only when one is set), or with a wrong one.
+    MetricsTokenInvalid => (UNAUTHORIZED, 40107, "missing or invalid metrics token"),
     /// The key is valid but its tenant is disabled.
     TenantDisabled => (FORBIDDEN, 40301, "tenant is disabled"),
+    /// A valid admin token without the scope the route needs (`read`: GET routes; `keys`: issue, rotate, revoke; `admin`: everything), or a `keys` token acting on a tenant outside its `tenants`.
+    AdminScopeMissing => (FORBIDDEN, 40302, "the admin token's scopes do not allow this request"),
     /// No such route.
     NotFound => (NOT_FOUND, 40401, "no such route"),
     /// No tenant with that id (admin API).

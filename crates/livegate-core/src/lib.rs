@@ -9,7 +9,8 @@
 //!   an error body can never echo a key, an image or any other input.
 //! - the [`exchange`] record: one per liveness request, filled by every
 //!   layer, emitted once to a sink (log line now; audit, metrics later);
-//! - the [`Clock`], [`Timestamp`] and [`Secret`] types every crate shares.
+//! - the [`Clock`], [`Timestamp`] and [`Secret`] types every crate shares,
+//!   and the one [`hex`] encoder.
 //!
 //! It does not decide *when* an error happens: each crate has its own typed
 //! errors, gathered into the stack's one error type by the binary, which
@@ -18,6 +19,7 @@
 pub mod admission;
 mod error;
 pub mod exchange;
+pub mod hex;
 mod secret;
 pub mod single_headers;
 pub mod tenant;

@@ -323,9 +323,9 @@ impl Store {
             for ss in rs.scope_spans {
                 for s in ss.spans {
                     new.push(ReceivedSpan {
-                        trace_id: hex(&s.trace_id),
-                        span_id: hex(&s.span_id),
-                        parent_span_id: hex(&s.parent_span_id),
+                        trace_id: livegate_core::hex::encode(&s.trace_id),
+                        span_id: livegate_core::hex::encode(&s.span_id),
+                        parent_span_id: livegate_core::hex::encode(&s.parent_span_id),
                         name: s.name,
                         kind: match s.kind {
                             1 => "internal",
@@ -359,14 +359,6 @@ impl Store {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 fn stringify(v: Option<&AnyValue>) -> String {
     use any_value::Value;
     match v.and_then(|v| v.value.as_ref()) {
@@ -375,7 +367,7 @@ fn stringify(v: Option<&AnyValue>) -> String {
         Some(Value::BoolValue(b)) => b.to_string(),
         Some(Value::IntValue(i)) => i.to_string(),
         Some(Value::DoubleValue(d)) => d.to_string(),
-        Some(Value::BytesValue(b)) => hex(b),
+        Some(Value::BytesValue(b)) => livegate_core::hex::encode(b),
         Some(Value::ArrayValue(a)) => {
             let items: Vec<String> = a.values.iter().map(|v| stringify(Some(v))).collect();
             format!("[{}]", items.join(","))

@@ -3,6 +3,11 @@
 //! `LIVEGATE_ADMIN_TOKEN`; a table for people by default, `--output json`
 //! for scripts (the admin API's own JSON, unchanged).
 //!
+//! The token is whichever one is given: `[admin] token`, or any of
+//! `[[admin.tokens]]` whose scopes cover the command (`read` for `list` and
+//! `get`, `keys` for `keys issue|revoke|rotate`, `admin` for the rest). The
+//! gateway decides; on its 403 the error names the scope the command needs.
+//!
 //! Plain HTTP: the operations listener is meant for loopback or a port
 //! forward (`kubectl port-forward`), never the open network.
 
@@ -16,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use livegate_admin::{ROUTES, Scope};
 use livegate_core::Secret;
 use serde_json::Value;
 
@@ -56,6 +62,7 @@ pub fn call(
             .clone()
             .context("the admin token: LIVEGATE_ADMIN_TOKEN or --admin-token")?,
     );
+    let scope = scope_of(method.as_str(), path);
     let uri = format!("{}{path}", base.trim_end_matches('/'));
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let req = Request::builder()
@@ -82,13 +89,44 @@ pub fn call(
     let json: Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("the admin API answered HTTP {status} without JSON"))?;
     if !status.is_success() {
+        let hint = match (json["errorCode"].as_u64(), scope) {
+            (Some(40302), Some(scope)) => format!(
+                "; this command needs a token with scope `{}`{}",
+                scope.as_str(),
+                if scope == Scope::Keys {
+                    " (of this tenant, if the token lists tenants)"
+                } else {
+                    ""
+                }
+            ),
+            _ => String::new(),
+        };
         bail!(
-            "HTTP {status}: {} (errorCode {})",
+            "HTTP {status}: {} (errorCode {}){hint}",
             json["message"].as_str().unwrap_or("?"),
             json["errorCode"]
         );
     }
     Ok(json)
+}
+
+/// The scope an admin call needs, from the admin API's own route table.
+pub fn scope_of(method: &str, path: &str) -> Option<Scope> {
+    let path = path.split('?').next().unwrap_or(path);
+    ROUTES
+        .iter()
+        .find(|r| {
+            r.method == method && {
+                let want: Vec<&str> = r.path.split('/').collect();
+                let got: Vec<&str> = path.split('/').collect();
+                want.len() == got.len()
+                    && want
+                        .iter()
+                        .zip(&got)
+                        .all(|(w, g)| w == g || (w.starts_with('{') && !g.is_empty()))
+            }
+        })
+        .map(|r| r.scope)
 }
 
 /// Prints an answer: JSON as is, or a table of `columns` (one row per

@@ -315,9 +315,30 @@ impl<B> OnResponse<B> for RecordStatus {
 /// The operations listener's router: `/metrics`, the admin API when there
 /// is one, and JSON 404/405 for everything else. Never merged into the
 /// public router.
-pub fn ops_router(gw: &Gateway, admin: Option<livegate_admin::AdminApi>) -> Router {
+pub fn ops_router(
+    gw: &Gateway,
+    admin: Option<livegate_admin::AdminApi>,
+    metrics_token: Option<livegate_admin::TokenDigest>,
+) -> Router {
+    let mut metrics_route = get(metrics);
+    if let Some(token) = metrics_token {
+        // `[ops] metrics_token`: the tenant ids in the metrics are not for
+        // whoever reaches the port.
+        metrics_route = metrics_route.route_layer(axum::middleware::from_fn(
+            move |req: Request<Body>, next: axum::middleware::Next| {
+                let admitted = token.presented_in(req.headers());
+                async move {
+                    if admitted {
+                        next.run(req).await
+                    } else {
+                        error_response(ErrorKind::MetricsTokenInvalid, request_id(req.headers()))
+                    }
+                }
+            },
+        ));
+    }
     let mut routes = Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", metrics_route)
         .with_state(gw.clone());
     if let Some(api) = admin {
         routes = routes.merge(livegate_admin::router(api));

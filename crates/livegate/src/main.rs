@@ -367,6 +367,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let telemetry = init_logging(&config.log);
     let result = server_runtime(&config.server)?.block_on(async move {
         let mut rt = runtime::build(&config).await?;
+        // From here on the admin and metrics tokens exist as digests only.
+        let mut config = config;
+        config.admin.forget_secrets();
+        config.ops.forget_secrets();
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
@@ -379,7 +383,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             embedded_banner(&rt, addr, ops_addr);
         }
         if rt.admin.is_none() {
-            tracing::info!("no admin.token: the admin API is off");
+            tracing::info!("no admin token (admin.token or admin.tokens): the admin API is off");
         }
         tracing::info!(%addr, %ops_addr, mode = rt.gateway.mode, "livegate listening");
         // Plain lines tests and scripts can wait for, whatever the log format.
@@ -399,7 +403,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
 
         let edge = server::Edge::from_config(&config.server);
         let ops = server::Serve {
-            app: gateway::ops_router(&rt.gateway, rt.admin.take()),
+            app: gateway::ops_router(&rt.gateway, rt.admin.take(), rt.metrics_token.take()),
             // The ops listener has no readiness of its own.
             health: gateway::Health::default(),
             edge: edge.clone(),

@@ -6,16 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use livegate_admin::AdminApi;
+use livegate_admin::{AdminApi, AdminToken, Scope, TokenDigest};
 use livegate_audit::{Audit, AuditRedis, AuditSettings, SinkKind};
+use livegate_auth::MemoryStore;
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
-use livegate_auth::store::{KeyRecord, KeyStore, MemoryStore, Tenant, TenantSettings};
+use livegate_auth::store::{KeyRecord, KeyStore, Tenant, TenantSettings};
 use livegate_auth::{AdminError, Authenticator, KeyAdmin, RedisSettings, RedisStore};
 use livegate_config::{Config, FailMode, SimulatorConfig, TenantConfig};
 use livegate_core::admission::{Admission, UploadFloor};
 use livegate_core::exchange::{ExchangeSink, LogSink};
-use livegate_core::{Secret, SystemClock};
+use livegate_core::{Secret, SystemClock, hex};
 use livegate_metrics::Metrics;
 use livegate_ratelimit::{
     FailMode as LimitFailMode, FallbackLimiter, Limit, Limiter, LocalLimiter, RedisLimiter,
@@ -53,6 +54,8 @@ pub struct Runtime {
     pub admin: Option<AdminApi>,
     /// A development admin token made for the embedded default; shown once.
     pub dev_admin_token: Option<Secret>,
+    /// `[ops] metrics_token`: `/metrics` needs it when set.
+    pub metrics_token: Option<TokenDigest>,
 }
 
 /// Builds everything; spawns the simulator on the embedded default.
@@ -87,25 +90,16 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     let (vendor, breaker) = vendor_stack(config, client);
 
     let clock = Arc::new(SystemClock);
-    // The admin token: configured, or a development one for the embedded
-    // default; without either the admin routes are off.
-    let dev_admin_token = (config.admin.token.is_none() && embedded)
-        .then(|| Secret::new(format!("lvgadm_{}", hex(&random_bytes::<24>()))));
-    let admin = config
-        .admin
-        .token
-        .as_ref()
-        .or(dev_admin_token.as_ref())
-        .map(|token| {
-            AdminApi::new(
-                admin_store,
-                pepper.clone(),
-                clock.clone(),
-                config.images,
-                token,
-            )
-            .with_protection(config.protection)
-        });
+    // The admin tokens: configured, or a development one (scope `admin`)
+    // for the embedded default; without any the admin routes are off.
+    let dev_admin_token = (!config.admin.any_token() && embedded)
+        .then(|| Secret::new(format!("lvgadm_{}", hex::encode(&random_bytes::<24>()))));
+    let admin = admin_tokens(config, dev_admin_token.as_ref()).map(|tokens| {
+        let api =
+            AdminApi::without_tokens(admin_store, pepper.clone(), clock.clone(), config.images)
+                .with_protection(config.protection);
+        tokens.into_iter().fold(api, AdminApi::with_token)
+    });
     let authenticator = Authenticator::new(store.clone(), pepper, clock.clone());
     let limiter = limiter(config)?;
     let default_rate = config
@@ -192,7 +186,34 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         tls,
         admin,
         dev_admin_token,
+        metrics_token: config.ops.metrics_token.as_ref().map(TokenDigest::of),
     })
+}
+
+/// The admin API's tokens (`[admin] token` or the development one, scope
+/// `admin`; then `[[admin.tokens]]`), held from here on as digests only;
+/// `None` when there is none (the admin routes are off).
+fn admin_tokens(config: &Config, dev_admin_token: Option<&Secret>) -> Option<Vec<AdminToken>> {
+    let mut tokens: Vec<AdminToken> = config
+        .admin
+        .token
+        .as_ref()
+        .or(dev_admin_token)
+        .map(|t| AdminToken::new("admin", t, [Scope::Admin], None))
+        .into_iter()
+        .collect();
+    for t in &config.admin.tokens {
+        // Validation made sure each has its value (inline or from its file).
+        if let Some(secret) = &t.token {
+            tokens.push(AdminToken::new(
+                t.name.clone(),
+                secret,
+                t.scopes.iter().copied(),
+                t.tenants.clone(),
+            ));
+        }
+    }
+    (!tokens.is_empty()).then_some(tokens)
 }
 
 /// The audit trail with its sink; its writer starts now. Records carry
@@ -232,7 +253,7 @@ fn audit(config: &Config) -> anyhow::Result<Audit> {
         lookup_ttl: Duration::from_secs(a.lookup_retention_hours.saturating_mul(3600)),
         capacity: a.capacity,
         max_wait: Duration::from_millis(a.max_wait_ms),
-        instance_id: format!("{host}-{}", hex(&random_bytes::<4>())),
+        instance_id: format!("{host}-{}", hex::encode(&random_bytes::<4>())),
     };
     Audit::start(settings, redis).map_err(|e| anyhow!("audit: {e}"))
 }
@@ -472,7 +493,7 @@ async fn spawn_simulator(cfg: &SimulatorConfig) -> anyhow::Result<Simulator> {
 pub fn simulator_key(cfg: &SimulatorConfig) -> Secret {
     cfg.api_key
         .clone()
-        .unwrap_or_else(|| Secret::new(hex(&random_bytes::<24>())))
+        .unwrap_or_else(|| Secret::new(hex::encode(&random_bytes::<24>())))
 }
 
 /// The simulator's settings from the `[simulator]` section.
@@ -498,8 +519,4 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::rng().fill(&mut b[..]);
     b
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

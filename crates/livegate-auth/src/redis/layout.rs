@@ -29,7 +29,7 @@ impl Layout {
     pub(super) fn issue_request(&self, tenant: &str, request_id: &str) -> String {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(request_id.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = livegate_core::hex::encode(&digest);
         format!("{}:{{t:{tenant}}}:issue:{hex}", self.prefix)
     }
 

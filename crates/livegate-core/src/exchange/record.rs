@@ -58,13 +58,7 @@ pub struct ImageFacts {
 impl ImageFacts {
     /// The digest as 64 lowercase hex characters.
     pub fn sha256_hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
-        for b in self.sha256 {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-        out
+        crate::hex::encode(&self.sha256)
     }
 }
 

@@ -51,6 +51,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use ::redis::Script;
+use livegate_core::hex;
 use livegate_redis::{Backend, Conn, Failure, describe};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -172,7 +173,11 @@ impl RedisStore {
     }
 
     fn exact_key(&self, scope: &str, sha256: &[u8; 32]) -> String {
-        format!("{}:{{replay:{scope}}}:x:{}", self.prefix, hex(sha256))
+        format!(
+            "{}:{{replay:{scope}}}:x:{}",
+            self.prefix,
+            hex::encode(sha256)
+        )
     }
 
     fn bucket_key(&self, scope: &str, band: u32, phash: u64) -> String {
@@ -185,7 +190,7 @@ impl RedisStore {
 
     fn idem_key(&self, scope: &str, key: &str) -> String {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        format!("{}:{{idem:{scope}}}:{}", self.prefix, hex(&hash))
+        format!("{}:{{idem:{scope}}}:{}", self.prefix, hex::encode(&hash))
     }
 
     /// Runs one round trip under the timeout; `what` names the operation
@@ -241,16 +246,6 @@ fn unavailable(what: &str, failure: &Failure) -> StoreError {
         Failure::TimedOut(_) => failure.describe(what),
         Failure::Redis(e) => format!("{what}: {}", describe(e)),
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 /// Band `band` (0-based) of a perceptual hash, as the memory store cuts it.
@@ -355,7 +350,7 @@ impl ReplayStore for RedisStore {
 // ----------------------------------------------------------- idempotency
 
 fn pending_value(digest: &[u8; 32]) -> String {
-    format!("p:{}", hex(digest))
+    format!("p:{}", hex::encode(digest))
 }
 
 #[derive(Serialize)]
@@ -395,7 +390,7 @@ fn done_value(digest: &[u8; 32], answer: &StoredAnswer) -> Vec<u8> {
             Err(_) => BodyOut::Bytes(&answer.body),
         },
     };
-    let mut value = format!("d:{}:", hex(digest)).into_bytes();
+    let mut value = format!("d:{}:", hex::encode(digest)).into_bytes();
     serde_json::to_writer(&mut value, &out).expect("strings and numbers always serialize");
     value
 }
@@ -411,7 +406,7 @@ fn parse_entry(value: &[u8]) -> Result<Entry, StoreError> {
     let digest = value
         .get(2..66)
         .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(parse_hex)
+        .and_then(hex::decode::<32>)
         .ok_or_else(bad)?;
     match (&value[..2], value.get(66..)) {
         (b"p:", Some([])) => Ok(Entry::Pending(digest)),
@@ -432,14 +427,6 @@ fn parse_entry(value: &[u8]) -> Result<Entry, StoreError> {
         }
         _ => Err(bad()),
     }
-}
-
-fn parse_hex(h: &str) -> Option<[u8; 32]> {
-    let mut out = [0; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 impl IdempotencyStore for RedisStore {
