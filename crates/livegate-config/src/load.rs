@@ -11,7 +11,7 @@ use livegate_core::{Secret, Timestamp};
 use livegate_payload::{FormatSet, ImageFormat};
 use serde::Deserialize;
 
-use crate::{Config, LogFormat, MAX_BLOCKING_THREADS};
+use crate::{Config, LogFormat, MAX_BLOCKING_THREADS, Mode, SinkKind};
 
 /// Prefix of environment overrides: `LIVEGATE_VENDOR__TIMEOUT_MS=500`
 /// overrides `vendor.timeout_ms` (`__` separates sections).
@@ -100,13 +100,15 @@ pub fn load(
     // leaf first, so that a file with several mistakes gets them all
     // reported, not only the first the typed extraction below stops at.
     let mut problems = check_domain_leaves(&mut tree);
-    let mut config = match Config::deserialize(&Value::from(tree)) {
-        Ok(c) => c,
-        Err(e) => {
-            problems.extend(sources.describe_all(e));
-            return Err(invalid(problems));
-        }
+    let extracted = problems.len();
+    let Some(mut config) = extract(tree, &sources, &mut problems) else {
+        return Err(invalid(problems));
     };
+    if problems.len() > extracted {
+        // Keys taken out for their mistakes stand at their defaults: checking
+        // the rest against each other would report what is not there.
+        return Err(invalid(problems));
+    }
     config.resolve_secrets(&mut problems);
     config.validate_into(&mut problems);
     if problems.is_empty() {
@@ -114,6 +116,80 @@ pub fn load(
     } else {
         Err(invalid(problems))
     }
+}
+
+/// Most problems the typed extraction reports before giving up (a file
+/// is not expected to hold more mistakes than this).
+const MAX_EXTRACTION_PROBLEMS: usize = 64;
+
+/// The typed extraction, reporting every problem: serde stops at the first
+/// one, so each reported key is taken out of the tree (it then has its
+/// default) and the extraction runs again, until it succeeds or a problem
+/// cannot be taken out (a missing key).
+fn extract(mut tree: Dict, sources: &Sources<'_>, problems: &mut Vec<String>) -> Option<Config> {
+    let mut taken_out: Vec<Vec<String>> = Vec::new();
+    for _ in 0..MAX_EXTRACTION_PROBLEMS {
+        let e = match Config::deserialize(&Value::from(tree.clone())) {
+            Ok(c) => return Some(c),
+            Err(e) => e,
+        };
+        let mut removed = false;
+        for e in e {
+            if let Kind::MissingField(field) = &e.kind {
+                // A required key taken out for its wrong value: reported once.
+                let mut full = e.path.clone();
+                full.push(field.to_string());
+                if taken_out.contains(&e.path) || taken_out.contains(&full) {
+                    continue;
+                }
+            }
+            problems.push(sources.describe(&e));
+            if remove_leaf(&mut tree, &e.path) {
+                taken_out.push(e.path.clone());
+                removed = true;
+            }
+        }
+        if !removed {
+            return None;
+        }
+    }
+    None
+}
+
+/// Takes the value at `path` (table keys and list indexes) out of the tree;
+/// `false` when there is none.
+fn remove_leaf(tree: &mut Dict, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut table = tree;
+    let mut parents = parents.iter();
+    while let Some(part) = parents.next() {
+        let mut value = match table.get_mut(part) {
+            Some(v) => v,
+            None => return false,
+        };
+        // Lists of tables: `tenants.0.keys.1`.
+        loop {
+            match value {
+                Value::Dict(_, d) => {
+                    table = d;
+                    break;
+                }
+                Value::Array(_, items) => {
+                    let Some(i) = parents.next().and_then(|i| i.parse::<usize>().ok()) else {
+                        return false;
+                    };
+                    match items.get_mut(i) {
+                        Some(v) => value = v,
+                        None => return false,
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+    table.remove(last).is_some()
 }
 
 /// Where each key's value came from.
@@ -153,18 +229,21 @@ impl Sources<'_> {
                 format!("unknown value, expected one of: {}", expected.join(", "))
             }
             Kind::UnknownField(field, _) => {
-                return format!(
-                    "unknown key `{}`{}",
-                    join(&key, field),
-                    self.origin(&key, e)
-                );
+                // The error's path already ends with the unknown key.
+                let key = if e.path.last() == Some(field) {
+                    key
+                } else {
+                    join(&key, field)
+                };
+                return format!("unknown key `{key}`{}", self.origin(&key, e));
             }
             Kind::MissingField(field) => {
-                return format!(
-                    "missing key `{}`{}",
-                    join(&key, field),
-                    self.origin(&key, e)
-                );
+                let key = if e.path.last().map(String::as_str) == Some(field) {
+                    key
+                } else {
+                    join(&key, field)
+                };
+                return format!("missing key `{key}`{}", self.origin(&key, e));
             }
             Kind::DuplicateField(field) => format!("duplicate key `{field}`"),
             other => format!("{other}"),
@@ -396,6 +475,19 @@ impl Config {
         self.vendor.base_url.is_none()
     }
 
+    /// [`Mode::Vendor`]; [`Mode::Simulator`] when explicitly enabled
+    /// although production settings are there; [`Mode::Embedded`] when
+    /// nothing is configured.
+    pub fn mode(&self) -> Mode {
+        if !self.is_embedded_default() {
+            Mode::Vendor
+        } else if self.simulator.enabled {
+            Mode::Simulator
+        } else {
+            Mode::Embedded
+        }
+    }
+
     /// What is configured that only makes sense with a real vendor.
     fn production_like(&self) -> Vec<&'static str> {
         let mut set = Vec::new();
@@ -447,12 +539,10 @@ impl Config {
         }
         let a = &self.audit;
         match a.sink {
-            crate::AuditSink::File if a.path.is_none() => {
+            SinkKind::File if a.path.is_none() => {
                 p.push("audit.path is required with audit.sink = \"file\"".into());
             }
-            crate::AuditSink::Redis
-                if self.redis.url.is_none() && self.redis.url_file.is_none() =>
-            {
+            SinkKind::Redis if self.redis.url.is_none() && self.redis.url_file.is_none() => {
                 p.push("audit.sink = \"redis\" needs redis.url (or redis.url_file)".into());
             }
             _ => {}
@@ -465,7 +555,7 @@ impl Config {
                 "audit.max_files must be at least 1 and audit.max_file_bytes at least 4096".into(),
             );
         }
-        if a.stream.is_empty() || a.stream_max_len == 0 {
+        if a.stream_key.is_empty() || a.stream_max_len == 0 {
             p.push(
                 "audit.stream must not be empty and audit.stream_max_len must be at least 1".into(),
             );
@@ -483,42 +573,42 @@ impl Config {
         if s.max_header_bytes < 1024 {
             p.push("server.max_header_bytes must be at least 1024".into());
         }
-        for (name, v) in [
-            ("server.max_connections", s.max_connections as u64),
-            (
-                "server.max_inflight_requests",
-                s.max_inflight_requests as u64,
-            ),
+        let (v, r, l) = (&self.vendor, &self.redis, &self.ratelimit);
+        for (name, zero) in [
+            ("server.max_connections", s.max_connections == 0),
+            ("server.max_inflight_requests", s.max_inflight_requests == 0),
             (
                 "server.http2_max_concurrent_streams",
-                u64::from(s.http2_max_concurrent_streams),
+                s.http2_max_concurrent_streams == 0,
             ),
-            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
-            ("server.idle_timeout_ms", s.idle_timeout_ms),
-            ("server.body_read_timeout_ms", s.body_read_timeout_ms),
-            ("server.drain_timeout_ms", s.drain_timeout_ms),
-            ("server.upload_grace_ms", s.upload_grace_ms),
-            ("server.upload_rate_window_ms", s.upload_rate_window_ms),
-            ("vendor.connect_timeout_ms", self.vendor.connect_timeout_ms),
-            ("vendor.timeout_ms", self.vendor.timeout_ms),
-            ("vendor.max_response_bytes", self.vendor.max_response_bytes),
-            ("vendor.breaker_window_ms", self.vendor.breaker_window_ms),
-            ("redis.timeout_ms", self.redis.timeout_ms),
-            ("redis.admin_timeout_ms", self.redis.admin_timeout_ms),
-            ("ratelimit.timeout_ms", self.ratelimit.timeout_ms),
-            ("ratelimit.replicas", u64::from(self.ratelimit.replicas)),
             (
-                "ratelimit.default_burst",
-                u64::from(self.ratelimit.default_burst),
+                "server.header_read_timeout_ms",
+                s.header_read_timeout.is_zero(),
             ),
-            ("vendor.breaker_open_ms", self.vendor.breaker_open_ms),
+            ("server.idle_timeout_ms", s.idle_timeout.is_zero()),
+            ("server.body_read_timeout_ms", s.body_read_timeout.is_zero()),
+            ("server.drain_timeout_ms", s.drain_timeout.is_zero()),
+            ("server.upload_grace_ms", s.upload_grace.is_zero()),
+            (
+                "server.upload_rate_window_ms",
+                s.upload_rate_window.is_zero(),
+            ),
+            ("vendor.connect_timeout_ms", v.connect_timeout.is_zero()),
+            ("vendor.timeout_ms", v.timeout.is_zero()),
+            ("vendor.max_response_bytes", v.max_response_bytes == 0),
+            ("vendor.breaker_window_ms", v.breaker_window.is_zero()),
+            ("redis.timeout_ms", r.timeout.is_zero()),
+            ("redis.admin_timeout_ms", r.admin_timeout.is_zero()),
+            ("ratelimit.timeout_ms", l.timeout.is_zero()),
+            ("ratelimit.replicas", l.replicas == 0),
+            ("ratelimit.default_burst", l.default_burst == 0),
+            ("vendor.breaker_open_ms", v.breaker_open.is_zero()),
         ] {
-            if v == 0 {
+            if zero {
                 p.push(format!("{name} must be greater than 0"));
             }
         }
 
-        let v = &self.vendor;
         if let Some(url) = &v.base_url {
             if let Err(e) = http_url(url) {
                 p.push(format!("vendor.base_url: {e}"));
@@ -590,14 +680,7 @@ impl Config {
             p.push(policy_problem("protection", problem));
         }
 
-        let sim = &self.simulator;
-        for (name, r) in [
-            ("reset_rate", sim.reset_rate),
-            ("timeout_rate", sim.timeout_rate),
-            ("server_error_rate", sim.server_error_rate),
-            ("malformed_rate", sim.malformed_rate),
-            ("error_rate", sim.error_rate),
-        ] {
+        for (name, r) in self.simulator.rates() {
             if !(0.0..=1.0).contains(&r) {
                 p.push(format!("simulator.{name} must be between 0.0 and 1.0"));
             }

@@ -9,7 +9,10 @@
 //!   an error body can never echo a key, an image or any other input.
 //! - the [`exchange`] record: one per liveness request, filled by every
 //!   layer, emitted once to a sink (log line now; audit, metrics later);
-//! - the [`Clock`], [`Timestamp`] and [`Secret`] types every crate shares.
+//! - the [`Clock`], [`Timestamp`] and [`Secret`] types every crate shares;
+//! - the `[server]` section's settings ([`server::ServerSettings`]: the
+//!   connection edge and admission), and the [`serde_duration`] helpers
+//!   every crate's settings read their `*_ms` keys with.
 //!
 //! It does not decide *when* an error happens: each crate has its own typed
 //! errors, gathered into the stack's one error type by the binary, which
@@ -19,6 +22,8 @@ pub mod admission;
 mod error;
 pub mod exchange;
 mod secret;
+pub mod serde_duration;
+pub mod server;
 pub mod single_headers;
 mod time;
 

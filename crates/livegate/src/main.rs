@@ -17,7 +17,7 @@ use livegate::admin_cli::{self, AdminTarget, KEY_COLUMNS, TENANT_COLUMNS};
 use livegate::{gateway, runtime, server};
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
-use livegate_config::Config;
+use livegate_config::{Config, Mode};
 
 #[derive(Parser)]
 #[command(
@@ -344,7 +344,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// CPU; 2 MB wrapped bodies, 376-422 MiB unbounded, 205-218 MiB bounded;
 /// CPU per request the same within noise.
 fn server_runtime(
-    server: &livegate_config::ServerConfig,
+    server: &livegate_config::ServerSettings,
 ) -> anyhow::Result<tokio::runtime::Runtime> {
     runtime_with_blocking_threads(server.blocking_threads())
 }
@@ -364,7 +364,7 @@ const AUDIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    let telemetry = init_logging(&config.log);
+    let telemetry = livegate_telemetry::init(config.log.format, &config.log.level);
     let result = server_runtime(&config.server)?.block_on(async move {
         let mut rt = runtime::build(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -381,7 +381,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         if rt.admin.is_none() {
             tracing::info!("no admin.token: the admin API is off");
         }
-        tracing::info!(%addr, %ops_addr, mode = rt.gateway.mode, "livegate listening");
+        tracing::info!(%addr, %ops_addr, mode = rt.gateway.mode.as_str(), "livegate listening");
         // Plain lines tests and scripts can wait for, whatever the log format.
         println!("livegate ops listening on {ops_addr}");
         println!("livegate listening on {addr}");
@@ -435,16 +435,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// Logs (text or JSON lines on stderr) and, when `OTEL_*` asks for it,
-/// trace export.
-fn init_logging(log: &livegate_config::LogConfig) -> livegate_telemetry::TelemetryGuard {
-    let format = match log.format {
-        livegate_config::LogFormat::Json => livegate_telemetry::LogFormat::Json,
-        livegate_config::LogFormat::Text => livegate_telemetry::LogFormat::Text,
-    };
-    livegate_telemetry::init(format, &log.level)
-}
-
 fn embedded_banner(
     rt: &runtime::Runtime,
     addr: std::net::SocketAddr,
@@ -456,7 +446,7 @@ fn embedded_banner(
         .map(|s| s.base_url())
         .unwrap_or_default();
     let mut out = String::new();
-    if rt.gateway.mode == "simulator" {
+    if rt.gateway.mode == Mode::Simulator {
         tracing::warn!(
             simulator = %sim,
             "SIMULATOR ENABLED: simulator.enabled = true and no vendor.base_url; every tenant gets SIMULATOR scores. Not for production."
@@ -505,21 +495,21 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     }
     let text = toml::to_string_pretty(config).context("printing the configuration")?;
     println!("# livegate effective configuration (secrets redacted)");
-    match runtime::mode(config) {
-        "embedded" => println!(
+    match config.mode() {
+        Mode::Embedded => println!(
             "# mode: EMBEDDED DEFAULT (no vendor.base_url: built-in simulator, in-memory stores)"
         ),
-        "simulator" => println!(
+        Mode::Simulator => println!(
             "# mode: SIMULATOR (simulator.enabled = true: tenants get simulator scores, not the vendor's)"
         ),
-        _ => {}
+        Mode::Vendor => {}
     }
     print!("{text}");
     Ok(())
 }
 
 fn stub(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let _telemetry = init_logging(&config.log);
+    let _telemetry = livegate_telemetry::init(config.log.format, &config.log.level);
     runtime()?.block_on(async move {
         let addr = listen.unwrap_or(config.simulator.listen);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -534,7 +524,7 @@ fn stub(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<
         let _ = std::io::stdout().flush();
         livegate_stub::serve(
             listener,
-            runtime::stub_config(&config.simulator, key.expose()),
+            config.simulator.stub_config(key.expose()),
             server::shutdown_signal(),
         )
         .await?;
@@ -593,7 +583,7 @@ mod tests {
 
     #[test]
     fn the_blocking_pool_is_bounded_by_server_blocking_threads() {
-        let server = livegate_config::ServerConfig {
+        let server = livegate_config::ServerSettings {
             blocking_threads: Some(2),
             ..Default::default()
         };

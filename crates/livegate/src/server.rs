@@ -39,7 +39,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use livegate_config::ServerConfig;
+use livegate_config::ServerSettings;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -65,17 +65,17 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn from_config(s: &ServerConfig) -> Self {
+    pub fn from_config(s: &ServerSettings) -> Self {
         Self {
-            header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
-            idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
             max_connections: s.max_connections,
             max_header_bytes: s.max_header_bytes,
             http2_max_concurrent_streams: s.http2_max_concurrent_streams,
-            shutdown_delay: Duration::from_millis(s.shutdown_delay_ms),
-            drain: s.drain_timeout(),
+            shutdown_delay: s.shutdown_delay,
+            drain: s.drain_timeout,
             linger: Linger {
-                timeout: Duration::from_millis(s.lingering_timeout_ms),
+                timeout: s.lingering_timeout,
                 bytes: s.lingering_bytes(),
             },
         }
@@ -84,7 +84,7 @@ impl Edge {
 
 impl Default for Edge {
     fn default() -> Self {
-        Self::from_config(&ServerConfig::default())
+        Self::from_config(&ServerSettings::default())
     }
 }
 
