@@ -39,6 +39,35 @@ pub enum Output {
     Json,
 }
 
+/// One of the admin API's routes, as [`livegate_admin::ROUTES`] lists it:
+/// `(method, path template)`.
+pub type Route = (&'static str, &'static str);
+
+/// The method and path of `route` with its `{…}` parameters replaced by
+/// `params`, in order. The route must be one the admin router has (one of
+/// [`livegate_admin::ROUTES`]), so the command line cannot drift from it.
+pub fn route_path(route: Route, params: &[&str]) -> anyhow::Result<(Method, String)> {
+    let (method, template) = livegate_admin::ROUTES
+        .iter()
+        .find(|r| **r == route)
+        .with_context(|| format!("the admin API has no route {} {}", route.0, route.1))?;
+    let mut params = params.iter();
+    let mut path = String::new();
+    for segment in template.split('/').skip(1) {
+        path.push('/');
+        if segment.starts_with('{') && segment.ends_with('}') {
+            let value = params
+                .next()
+                .with_context(|| format!("{template}: no value for {segment}"))?;
+            path.push_str(value);
+        } else {
+            path.push_str(segment);
+        }
+    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|e| anyhow!("{method}: {e}"))?;
+    Ok((method, path))
+}
+
 /// One admin call; the JSON answer, or the API's error as an error.
 pub fn call(
     target: &AdminTarget,

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
-use http::Method;
 use livegate::admin_cli::{self, AdminTarget, KEY_COLUMNS, TENANT_COLUMNS};
 use livegate::{gateway, runtime, server};
 use livegate_auth::hash::Pepper;
@@ -193,111 +192,7 @@ impl TenantSettingsArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(c) => load(&c).and_then(serve),
-        Command::CheckConfig(c) => load(&c).and_then(|cfg| check_config(&cfg)),
-        Command::Stub(a) => load(&a.config).and_then(|cfg| stub(cfg, a.listen)),
-        Command::Keys(KeysCommand::New {
-            config,
-            tenant,
-            expires_at,
-        }) => load(&config).and_then(|cfg| new_key(&cfg, &tenant, expires_at.as_deref())),
-        Command::Tenants(TenantsCommand::List { config, target }) => {
-            if target.admin_url.is_some() {
-                admin(
-                    &target,
-                    Method::GET,
-                    "/admin/v1/tenants",
-                    None,
-                    TENANT_COLUMNS,
-                )
-            } else {
-                load(&config).map(|cfg| list_tenants(&cfg))
-            }
-        }
-        Command::Tenants(TenantsCommand::Create {
-            id,
-            settings,
-            target,
-        }) => admin(
-            &target,
-            Method::POST,
-            "/admin/v1/tenants",
-            Some(settings.json(Some(&id))),
-            TENANT_COLUMNS,
-        ),
-        Command::Tenants(TenantsCommand::Get { id, target }) => admin(
-            &target,
-            Method::GET,
-            &format!("/admin/v1/tenants/{id}"),
-            None,
-            TENANT_COLUMNS,
-        ),
-        Command::Tenants(TenantsCommand::Update {
-            id,
-            settings,
-            target,
-        }) => admin(
-            &target,
-            Method::PATCH,
-            &format!("/admin/v1/tenants/{id}"),
-            Some(settings.json(None)),
-            TENANT_COLUMNS,
-        ),
-        Command::Tenants(TenantsCommand::Disable { id, target }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/tenants/{id}/disable"),
-            None,
-            TENANT_COLUMNS,
-        ),
-        Command::Tenants(TenantsCommand::Enable { id, target }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/tenants/{id}/enable"),
-            None,
-            TENANT_COLUMNS,
-        ),
-        Command::Keys(KeysCommand::Issue {
-            tenant,
-            expires_at,
-            request_id,
-            target,
-        }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/tenants/{tenant}/keys"),
-            Some(serde_json::json!({ "expiresAt": expires_at, "requestId": request_id })),
-            ISSUED_COLUMNS,
-        ),
-        Command::Keys(KeysCommand::List { tenant, target }) => admin(
-            &target,
-            Method::GET,
-            &format!("/admin/v1/tenants/{tenant}/keys"),
-            None,
-            KEY_COLUMNS,
-        ),
-        Command::Keys(KeysCommand::Revoke { key_id, target }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/keys/{key_id}/revoke"),
-            None,
-            KEY_COLUMNS,
-        ),
-        Command::Keys(KeysCommand::Rotate {
-            key_id,
-            grace_seconds,
-            target,
-        }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/keys/{key_id}/rotate"),
-            Some(serde_json::json!({ "graceSeconds": grace_seconds })),
-            ISSUED_COLUMNS,
-        ),
-    };
-    match result {
+    match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("livegate: {e:#}");
@@ -306,20 +201,134 @@ fn main() -> ExitCode {
     }
 }
 
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(c) => serve(load(&c)?),
+        Command::CheckConfig(c) => check_config(&load(&c)?),
+        Command::Stub(a) => stub(load(&a.config)?, a.listen),
+        Command::Keys(KeysCommand::New {
+            config,
+            tenant,
+            expires_at,
+        }) => new_key(&load(&config)?, &tenant, expires_at.as_deref()),
+        Command::Tenants(TenantsCommand::List { config, target }) if target.admin_url.is_none() => {
+            list_tenants(&load(&config)?);
+            Ok(())
+        }
+        Command::Keys(command) => command.admin_call()?.run(),
+        Command::Tenants(command) => command.admin_call().run(),
+    }
+}
+
+/// A command carried out by one admin API call.
+struct AdminCall {
+    target: AdminTarget,
+    route: admin_cli::Route,
+    params: Vec<String>,
+    body: Option<serde_json::Value>,
+    /// The answer's columns in a table.
+    columns: &'static [&'static str],
+}
+
+impl AdminCall {
+    fn new(target: AdminTarget, route: admin_cli::Route, params: &[&str]) -> Self {
+        Self {
+            target,
+            route,
+            params: params.iter().map(|p| (*p).to_owned()).collect(),
+            body: None,
+            columns: TENANT_COLUMNS,
+        }
+    }
+
+    fn body(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    fn columns(mut self, columns: &'static [&'static str]) -> Self {
+        self.columns = columns;
+        self
+    }
+
+    fn run(self) -> anyhow::Result<()> {
+        let params: Vec<&str> = self.params.iter().map(String::as_str).collect();
+        let (method, path) = admin_cli::route_path(self.route, &params)?;
+        let answer = admin_cli::call(&self.target, method, &path, self.body)?;
+        admin_cli::print(&self.target, &answer, self.columns);
+        Ok(())
+    }
+}
+
+impl TenantsCommand {
+    fn admin_call(self) -> AdminCall {
+        match self {
+            Self::List { target, .. } => AdminCall::new(target, ("GET", "/admin/v1/tenants"), &[]),
+            Self::Create {
+                id,
+                settings,
+                target,
+            } => AdminCall::new(target, ("POST", "/admin/v1/tenants"), &[])
+                .body(settings.json(Some(&id))),
+            Self::Get { id, target } => {
+                AdminCall::new(target, ("GET", "/admin/v1/tenants/{id}"), &[&id])
+            }
+            Self::Update {
+                id,
+                settings,
+                target,
+            } => AdminCall::new(target, ("PATCH", "/admin/v1/tenants/{id}"), &[&id])
+                .body(settings.json(None)),
+            Self::Disable { id, target } => {
+                AdminCall::new(target, ("POST", "/admin/v1/tenants/{id}/disable"), &[&id])
+            }
+            Self::Enable { id, target } => {
+                AdminCall::new(target, ("POST", "/admin/v1/tenants/{id}/enable"), &[&id])
+            }
+        }
+    }
+}
+
+impl KeysCommand {
+    /// `keys new` works offline: it is handled before, never through here.
+    fn admin_call(self) -> anyhow::Result<AdminCall> {
+        Ok(match self {
+            Self::Issue {
+                tenant,
+                expires_at,
+                request_id,
+                target,
+            } => AdminCall::new(target, ("POST", "/admin/v1/tenants/{id}/keys"), &[&tenant])
+                .body(serde_json::json!({ "expiresAt": expires_at, "requestId": request_id }))
+                .columns(ISSUED_COLUMNS),
+            Self::List { tenant, target } => {
+                AdminCall::new(target, ("GET", "/admin/v1/tenants/{id}/keys"), &[&tenant])
+                    .columns(KEY_COLUMNS)
+            }
+            Self::Revoke { key_id, target } => AdminCall::new(
+                target,
+                ("POST", "/admin/v1/keys/{keyId}/revoke"),
+                &[&key_id],
+            )
+            .columns(KEY_COLUMNS),
+            Self::Rotate {
+                key_id,
+                grace_seconds,
+                target,
+            } => AdminCall::new(
+                target,
+                ("POST", "/admin/v1/keys/{keyId}/rotate"),
+                &[&key_id],
+            )
+            .body(serde_json::json!({ "graceSeconds": grace_seconds }))
+            .columns(ISSUED_COLUMNS),
+            Self::New { .. } => anyhow::bail!("`keys new` makes no admin call"),
+        })
+    }
+}
+
 /// Columns of an issued key: the key itself is shown this once.
 const ISSUED_COLUMNS: &[&str] = &["keyId", "tenantId", "expiresAt", "key"];
-
-fn admin(
-    target: &AdminTarget,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-    columns: &[&str],
-) -> anyhow::Result<()> {
-    let answer = admin_cli::call(target, method, path, body)?;
-    admin_cli::print(target, &answer, columns);
-    Ok(())
-}
 
 fn load(arg: &ConfigArg) -> anyhow::Result<Config> {
     Ok(livegate_config::load(
@@ -580,6 +589,100 @@ fn list_tenants(config: &Config) {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Every admin command calls a route the admin router has.
+    #[test]
+    fn every_admin_command_calls_a_route_of_the_admin_api() {
+        use super::{KeysCommand, TenantSettingsArgs, TenantsCommand};
+        let target = || livegate::admin_cli::AdminTarget {
+            admin_url: None,
+            admin_token: None,
+            output: livegate::admin_cli::Output::Json,
+        };
+        let settings = || TenantSettingsArgs {
+            name: None,
+            rate_per_second: None,
+            burst: None,
+            monthly_quota: None,
+        };
+        let id = || "acme".to_owned();
+        let calls = [
+            TenantsCommand::List {
+                config: super::ConfigArg { config: None },
+                target: target(),
+            }
+            .admin_call(),
+            TenantsCommand::Create {
+                id: id(),
+                settings: settings(),
+                target: target(),
+            }
+            .admin_call(),
+            TenantsCommand::Get {
+                id: id(),
+                target: target(),
+            }
+            .admin_call(),
+            TenantsCommand::Update {
+                id: id(),
+                settings: settings(),
+                target: target(),
+            }
+            .admin_call(),
+            TenantsCommand::Disable {
+                id: id(),
+                target: target(),
+            }
+            .admin_call(),
+            TenantsCommand::Enable {
+                id: id(),
+                target: target(),
+            }
+            .admin_call(),
+            KeysCommand::Issue {
+                tenant: id(),
+                expires_at: None,
+                request_id: None,
+                target: target(),
+            }
+            .admin_call()
+            .unwrap(),
+            KeysCommand::List {
+                tenant: id(),
+                target: target(),
+            }
+            .admin_call()
+            .unwrap(),
+            KeysCommand::Revoke {
+                key_id: id(),
+                target: target(),
+            }
+            .admin_call()
+            .unwrap(),
+            KeysCommand::Rotate {
+                key_id: id(),
+                grace_seconds: 0,
+                target: target(),
+            }
+            .admin_call()
+            .unwrap(),
+        ];
+        let mut paths = Vec::new();
+        for call in &calls {
+            let params: Vec<&str> = call.params.iter().map(String::as_str).collect();
+            let (method, path) = livegate::admin_cli::route_path(call.route, &params).unwrap();
+            paths.push(format!("{method} {path}"));
+        }
+        assert!(
+            paths.contains(&"POST /admin/v1/keys/acme/rotate".to_owned()),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&"PATCH /admin/v1/tenants/acme".to_owned()),
+            "{paths:?}"
+        );
+        assert!(livegate::admin_cli::route_path(("GET", "/admin/v1/nope"), &[]).is_err());
+    }
 
     #[test]
     fn the_blocking_pool_is_bounded_by_server_blocking_threads() {

@@ -50,6 +50,14 @@ use tokio_rustls::TlsAcceptor;
 use crate::gateway::Health;
 use crate::linger::{Linger, Lingering};
 
+/// After a failed accept (out of file descriptors and the like), how long
+/// the loop waits rather than spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// While only part of the HTTP/2 preface has come, how long before the
+/// connection's first bytes are looked at again.
+const PREFACE_PEEK_AGAIN: Duration = Duration::from_millis(5);
+
 /// The limits of the connection edge; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Edge {
@@ -138,7 +146,7 @@ pub async fn serve(
                     // Out of file descriptors and the like: back off a little
                     // rather than spin.
                     tracing::warn!(error = %e, "accept failed");
-                    sleep(Duration::from_millis(20)).await;
+                    sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
@@ -226,7 +234,7 @@ async fn starts_with_h2_preface(stream: &TcpStream) -> io::Result<bool> {
             return Ok(true);
         }
         // A prefix of the preface so far: peek again once more has come.
-        sleep(Duration::from_millis(5)).await;
+        sleep(PREFACE_PEEK_AGAIN).await;
     }
 }
 
