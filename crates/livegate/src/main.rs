@@ -7,12 +7,11 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
-use livegate::admin_cli::{self, AdminTarget, KEY_COLUMNS, TENANT_COLUMNS};
+use livegate::admin_cli::{ConfigArg, KeysCommand, TenantsCommand};
 use livegate::{gateway, runtime, server};
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
@@ -47,148 +46,12 @@ enum Command {
 }
 
 #[derive(Args)]
-struct ConfigArg {
-    /// TOML configuration file; `LIVEGATE_*` variables override it.
-    #[arg(long, short, env = "LIVEGATE_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-#[derive(Args)]
 struct StubArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Listen address (default: simulator.listen, 127.0.0.1:8081).
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Issue a key for a tenant through the admin API; the key is printed once.
-    Issue {
-        #[arg(long)]
-        tenant: String,
-        /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
-        #[arg(long)]
-        expires_at: Option<String>,
-        /// This issuance's id, chosen by the caller: repeating the command
-        /// with it never makes a second key (409 40905 names the first).
-        #[arg(long)]
-        request_id: Option<String>,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// A tenant's keys (ids and states, never secrets), through the admin API.
-    List {
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Revoke a key, through the admin API.
-    Revoke {
-        key_id: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Replace a key with a new one; the old one works for the grace period.
-    Rotate {
-        key_id: String,
-        #[arg(long, default_value_t = 0)]
-        grace_seconds: u64,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Offline: make a key for the configuration file (prints the key once
-    /// and the config lines holding its id and hash). Needs the pepper.
-    New {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Tenant id the key is for.
-        #[arg(long)]
-        tenant: String,
-        /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
-        #[arg(long)]
-        expires_at: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum TenantsCommand {
-    /// List tenants: through the admin API when its URL is given, else the
-    /// configuration file's tenants and key ids (never secrets).
-    List {
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Create a tenant through the admin API.
-    Create {
-        #[arg(long)]
-        id: String,
-        #[command(flatten)]
-        settings: TenantSettingsArgs,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Show a tenant.
-    Get {
-        id: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Change a tenant's name or settings (what is given).
-    Update {
-        id: String,
-        #[command(flatten)]
-        settings: TenantSettingsArgs,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Disable a tenant: its keys get 403.
-    Disable {
-        id: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Enable a tenant again.
-    Enable {
-        id: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-}
-
-#[derive(Args)]
-struct TenantSettingsArgs {
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long)]
-    rate_per_second: Option<f64>,
-    #[arg(long)]
-    burst: Option<u32>,
-    #[arg(long)]
-    monthly_quota: Option<u64>,
-}
-
-impl TenantSettingsArgs {
-    fn json(&self, id: Option<&str>) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "name": self.name,
-            "ratePerSecond": self.rate_per_second,
-            "burst": self.burst,
-            "monthlyQuota": self.monthly_quota,
-        });
-        if let (Some(id), Some(map)) = (id, v.as_object_mut()) {
-            map.insert("id".into(), id.into());
-        }
-        // Unset settings are left out rather than sent as null.
-        if let Some(map) = v.as_object_mut() {
-            map.retain(|_, x| !x.is_null());
-        }
-        v
-    }
 }
 
 fn main() -> ExitCode {
@@ -219,116 +82,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Tenants(command) => command.admin_call().run(),
     }
 }
-
-/// A command carried out by one admin API call.
-struct AdminCall {
-    target: AdminTarget,
-    route: admin_cli::Route,
-    params: Vec<String>,
-    body: Option<serde_json::Value>,
-    /// The answer's columns in a table.
-    columns: &'static [&'static str],
-}
-
-impl AdminCall {
-    fn new(target: AdminTarget, route: admin_cli::Route, params: &[&str]) -> Self {
-        Self {
-            target,
-            route,
-            params: params.iter().map(|p| (*p).to_owned()).collect(),
-            body: None,
-            columns: TENANT_COLUMNS,
-        }
-    }
-
-    fn body(mut self, body: serde_json::Value) -> Self {
-        self.body = Some(body);
-        self
-    }
-
-    fn columns(mut self, columns: &'static [&'static str]) -> Self {
-        self.columns = columns;
-        self
-    }
-
-    fn run(self) -> anyhow::Result<()> {
-        let params: Vec<&str> = self.params.iter().map(String::as_str).collect();
-        let (method, path) = admin_cli::route_path(self.route, &params)?;
-        let answer = admin_cli::call(&self.target, method, &path, self.body)?;
-        admin_cli::print(&self.target, &answer, self.columns);
-        Ok(())
-    }
-}
-
-impl TenantsCommand {
-    fn admin_call(self) -> AdminCall {
-        match self {
-            Self::List { target, .. } => AdminCall::new(target, ("GET", "/admin/v1/tenants"), &[]),
-            Self::Create {
-                id,
-                settings,
-                target,
-            } => AdminCall::new(target, ("POST", "/admin/v1/tenants"), &[])
-                .body(settings.json(Some(&id))),
-            Self::Get { id, target } => {
-                AdminCall::new(target, ("GET", "/admin/v1/tenants/{id}"), &[&id])
-            }
-            Self::Update {
-                id,
-                settings,
-                target,
-            } => AdminCall::new(target, ("PATCH", "/admin/v1/tenants/{id}"), &[&id])
-                .body(settings.json(None)),
-            Self::Disable { id, target } => {
-                AdminCall::new(target, ("POST", "/admin/v1/tenants/{id}/disable"), &[&id])
-            }
-            Self::Enable { id, target } => {
-                AdminCall::new(target, ("POST", "/admin/v1/tenants/{id}/enable"), &[&id])
-            }
-        }
-    }
-}
-
-impl KeysCommand {
-    /// `keys new` works offline: it is handled before, never through here.
-    fn admin_call(self) -> anyhow::Result<AdminCall> {
-        Ok(match self {
-            Self::Issue {
-                tenant,
-                expires_at,
-                request_id,
-                target,
-            } => AdminCall::new(target, ("POST", "/admin/v1/tenants/{id}/keys"), &[&tenant])
-                .body(serde_json::json!({ "expiresAt": expires_at, "requestId": request_id }))
-                .columns(ISSUED_COLUMNS),
-            Self::List { tenant, target } => {
-                AdminCall::new(target, ("GET", "/admin/v1/tenants/{id}/keys"), &[&tenant])
-                    .columns(KEY_COLUMNS)
-            }
-            Self::Revoke { key_id, target } => AdminCall::new(
-                target,
-                ("POST", "/admin/v1/keys/{keyId}/revoke"),
-                &[&key_id],
-            )
-            .columns(KEY_COLUMNS),
-            Self::Rotate {
-                key_id,
-                grace_seconds,
-                target,
-            } => AdminCall::new(
-                target,
-                ("POST", "/admin/v1/keys/{keyId}/rotate"),
-                &[&key_id],
-            )
-            .body(serde_json::json!({ "graceSeconds": grace_seconds }))
-            .columns(ISSUED_COLUMNS),
-            Self::New { .. } => anyhow::bail!("`keys new` makes no admin call"),
-        })
-    }
-}
-
-/// Columns of an issued key: the key itself is shown this once.
-const ISSUED_COLUMNS: &[&str] = &["keyId", "tenantId", "expiresAt", "key"];
 
 fn load(arg: &ConfigArg) -> anyhow::Result<Config> {
     Ok(livegate_config::load(
@@ -589,100 +342,6 @@ fn list_tenants(config: &Config) {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Every admin command calls a route the admin router has.
-    #[test]
-    fn every_admin_command_calls_a_route_of_the_admin_api() {
-        use super::{KeysCommand, TenantSettingsArgs, TenantsCommand};
-        let target = || livegate::admin_cli::AdminTarget {
-            admin_url: None,
-            admin_token: None,
-            output: livegate::admin_cli::Output::Json,
-        };
-        let settings = || TenantSettingsArgs {
-            name: None,
-            rate_per_second: None,
-            burst: None,
-            monthly_quota: None,
-        };
-        let id = || "acme".to_owned();
-        let calls = [
-            TenantsCommand::List {
-                config: super::ConfigArg { config: None },
-                target: target(),
-            }
-            .admin_call(),
-            TenantsCommand::Create {
-                id: id(),
-                settings: settings(),
-                target: target(),
-            }
-            .admin_call(),
-            TenantsCommand::Get {
-                id: id(),
-                target: target(),
-            }
-            .admin_call(),
-            TenantsCommand::Update {
-                id: id(),
-                settings: settings(),
-                target: target(),
-            }
-            .admin_call(),
-            TenantsCommand::Disable {
-                id: id(),
-                target: target(),
-            }
-            .admin_call(),
-            TenantsCommand::Enable {
-                id: id(),
-                target: target(),
-            }
-            .admin_call(),
-            KeysCommand::Issue {
-                tenant: id(),
-                expires_at: None,
-                request_id: None,
-                target: target(),
-            }
-            .admin_call()
-            .unwrap(),
-            KeysCommand::List {
-                tenant: id(),
-                target: target(),
-            }
-            .admin_call()
-            .unwrap(),
-            KeysCommand::Revoke {
-                key_id: id(),
-                target: target(),
-            }
-            .admin_call()
-            .unwrap(),
-            KeysCommand::Rotate {
-                key_id: id(),
-                grace_seconds: 0,
-                target: target(),
-            }
-            .admin_call()
-            .unwrap(),
-        ];
-        let mut paths = Vec::new();
-        for call in &calls {
-            let params: Vec<&str> = call.params.iter().map(String::as_str).collect();
-            let (method, path) = livegate::admin_cli::route_path(call.route, &params).unwrap();
-            paths.push(format!("{method} {path}"));
-        }
-        assert!(
-            paths.contains(&"POST /admin/v1/keys/acme/rotate".to_owned()),
-            "{paths:?}"
-        );
-        assert!(
-            paths.contains(&"PATCH /admin/v1/tenants/acme".to_owned()),
-            "{paths:?}"
-        );
-        assert!(livegate::admin_cli::route_path(("GET", "/admin/v1/nope"), &[]).is_err());
-    }
 
     #[test]
     fn the_blocking_pool_is_bounded_by_server_blocking_threads() {
