@@ -205,21 +205,27 @@ fn audit(config: &Config) -> anyhow::Result<Audit> {
     Audit::start(settings, redis).map_err(|e| anyhow!("audit: {e}"))
 }
 
+/// Where the kernel's host name is read when `$HOSTNAME` is not set.
+const HOST_NAME_FILES: [&str; 2] = ["/proc/sys/kernel/hostname", "/etc/hostname"];
+
 /// This machine's name: `$HOSTNAME` (set in containers; shells do not
-/// export it), else the kernel's host name, else `livegate`. Only a plain
-/// DNS-label-like name is used: it goes into every audit record.
+/// export it), else the kernel's host name, else `livegate`.
 fn host_name() -> String {
+    host_name_from(std::env::var("HOSTNAME").ok(), &HOST_NAME_FILES)
+}
+
+/// The first plain name of `env` and the files' contents: only a
+/// DNS-label-like name is used, as it goes into every audit record.
+fn host_name_from(env: Option<String>, files: &[impl AsRef<std::path::Path>]) -> String {
     let plain = |h: &String| {
         !h.is_empty()
             && h.len() <= 64
             && h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     };
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(plain)
+    env.filter(plain)
         .or_else(|| {
-            ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            files
                 .iter()
                 .filter_map(|f| std::fs::read_to_string(f).ok())
                 .map(|h| h.trim().to_owned())
@@ -393,4 +399,27 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name_from;
+
+    #[test]
+    fn the_host_name_falls_back_to_the_kernels_then_livegate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (missing, bad, good) = (
+            dir.path().join("missing"),
+            dir.path().join("bad"),
+            dir.path().join("good"),
+        );
+        std::fs::write(&bad, "not a name!\n").unwrap();
+        std::fs::write(&good, "node-7.example\n").unwrap();
+        let files = [&missing, &bad, &good];
+        assert_eq!(host_name_from(Some("pod-1".into()), &files), "pod-1");
+        // A shell does not export HOSTNAME: the kernel's name, not `livegate`.
+        assert_eq!(host_name_from(None, &files), "node-7.example");
+        assert_eq!(host_name_from(Some("a b".into()), &files), "node-7.example");
+        assert_eq!(host_name_from(None, &[&missing, &bad]), "livegate");
+    }
 }
