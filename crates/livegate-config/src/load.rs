@@ -11,7 +11,7 @@ use livegate_core::{Secret, Timestamp};
 use livegate_payload::{FormatSet, ImageFormat};
 use serde::Deserialize;
 
-use crate::{Config, LogFormat, MAX_BLOCKING_THREADS, Mode, SinkKind};
+use crate::{Config, LogFormat, Mode, SinkKind};
 
 /// Prefix of environment overrides: `LIVEGATE_VENDOR__TIMEOUT_MS=500`
 /// overrides `vendor.timeout_ms` (`__` separates sections).
@@ -524,18 +524,15 @@ impl Config {
     /// The cross-field checks; each value's own form was checked when it
     /// was deserialized.
     fn validate_into(&self, p: &mut Vec<String>) {
-        let s = &self.server;
-        if s.body_limit_bytes == 0 || s.body_limit_bytes > 64 * 1024 * 1024 {
-            p.push("server.body_limit_bytes must be between 1 and 67108864 (64 MiB)".into());
-        }
-        if s.inflight_body_budget_bytes < s.body_limit_bytes.saturating_mul(5) / 2 {
-            p.push("server.inflight_body_budget_bytes must hold at least one request at the body limit (2.5 x server.body_limit_bytes)".into());
-        }
-        if s.tls_cert_file.is_some() != s.tls_key_file.is_some() {
-            p.push(
-                "server.tls_cert_file and server.tls_key_file go together: set both or neither"
-                    .into(),
-            );
+        // Each section's own checks, named with their section.
+        for (section, problems) in [
+            ("server", self.server.problems()),
+            ("vendor", self.vendor.problems()),
+            ("redis", self.redis.problems()),
+            ("ratelimit", self.ratelimit.problems()),
+            ("simulator", self.simulator.problems()),
+        ] {
+            p.extend(problems.into_iter().map(|m| format!("{section}.{m}")));
         }
         let a = &self.audit;
         match a.sink {
@@ -560,98 +557,10 @@ impl Config {
                 "audit.stream must not be empty and audit.stream_max_len must be at least 1".into(),
             );
         }
-        if s.blocking_threads
-            .is_some_and(|n| !(1..=MAX_BLOCKING_THREADS).contains(&n))
-        {
-            p.push(format!(
-                "server.blocking_threads must be between 1 and {MAX_BLOCKING_THREADS}"
-            ));
-        }
-        if !(s.tenant_body_share > 0.0 && s.tenant_body_share <= 1.0) {
-            p.push("server.tenant_body_share must be above 0 and at most 1".into());
-        }
-        if s.max_header_bytes < 1024 {
-            p.push("server.max_header_bytes must be at least 1024".into());
-        }
-        let (v, r, l) = (&self.vendor, &self.redis, &self.ratelimit);
-        for (name, zero) in [
-            ("server.max_connections", s.max_connections == 0),
-            ("server.max_inflight_requests", s.max_inflight_requests == 0),
-            (
-                "server.http2_max_concurrent_streams",
-                s.http2_max_concurrent_streams == 0,
-            ),
-            (
-                "server.header_read_timeout_ms",
-                s.header_read_timeout.is_zero(),
-            ),
-            ("server.idle_timeout_ms", s.idle_timeout.is_zero()),
-            ("server.body_read_timeout_ms", s.body_read_timeout.is_zero()),
-            ("server.drain_timeout_ms", s.drain_timeout.is_zero()),
-            ("server.upload_grace_ms", s.upload_grace.is_zero()),
-            (
-                "server.upload_rate_window_ms",
-                s.upload_rate_window.is_zero(),
-            ),
-            ("vendor.connect_timeout_ms", v.connect_timeout.is_zero()),
-            ("vendor.timeout_ms", v.timeout.is_zero()),
-            ("vendor.max_response_bytes", v.max_response_bytes == 0),
-            ("vendor.breaker_window_ms", v.breaker_window.is_zero()),
-            ("redis.timeout_ms", r.timeout.is_zero()),
-            ("redis.admin_timeout_ms", r.admin_timeout.is_zero()),
-            ("ratelimit.timeout_ms", l.timeout.is_zero()),
-            ("ratelimit.replicas", l.replicas == 0),
-            ("ratelimit.default_burst", l.default_burst == 0),
-            ("vendor.breaker_open_ms", v.breaker_open.is_zero()),
-        ] {
-            if zero {
-                p.push(format!("{name} must be greater than 0"));
-            }
-        }
-
-        if let Some(url) = &v.base_url {
-            if let Err(e) = http_url(url) {
-                p.push(format!("vendor.base_url: {e}"));
-            }
-            if v.api_key.is_none() {
-                p.push("vendor.api_key (or vendor.api_key_file) is required when vendor.base_url is set".into());
-            }
-            if self.auth.pepper.is_none() {
-                p.push(
-                    "auth.pepper (or auth.pepper_file) is required when vendor.base_url is set"
-                        .into(),
-                );
-            }
-        }
-        if self
-            .ratelimit
-            .default_rate_per_second
-            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 100_000.0))
-        {
-            p.push("ratelimit.default_rate_per_second must be above 0 and at most 100000".into());
-        }
-        if self
-            .ratelimit
-            .global_rate_per_second
-            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 1_000_000.0))
-        {
-            p.push("ratelimit.global_rate_per_second must be above 0 and at most 1000000".into());
-        }
-        if !(0.0..=1.0).contains(&v.breaker_failure_ratio) {
-            p.push("vendor.breaker_failure_ratio must be between 0.0 and 1.0".into());
-        }
-        if !(0.0..=1.0).contains(&v.retry_budget_ratio) {
-            p.push("vendor.retry_budget_ratio must be between 0.0 and 1.0".into());
-        }
-        if let Some(ca) = &v.ca_file {
-            match std::fs::read_to_string(ca) {
-                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
-                Ok(_) => p.push(format!(
-                    "vendor.ca_file {} holds no PEM certificate",
-                    ca.display()
-                )),
-                Err(e) => p.push(format!("vendor.ca_file {}: {e}", ca.display())),
-            }
+        if self.vendor.base_url.is_some() && self.auth.pepper.is_none() {
+            p.push(
+                "auth.pepper (or auth.pepper_file) is required when vendor.base_url is set".into(),
+            );
         }
         if self
             .admin
@@ -678,12 +587,6 @@ impl Config {
         }
         for problem in self.protection.problems() {
             p.push(policy_problem("protection", problem));
-        }
-
-        for (name, r) in self.simulator.rates() {
-            if !(0.0..=1.0).contains(&r) {
-                p.push(format!("simulator.{name} must be between 0.0 and 1.0"));
-            }
         }
 
         let mut tenant_ids = std::collections::HashSet::new();
@@ -754,19 +657,4 @@ fn valid_tenant_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn http_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_string())?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => return Err("scheme must be http or https".into()),
-    }
-    if uri.host().is_none() {
-        return Err("no host".into());
-    }
-    if uri.query().is_some() {
-        return Err("must not have a query".into());
-    }
-    Ok(())
 }

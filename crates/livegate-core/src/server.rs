@@ -118,6 +118,54 @@ impl ServerSettings {
             .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, usize::from))
     }
 
+    /// What is wrong with these settings on their own, each problem
+    /// naming its key (without the `server.` its section adds).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.body_limit_bytes == 0 || self.body_limit_bytes > 64 * 1024 * 1024 {
+            p.push("body_limit_bytes must be between 1 and 67108864 (64 MiB)".into());
+        }
+        if self.inflight_body_budget_bytes < self.body_limit_bytes.saturating_mul(5) / 2 {
+            p.push("inflight_body_budget_bytes must hold at least one request at the body limit (2.5 x server.body_limit_bytes)".into());
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            p.push("tls_cert_file and server.tls_key_file go together: set both or neither".into());
+        }
+        if self
+            .blocking_threads
+            .is_some_and(|n| !(1..=MAX_BLOCKING_THREADS).contains(&n))
+        {
+            p.push(format!(
+                "blocking_threads must be between 1 and {MAX_BLOCKING_THREADS}"
+            ));
+        }
+        if !(self.tenant_body_share > 0.0 && self.tenant_body_share <= 1.0) {
+            p.push("tenant_body_share must be above 0 and at most 1".into());
+        }
+        if self.max_header_bytes < 1024 {
+            p.push("max_header_bytes must be at least 1024".into());
+        }
+        for (name, zero) in [
+            ("max_connections", self.max_connections == 0),
+            ("max_inflight_requests", self.max_inflight_requests == 0),
+            (
+                "http2_max_concurrent_streams",
+                self.http2_max_concurrent_streams == 0,
+            ),
+            ("header_read_timeout_ms", self.header_read_timeout.is_zero()),
+            ("idle_timeout_ms", self.idle_timeout.is_zero()),
+            ("body_read_timeout_ms", self.body_read_timeout.is_zero()),
+            ("drain_timeout_ms", self.drain_timeout.is_zero()),
+            ("upload_grace_ms", self.upload_grace.is_zero()),
+            ("upload_rate_window_ms", self.upload_rate_window.is_zero()),
+        ] {
+            if zero {
+                p.push(format!("{name} must be greater than 0"));
+            }
+        }
+        p
+    }
+
     /// `lingering_bytes`, or the body limit.
     pub fn lingering_bytes(&self) -> u64 {
         self.lingering_bytes.unwrap_or(self.body_limit_bytes)

@@ -47,6 +47,34 @@ impl Default for RateLimitSettings {
 }
 
 impl RateLimitSettings {
+    /// What is wrong with these settings on their own, each problem
+    /// naming its key (without the `ratelimit.` its section adds).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, zero) in [
+            ("timeout_ms", self.timeout.is_zero()),
+            ("replicas", self.replicas == 0),
+            ("default_burst", self.default_burst == 0),
+        ] {
+            if zero {
+                p.push(format!("{name} must be greater than 0"));
+            }
+        }
+        if self
+            .default_rate_per_second
+            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 100_000.0))
+        {
+            p.push("default_rate_per_second must be above 0 and at most 100000".into());
+        }
+        if self
+            .global_rate_per_second
+            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 1_000_000.0))
+        {
+            p.push("global_rate_per_second must be above 0 and at most 1000000".into());
+        }
+        p
+    }
+
     /// The limit of a tenant that sets none; `None`: such tenants are not
     /// rate-limited.
     pub fn default_limit(&self) -> Option<Limit> {

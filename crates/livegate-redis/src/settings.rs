@@ -44,6 +44,21 @@ impl Default for RedisSettings {
 }
 
 impl RedisSettings {
+    /// What is wrong with these settings on their own, each problem
+    /// naming its key (without the `redis.` its section adds).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, zero) in [
+            ("timeout_ms", self.timeout.is_zero()),
+            ("admin_timeout_ms", self.admin_timeout.is_zero()),
+        ] {
+            if zero {
+                p.push(format!("{name} must be greater than 0"));
+            }
+        }
+        p
+    }
+
     /// The configured URL's nodes: one for a single server, several for a
     /// Redis Cluster. Empty without a URL.
     pub fn nodes(&self) -> Vec<&str> {

@@ -58,8 +58,9 @@ impl Default for SimulatorSettings {
 }
 
 impl SimulatorSettings {
-    /// The fault rates by name, for checking them.
-    pub fn rates(&self) -> [(&'static str, f64); 5] {
+    /// What is wrong with these settings on their own, each problem
+    /// naming its key (without the `simulator.` its section adds).
+    pub fn problems(&self) -> Vec<String> {
         [
             ("reset_rate", self.reset_rate),
             ("timeout_rate", self.timeout_rate),
@@ -67,6 +68,10 @@ impl SimulatorSettings {
             ("malformed_rate", self.malformed_rate),
             ("error_rate", self.error_rate),
         ]
+        .into_iter()
+        .filter(|(_, r)| !(0.0..=1.0).contains(r))
+        .map(|(name, _)| format!("{name} must be between 0.0 and 1.0"))
+        .collect()
     }
 
     /// The simulator these settings describe, expecting `api_key`. It never

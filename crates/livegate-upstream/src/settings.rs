@@ -98,6 +98,49 @@ impl UpstreamSettings {
         })
     }
 
+    /// What is wrong with these settings on their own, each problem
+    /// naming its key (without the `vendor.` its section adds). Reads
+    /// `ca_file`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, zero) in [
+            ("connect_timeout_ms", self.connect_timeout.is_zero()),
+            ("timeout_ms", self.timeout.is_zero()),
+            ("max_response_bytes", self.max_response_bytes == 0),
+            ("breaker_window_ms", self.breaker_window.is_zero()),
+            ("breaker_open_ms", self.breaker_open.is_zero()),
+        ] {
+            if zero {
+                p.push(format!("{name} must be greater than 0"));
+            }
+        }
+        if let Some(url) = &self.base_url {
+            if let Err(e) = http_url(url) {
+                p.push(format!("base_url: {e}"));
+            }
+            if self.api_key.is_none() {
+                p.push(
+                    "api_key (or vendor.api_key_file) is required when vendor.base_url is set"
+                        .into(),
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&self.breaker_failure_ratio) {
+            p.push("breaker_failure_ratio must be between 0.0 and 1.0".into());
+        }
+        if !(0.0..=1.0).contains(&self.retry_budget_ratio) {
+            p.push("retry_budget_ratio must be between 0.0 and 1.0".into());
+        }
+        if let Some(ca) = &self.ca_file {
+            match std::fs::read_to_string(ca) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
+                Ok(_) => p.push(format!("ca_file {} holds no PEM certificate", ca.display())),
+                Err(e) => p.push(format!("ca_file {}: {e}", ca.display())),
+            }
+        }
+        p
+    }
+
     /// When the circuit opens, and for how long.
     pub fn breaker(&self) -> BreakerSettings {
         BreakerSettings {
@@ -132,4 +175,20 @@ impl UpstreamSettings {
             .service(client);
         (stack, handle)
     }
+}
+
+/// An `http` or `https` URL with a host and no query.
+fn http_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_string())?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err("scheme must be http or https".into()),
+    }
+    if uri.host().is_none() {
+        return Err("no host".into());
+    }
+    if uri.query().is_some() {
+        return Err("must not have a query".into());
+    }
+    Ok(())
 }
