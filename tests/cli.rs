@@ -89,6 +89,49 @@ fn check_config_names_unknown_keys_and_every_problem() {
     assert!(text(&o).contains("nope"), "{}", text(&o));
 }
 
+/// Acceptance of issue 22: a file with two unknown keys and one value of
+/// the wrong type gets all three named, each once, from the real binary.
+#[test]
+fn check_config_names_all_three_problems_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nbogus = 1\n[vendor]\ntimeout_ms = \"soon\"\n[audit]\nsinkk = \"file\"\n",
+    )
+    .unwrap();
+    let o = run(&["check-config", "--config", cfg.to_str().unwrap()], &[]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    for needle in [
+        "unknown key `server.bogus`",
+        "vendor.timeout_ms: expected",
+        "unknown key `audit.sinkk`",
+    ] {
+        assert_eq!(out.matches(needle).count(), 1, "{needle:?} once in:\n{out}");
+    }
+    assert!(
+        !out.contains("bogus.bogus") && !out.contains("sinkk.sinkk"),
+        "{out}"
+    );
+    assert!(!out.contains("soon"), "a value in: {out}");
+}
+
+/// Numbers are printed as written: `0.1`, not the nearest f32 widened.
+#[test]
+fn check_config_prints_floats_as_written() {
+    let o = run(
+        &["check-config"],
+        &[("LIVEGATE_SERVER__TENANT_BODY_SHARE", "0.3")],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("retry_budget_ratio = 0.1\n"), "{out}");
+    assert!(out.contains("tenant_body_share = 0.3\n"), "{out}");
+    assert!(out.contains("timeout_ms = 10000\n"), "{out}");
+    assert!(out.contains("lookup_retention_hours = 720\n"), "{out}");
+}
+
 /// The operator's flow: `keys new` prints a key and config lines; a
 /// gateway configured with those lines accepts that key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use livegate_core::serde_duration::{hours, millis};
 use serde::{Deserialize, Serialize};
 
-/// Where audit lines go.
+/// Where audit lines go (`audit.sink`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
@@ -115,8 +116,11 @@ impl Sinks {
     }
 }
 
-/// How the audit trail is written; see the [crate docs](crate).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the audit trail is written; see the [crate docs](crate). The
+/// `[audit]` section: the keys are the fields' names, or the one in
+/// `rename` with its unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// Every sink each record is written to (see [`Sinks`]).
     pub sink: Sinks,
@@ -130,17 +134,22 @@ pub struct AuditSettings {
     /// The Redis stream; lookup keys are `<stream_key>:tx:<transactionId>`.
     /// On a Redis Cluster it needs a hash tag (`{livegate:audit}`), so a
     /// record's entry and lookup key are written in one transaction.
+    #[serde(rename = "stream")]
     pub stream_key: String,
     /// `XADD … MAXLEN ~`: the stream is trimmed to about this many entries.
     pub stream_max_len: u64,
     /// How long a record stays findable by its transactionId.
+    #[serde(rename = "lookup_retention_hours", with = "hours")]
     pub lookup_ttl: Duration,
     /// Places: records admitted but not yet written (in flight or queued).
     pub capacity: usize,
     /// How long a request waits for a place before it is refused.
+    #[serde(rename = "max_wait_ms", with = "millis")]
     pub max_wait: Duration,
     /// Names this process in every line, so per-process `seq` gaps can be
     /// told apart across gateway instances.
+    /// Set by the gateway at start-up, never configured.
+    #[serde(skip)]
     pub instance_id: String,
 }
 

@@ -11,7 +11,7 @@ use livegate_core::{Secret, Timestamp};
 use livegate_payload::{FormatSet, ImageFormat};
 use serde::Deserialize;
 
-use crate::{Config, LogFormat, MAX_BLOCKING_THREADS};
+use crate::{Config, LogFormat, Mode, SinkKind};
 
 /// Prefix of environment overrides: `LIVEGATE_VENDOR__TIMEOUT_MS=500`
 /// overrides `vendor.timeout_ms` (`__` separates sections).
@@ -101,13 +101,15 @@ pub fn load(
     // leaf first, so that a file with several mistakes gets them all
     // reported, not only the first the typed extraction below stops at.
     let mut problems = check_domain_leaves(&mut tree);
-    let mut config = match Config::deserialize(&Value::from(tree)) {
-        Ok(c) => c,
-        Err(e) => {
-            problems.extend(sources.describe_all(e));
-            return Err(invalid(problems));
-        }
+    let extracted = problems.len();
+    let Some(mut config) = extract(tree, &sources, &mut problems) else {
+        return Err(invalid(problems));
     };
+    if problems.len() > extracted {
+        // Keys taken out for their mistakes stand at their defaults: checking
+        // the rest against each other would report what is not there.
+        return Err(invalid(problems));
+    }
     config.resolve_secrets(&mut problems);
     config.validate_into(&mut problems);
     if problems.is_empty() {
@@ -115,6 +117,80 @@ pub fn load(
     } else {
         Err(invalid(problems))
     }
+}
+
+/// Most problems the typed extraction reports before giving up (a file
+/// is not expected to hold more mistakes than this).
+const MAX_EXTRACTION_PROBLEMS: usize = 64;
+
+/// The typed extraction, reporting every problem: serde stops at the first
+/// one, so each reported key is taken out of the tree (it then has its
+/// default) and the extraction runs again, until it succeeds or a problem
+/// cannot be taken out (a missing key).
+fn extract(mut tree: Dict, sources: &Sources<'_>, problems: &mut Vec<String>) -> Option<Config> {
+    let mut taken_out: Vec<Vec<String>> = Vec::new();
+    for _ in 0..MAX_EXTRACTION_PROBLEMS {
+        let e = match Config::deserialize(&Value::from(tree.clone())) {
+            Ok(c) => return Some(c),
+            Err(e) => e,
+        };
+        let mut removed = false;
+        for e in e {
+            if let Kind::MissingField(field) = &e.kind {
+                // A required key taken out for its wrong value: reported once.
+                let mut full = e.path.clone();
+                full.push(field.to_string());
+                if taken_out.contains(&e.path) || taken_out.contains(&full) {
+                    continue;
+                }
+            }
+            problems.push(sources.describe(&e));
+            if remove_leaf(&mut tree, &e.path) {
+                taken_out.push(e.path.clone());
+                removed = true;
+            }
+        }
+        if !removed {
+            return None;
+        }
+    }
+    None
+}
+
+/// Takes the value at `path` (table keys and list indexes) out of the tree;
+/// `false` when there is none.
+fn remove_leaf(tree: &mut Dict, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut table = tree;
+    let mut parents = parents.iter();
+    while let Some(part) = parents.next() {
+        let mut value = match table.get_mut(part) {
+            Some(v) => v,
+            None => return false,
+        };
+        // Lists of tables: `tenants.0.keys.1`.
+        loop {
+            match value {
+                Value::Dict(_, d) => {
+                    table = d;
+                    break;
+                }
+                Value::Array(_, items) => {
+                    let Some(i) = parents.next().and_then(|i| i.parse::<usize>().ok()) else {
+                        return false;
+                    };
+                    match items.get_mut(i) {
+                        Some(v) => value = v,
+                        None => return false,
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+    table.remove(last).is_some()
 }
 
 /// Where each key's value came from.
@@ -154,18 +230,21 @@ impl Sources<'_> {
                 format!("unknown value, expected one of: {}", expected.join(", "))
             }
             Kind::UnknownField(field, _) => {
-                return format!(
-                    "unknown key `{}`{}",
-                    join(&key, field),
-                    self.origin(&key, e)
-                );
+                // The error's path already ends with the unknown key.
+                let key = if e.path.last() == Some(field) {
+                    key
+                } else {
+                    join(&key, field)
+                };
+                return format!("unknown key `{key}`{}", self.origin(&key, e));
             }
             Kind::MissingField(field) => {
-                return format!(
-                    "missing key `{}`{}",
-                    join(&key, field),
-                    self.origin(&key, e)
-                );
+                let key = if e.path.last().map(String::as_str) == Some(field) {
+                    key
+                } else {
+                    join(&key, field)
+                };
+                return format!("missing key `{key}`{}", self.origin(&key, e));
             }
             Kind::DuplicateField(field) => format!("duplicate key `{field}`"),
             other => format!("{other}"),
@@ -393,6 +472,19 @@ impl Config {
         self.vendor.base_url.is_none()
     }
 
+    /// [`Mode::Vendor`]; [`Mode::Simulator`] when explicitly enabled
+    /// although production settings are there; [`Mode::Embedded`] when
+    /// nothing is configured.
+    pub fn mode(&self) -> Mode {
+        if !self.is_embedded_default() {
+            Mode::Vendor
+        } else if self.simulator.enabled {
+            Mode::Simulator
+        } else {
+            Mode::Embedded
+        }
+    }
+
     /// What is configured that only makes sense with a real vendor.
     fn production_like(&self) -> Vec<&'static str> {
         let mut set = Vec::new();
@@ -429,27 +521,24 @@ impl Config {
     /// The cross-field checks; each value's own form was checked when it
     /// was deserialized.
     fn validate_into(&self, p: &mut Vec<String>) {
-        let s = &self.server;
-        if s.body_limit_bytes == 0 || s.body_limit_bytes > 64 * 1024 * 1024 {
-            p.push("server.body_limit_bytes must be between 1 and 67108864 (64 MiB)".into());
-        }
-        if s.inflight_body_budget_bytes < s.body_limit_bytes.saturating_mul(5) / 2 {
-            p.push("server.inflight_body_budget_bytes must hold at least one request at the body limit (2.5 x server.body_limit_bytes)".into());
-        }
-        if s.tls_cert_file.is_some() != s.tls_key_file.is_some() {
-            p.push(
-                "server.tls_cert_file and server.tls_key_file go together: set both or neither"
-                    .into(),
-            );
+        // Each section's own checks, named with their section.
+        for (section, problems) in [
+            ("server", self.server.problems()),
+            ("vendor", self.vendor.problems()),
+            ("redis", self.redis.problems()),
+            ("ratelimit", self.ratelimit.problems()),
+            ("simulator", self.simulator.problems()),
+        ] {
+            p.extend(problems.into_iter().map(|m| format!("{section}.{m}")));
         }
         let a = &self.audit;
         if let Some(why) = a.sink.problem() {
             p.push(why);
         }
-        if a.sink.contains(crate::AuditSink::File) && a.path.is_none() {
+        if a.sink.contains(SinkKind::File) && a.path.is_none() {
             p.push("audit.path is required with audit.sink = \"file\"".into());
         }
-        if a.sink.contains(crate::AuditSink::Redis)
+        if a.sink.contains(SinkKind::Redis)
             && self.redis.url.is_none()
             && self.redis.url_file.is_none()
         {
@@ -463,103 +552,15 @@ impl Config {
                 "audit.max_files must be at least 1 and audit.max_file_bytes at least 4096".into(),
             );
         }
-        if a.stream.is_empty() || a.stream_max_len == 0 {
+        if a.stream_key.is_empty() || a.stream_max_len == 0 {
             p.push(
                 "audit.stream must not be empty and audit.stream_max_len must be at least 1".into(),
             );
         }
-        if s.blocking_threads
-            .is_some_and(|n| !(1..=MAX_BLOCKING_THREADS).contains(&n))
-        {
-            p.push(format!(
-                "server.blocking_threads must be between 1 and {MAX_BLOCKING_THREADS}"
-            ));
-        }
-        if !(s.tenant_body_share > 0.0 && s.tenant_body_share <= 1.0) {
-            p.push("server.tenant_body_share must be above 0 and at most 1".into());
-        }
-        if s.max_header_bytes < 1024 {
-            p.push("server.max_header_bytes must be at least 1024".into());
-        }
-        for (name, v) in [
-            ("server.max_connections", s.max_connections as u64),
-            (
-                "server.max_inflight_requests",
-                s.max_inflight_requests as u64,
-            ),
-            (
-                "server.http2_max_concurrent_streams",
-                u64::from(s.http2_max_concurrent_streams),
-            ),
-            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
-            ("server.idle_timeout_ms", s.idle_timeout_ms),
-            ("server.body_read_timeout_ms", s.body_read_timeout_ms),
-            ("server.drain_timeout_ms", s.drain_timeout_ms),
-            ("server.upload_grace_ms", s.upload_grace_ms),
-            ("server.upload_rate_window_ms", s.upload_rate_window_ms),
-            ("vendor.connect_timeout_ms", self.vendor.connect_timeout_ms),
-            ("vendor.timeout_ms", self.vendor.timeout_ms),
-            ("vendor.max_response_bytes", self.vendor.max_response_bytes),
-            ("vendor.breaker_window_ms", self.vendor.breaker_window_ms),
-            ("redis.timeout_ms", self.redis.timeout_ms),
-            ("redis.admin_timeout_ms", self.redis.admin_timeout_ms),
-            ("ratelimit.timeout_ms", self.ratelimit.timeout_ms),
-            ("ratelimit.replicas", u64::from(self.ratelimit.replicas)),
-            (
-                "ratelimit.default_burst",
-                u64::from(self.ratelimit.default_burst),
-            ),
-            ("vendor.breaker_open_ms", self.vendor.breaker_open_ms),
-        ] {
-            if v == 0 {
-                p.push(format!("{name} must be greater than 0"));
-            }
-        }
-
-        let v = &self.vendor;
-        if let Some(url) = &v.base_url {
-            if let Err(e) = http_url(url) {
-                p.push(format!("vendor.base_url: {e}"));
-            }
-            if v.api_key.is_none() {
-                p.push("vendor.api_key (or vendor.api_key_file) is required when vendor.base_url is set".into());
-            }
-            if self.auth.pepper.is_none() {
-                p.push(
-                    "auth.pepper (or auth.pepper_file) is required when vendor.base_url is set"
-                        .into(),
-                );
-            }
-        }
-        if self
-            .ratelimit
-            .default_rate_per_second
-            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 100_000.0))
-        {
-            p.push("ratelimit.default_rate_per_second must be above 0 and at most 100000".into());
-        }
-        if self
-            .ratelimit
-            .global_rate_per_second
-            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 1_000_000.0))
-        {
-            p.push("ratelimit.global_rate_per_second must be above 0 and at most 1000000".into());
-        }
-        if !(0.0..=1.0).contains(&v.breaker_failure_ratio) {
-            p.push("vendor.breaker_failure_ratio must be between 0.0 and 1.0".into());
-        }
-        if !(0.0..=1.0).contains(&v.retry_budget_ratio) {
-            p.push("vendor.retry_budget_ratio must be between 0.0 and 1.0".into());
-        }
-        if let Some(ca) = &v.ca_file {
-            match std::fs::read_to_string(ca) {
-                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
-                Ok(_) => p.push(format!(
-                    "vendor.ca_file {} holds no PEM certificate",
-                    ca.display()
-                )),
-                Err(e) => p.push(format!("vendor.ca_file {}: {e}", ca.display())),
-            }
+        if self.vendor.base_url.is_some() && self.auth.pepper.is_none() {
+            p.push(
+                "auth.pepper (or auth.pepper_file) is required when vendor.base_url is set".into(),
+            );
         }
         self.admin.validate_into(p);
         self.ops.validate_into(p);
@@ -580,19 +581,6 @@ impl Config {
         }
         for problem in self.protection.problems() {
             p.push(policy_problem("protection", problem));
-        }
-
-        let sim = &self.simulator;
-        for (name, r) in [
-            ("reset_rate", sim.reset_rate),
-            ("timeout_rate", sim.timeout_rate),
-            ("server_error_rate", sim.server_error_rate),
-            ("malformed_rate", sim.malformed_rate),
-            ("error_rate", sim.error_rate),
-        ] {
-            if !(0.0..=1.0).contains(&r) {
-                p.push(format!("simulator.{name} must be between 0.0 and 1.0"));
-            }
         }
 
         let mut tenant_ids = std::collections::HashSet::new();
@@ -663,19 +651,4 @@ fn valid_tenant_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn http_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_string())?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => return Err("scheme must be http or https".into()),
-    }
-    if uri.host().is_none() {
-        return Err("no host".into());
-    }
-    if uri.query().is_some() {
-        return Err("must not have a query".into());
-    }
-    Ok(())
 }

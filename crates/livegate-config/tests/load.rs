@@ -59,7 +59,7 @@ fn env_overrides_file() {
         ]),
     )
     .unwrap();
-    assert_eq!(c.vendor.timeout_ms, 750);
+    assert_eq!(c.vendor.timeout, std::time::Duration::from_millis(750));
     assert_eq!(c.server.listen.port(), 18080);
 }
 
@@ -240,7 +240,7 @@ fn blocking_threads_default_to_two_per_cpu_and_are_bounded() {
 
 #[test]
 fn audit_sink_is_one_name_or_a_list() {
-    use livegate_config::AuditSink;
+    use livegate_config::SinkKind as AuditSink;
     let f =
         file("[audit]\nsink = [\"file\", \"otlp\"]\npath = \"/var/log/livegate/audit.jsonl\"\n");
     let c = load(Some(f.path()), env(&[])).unwrap();
@@ -256,4 +256,34 @@ fn audit_sink_is_one_name_or_a_list() {
     assert!(p.contains("names otlp twice"), "{p}");
     let p = problems(load(None, env(&[("LIVEGATE_AUDIT__SINK", "kafka")])));
     assert!(p.contains("audit") && p.contains("sink"), "{p}");
+}
+
+#[test]
+fn every_unknown_key_and_wrong_type_is_named_once() {
+    let f = file(
+        "[server]\nbogus = 1\nbody_read_timeout_ms = \"slow\"\n[vendor]\nretries = 3\n[[tenants]]\nid = \"acme\"\nextra = true\n",
+    );
+    let msg = problems(load(Some(f.path()), env(&[])));
+    for needle in [
+        "unknown key `server.bogus`",
+        "server.body_read_timeout_ms: expected",
+        "unknown key `vendor.retries`",
+        "extra`",
+    ] {
+        assert_eq!(msg.matches(needle).count(), 1, "{needle:?} once in:\n{msg}");
+    }
+    assert!(!msg.contains("bogus.bogus"), "{msg}");
+
+    let msg = problems(load(None, env(&[("LIVEGATE_SERVER__LISTN", "x")])));
+    assert!(
+        msg.contains("unknown key `server.listn` (from LIVEGATE_SERVER__LISTN)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_wrong_required_value_is_reported_once() {
+    let f = file("[auth]\npepper = \"0123456789abcdef0123\"\n[[tenants]]\nid = 7\n");
+    let msg = problems(load(Some(f.path()), env(&[])));
+    assert_eq!(msg.matches("tenants").count(), 1, "{msg}");
 }

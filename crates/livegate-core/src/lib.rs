@@ -10,7 +10,11 @@
 //! - the [`exchange`] record: one per liveness request, filled by every
 //!   layer, emitted once to a sink (log line now; audit, metrics later);
 //! - the [`Clock`], [`Timestamp`] and [`Secret`] types every crate shares,
-//!   and the one [`hex`] encoder.
+//!   and the one [`hex`] encoder;
+//! - the `[server]` section's settings ([`server::ServerSettings`]: the
+//!   connection edge and admission), and the [`serde_duration`] helpers
+//!   every crate's settings read their `*_ms` keys with;
+//! - [`tenant`]: how layers read the request's resolved tenant policy.
 //!
 //! It does not decide *when* an error happens: each crate has its own typed
 //! errors, gathered into the stack's one error type by the binary, which
@@ -21,6 +25,8 @@ mod error;
 pub mod exchange;
 pub mod hex;
 mod secret;
+pub mod serde_duration;
+pub mod server;
 pub mod single_headers;
 pub mod tenant;
 mod time;

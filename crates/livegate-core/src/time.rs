@@ -1,22 +1,44 @@
 use std::fmt;
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Wall-clock time, injected so expiry, audit times and windows can be
-/// tested without waiting.
+/// Time, injected so expiry, audit times, rate-limit windows and the
+/// calendar month can be tested without waiting. The one clock of every
+/// crate.
 pub trait Clock: Send + Sync + 'static {
+    /// Wall-clock time.
     fn now(&self) -> SystemTime;
+
+    /// Monotonic time since an arbitrary origin (for intervals such as
+    /// GCRA's). By default, wall-clock time since the Unix epoch: right for
+    /// test clocks, which only move when told to.
+    fn monotonic(&self) -> Duration {
+        self.unix()
+    }
+
+    /// Wall-clock time since the Unix epoch.
+    fn unix(&self) -> Duration {
+        self.now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    }
 }
 
-/// The system's clock.
+/// The system's clocks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    /// Since the first reading in this process: never goes back when the
+    /// wall clock is set back.
+    fn monotonic(&self) -> Duration {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
     }
 }
 
@@ -71,8 +93,6 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]

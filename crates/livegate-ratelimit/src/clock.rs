@@ -1,48 +1,12 @@
-//! Time, injected so the limiter's arithmetic is testable.
+//! Time, injected so the limiter's arithmetic is testable: the limiter
+//! reads [`livegate_core::Clock`]'s `monotonic` (GCRA) and `unix` (the
+//! calendar month); [`ManualClock`] moves both only when told to.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Where a limiter reads the time.
-pub trait Clock: Send + Sync + 'static {
-    /// Monotonic time since an arbitrary origin (for GCRA).
-    fn monotonic(&self) -> Duration;
-    /// Wall-clock time since the Unix epoch (for the calendar month).
-    fn unix(&self) -> Duration;
-}
-
-/// The real clocks.
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock {
-    origin: Instant,
-}
-
-impl SystemClock {
-    pub fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for SystemClock {
-    fn monotonic(&self) -> Duration {
-        self.origin.elapsed()
-    }
-
-    fn unix(&self) -> Duration {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-    }
-}
+pub use livegate_core::{Clock, SystemClock};
 
 /// A clock that moves only when told to (both readings move together).
 /// Clones share the time.
@@ -68,6 +32,10 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + self.unix()
+    }
+
     fn monotonic(&self) -> Duration {
         Duration::from_micros(self.micros.load(Ordering::SeqCst))
     }

@@ -4,8 +4,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use crate::absorb::Absorber;
 use crate::clock::{Clock, SystemClock};
 use crate::gcra::Params;
@@ -18,28 +16,9 @@ use crate::{BoxFuture, Decision, Limit, LimitError, Limiter, LimiterHealth, Usag
 /// request.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(100);
 
-/// What to answer while Redis is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailMode {
-    /// Each replica enforces its share of the limits in process.
-    #[default]
-    Local,
-    /// Admit everything.
-    Open,
-    /// Refuse everything ([`Decision::Unavailable`]).
-    Closed,
-}
-
-impl FailMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Open => "open",
-            Self::Closed => "closed",
-        }
-    }
-}
+/// What to answer while Redis is unreachable: the deployment's one
+/// `redis.fail_mode`, shared with the key store and readiness.
+pub use livegate_redis::FailMode;
 
 /// The gateway's limiter with Redis: exact while Redis answers, the
 /// [`FailMode`] while it does not, and back by itself.
@@ -82,7 +61,7 @@ impl FallbackLimiter {
     /// `replicas` is the number of gateway replicas sharing the limits (the
     /// local share while in [`FailMode::Local`]).
     pub fn new(redis: RedisLimiter, mode: FailMode, replicas: u32) -> Self {
-        let local = LocalLimiter::with_clock(Arc::new(SystemClock::new()), replicas);
+        let local = LocalLimiter::with_clock(Arc::new(SystemClock), replicas);
         Self::with_local(redis, mode, local)
     }
 
@@ -95,7 +74,7 @@ impl FallbackLimiter {
             errors: AtomicU64::new(0),
             failure: Mutex::new(None),
             tier: Absorber::default(),
-            tier_clock: SystemClock::new(),
+            tier_clock: SystemClock,
             rtt_peak_us: AtomicU64::new(0),
             absorbed: AtomicU64::new(0),
         }

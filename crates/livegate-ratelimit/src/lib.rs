@@ -13,6 +13,8 @@
 //!   refuses, without a round trip, tenants this replica alone already saw
 //!   admitted over their limit (see [`FallbackLimiter::absorbed`]).
 //!
+//! Owns the `[ratelimit]` section ([`RateLimitSettings`]).
+//!
 //! Does not own the tower layer, the response headers, the tenants'
 //! settings or metrics export: the gateway reads [`Decision`],
 //! [`LimiterHealth`] and [`FallbackLimiter::errors`].
@@ -47,6 +49,7 @@ pub mod layer;
 mod local;
 mod month;
 mod redis;
+mod settings;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,6 +63,7 @@ pub use layer::{RateLimit, RateLimitLayer, RatePolicy, Refused};
 pub use local::LocalLimiter;
 pub use month::{Month, month_of};
 pub use redis::{RedisLimiter, RedisLimiterSettings};
+pub use settings::RateLimitSettings;
 
 /// A boxed, sendable future (the trait stays object safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -161,18 +165,19 @@ pub enum LimitError {
     Config(String),
 }
 
-/// Decides whether a tenant's request may proceed, and counts it.
-/// A tenant's limit from its settings and the deployment's default rate
-/// `(rate, burst)`: `None` when neither a rate nor a quota applies. A quota
-/// without a rate gets a rate that is no bound in practice.
+/// A tenant's limit from its settings and the deployment's default
+/// (`[ratelimit]`'s rate and burst): `None` when neither a rate nor a quota
+/// applies. A quota without a rate gets a rate that is no bound in
+/// practice.
 pub fn limit_of(
     rate_per_second: Option<f64>,
     burst: Option<u32>,
     monthly_quota: Option<u64>,
-    default_rate: Option<(f64, u32)>,
+    default: Option<impl Into<Limit>>,
 ) -> Option<Limit> {
-    let rate = rate_per_second.or(default_rate.map(|(r, _)| r));
-    let burst = burst.or(default_rate.map(|(_, b)| b)).unwrap_or(1);
+    let default = default.map(Into::into);
+    let rate = rate_per_second.or(default.map(|d| d.rate_per_second));
+    let burst = burst.or(default.map(|d| d.burst)).unwrap_or(1);
     match (rate, monthly_quota) {
         (None, None) => None,
         (None, Some(_)) => Some(Limit {
@@ -188,6 +193,24 @@ pub fn limit_of(
     }
 }
 
+/// `(rate, burst)`, the form the admin API is given the default in.
+impl From<(f64, u32)> for Limit {
+    fn from((rate_per_second, burst): (f64, u32)) -> Self {
+        Self {
+            rate_per_second,
+            burst,
+            monthly_quota: None,
+        }
+    }
+}
+
+impl From<Limit> for (f64, u32) {
+    fn from(l: Limit) -> Self {
+        (l.rate_per_second, l.burst)
+    }
+}
+
+/// Decides whether a tenant's request may proceed, and counts it.
 pub trait Limiter: Send + Sync + 'static {
     /// Admits or refuses one request of `tenant`; an admitted one is
     /// counted against the month's quota.

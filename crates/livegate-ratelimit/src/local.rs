@@ -38,7 +38,7 @@ impl Default for LocalLimiter {
 impl LocalLimiter {
     /// The whole limit, on the system clock.
     pub fn new() -> Self {
-        Self::with_clock(Arc::new(SystemClock::new()), 1)
+        Self::with_clock(Arc::new(SystemClock), 1)
     }
 
     /// `1/share` of every limit (`share` 0 is taken as 1), on `clock`.

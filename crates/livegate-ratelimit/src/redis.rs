@@ -130,7 +130,7 @@ impl RedisLimiter {
         Self {
             backend,
             settings,
-            clock: Arc::new(SystemClock::new()),
+            clock: Arc::new(SystemClock),
             last_error: Mutex::new(None),
         }
     }

@@ -6,8 +6,14 @@
 //! (a cluster client connected on first use); [`Conn`], the cheap clone a
 //! command runs on; [`Backend::run`], which bounds one command (connecting
 //! included) by a timeout; and [`describe`], the short description of a
-//! Redis error that never contains the URL or its password. Does not own
-//! key layouts, scripts, settings, or how a caller reports a failure.
+//! Redis error that never contains the URL or its password; and the
+//! `[redis]` section ([`RedisSettings`], with the one [`FailMode`] every
+//! Redis-backed part follows). Does not own key layouts, scripts, or how a
+//! caller reports a failure.
+
+mod settings;
+
+pub use settings::{FailMode, RedisSettings};
 
 use std::time::Duration;
 

@@ -47,12 +47,14 @@
 //! only, and only the last ones.
 
 mod server;
+mod settings;
 mod vendor;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use server::{StubHandle, serve, spawn};
+pub use settings::SimulatorSettings;
 pub use vendor::liveness_score;
 
 /// Largest request body the simulator reads; larger ones get HTTP 413.

@@ -68,6 +68,7 @@
 
 mod config;
 mod export;
+mod log_settings;
 pub mod logs;
 mod propagation;
 mod span;
@@ -83,6 +84,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
+pub use log_settings::LogSettings;
 pub use propagation::{
     inject_current, inject_span, otel_enabled, set_parent_from_headers, trace_id,
 };
@@ -92,8 +94,9 @@ pub use span::{
     server_span,
 };
 
-/// How log lines are written on stderr.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How log lines are written on stderr (`log.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]

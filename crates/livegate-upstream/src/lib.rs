@@ -26,6 +26,10 @@
 //!   resends, by itself, a request that met a pooled connection the vendor
 //!   had closed before the request was written.)
 //!
+//! The `[vendor]` section is [`UpstreamSettings`]; it builds the client's
+//! [`VendorSettings`] and the stack of both layers around the client
+//! ([`UpstreamSettings::stack`]).
+//!
 //! It does not own: tracing (a layer around it), or what the gateway's
 //! client sees for an [`UpstreamError`] (the binary maps errors to its own
 //! error kinds).
@@ -95,6 +99,7 @@ pub mod breaker;
 mod client;
 mod error;
 pub mod retry;
+mod settings;
 #[cfg(test)]
 mod test_vendor;
 mod tls;
@@ -106,3 +111,4 @@ pub use breaker::{
 pub use client::{ResponseFuture, VendorClient, VendorResponse, VendorSettings};
 pub use error::UpstreamError;
 pub use retry::{ConnectRetry, ConnectRetryLayer, ConnectRetryPolicy, RetrySettings};
+pub use settings::{UpstreamSettings, VendorStack};

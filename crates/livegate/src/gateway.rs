@@ -66,6 +66,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use livegate_audit::Audit;
 use livegate_auth::{AuthLayer, Authenticator, KeyStore};
+use livegate_config::{FailMode, Mode};
 use livegate_core::admission::{Admission, AdmissionLayer};
 use livegate_core::exchange::{Exchange, ExchangeLayer, ExchangeSink};
 use livegate_core::single_headers::SingleHeadersLayer;
@@ -75,9 +76,7 @@ use livegate_payload::{ImagePolicy, PayloadLayer};
 use livegate_protect::store::{IdempotencyStore, ReplayStore};
 use livegate_protect::{ProtectLayer, ProtectionPolicy};
 use livegate_ratelimit::{Limit, Limiter, RateLimitLayer};
-use livegate_upstream::{
-    BreakerHandle, CircuitBreaker, ConnectRetry, UpstreamError, VendorClient, VendorResponse,
-};
+use livegate_upstream::{BreakerHandle, UpstreamError, VendorResponse};
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::{
@@ -101,43 +100,26 @@ pub struct Gateway {
     pub store: Arc<dyn KeyStore>,
     /// The deployment's image policy; tenants' overrides apply on top.
     pub images: ImagePolicy,
-    /// The deployment's `[protection]`; tenants' overrides apply on top.
-    pub protection: ProtectionPolicy,
-    /// Where protection keeps fingerprints and idempotent answers.
-    pub protection_store: ProtectionStore,
-    /// How long an idempotency claim outlives a replica that died holding it.
-    pub protection_lease: Duration,
-    /// The vendor client behind its circuit breaker and safe retry.
-    pub vendor: VendorStack,
-    /// The vendor circuit's state, for `/readyz`.
-    pub breaker: BreakerHandle,
-    pub body_limit: usize,
-    pub body_read_timeout: Duration,
-    /// Bodies larger than this are decoded and hashed on the blocking pool.
-    pub blocking_above: usize,
-    /// Images fingerprinted at once, at most.
-    pub image_concurrency: usize,
+    /// Liveness-aware protection: the deployment's policy and its stores.
+    pub protection: Protection,
+    /// The vendor service, its circuit and where it calls.
+    pub vendor: Vendor,
+    /// How request bodies are read and where images are worked on.
+    pub body: BodyHandling,
     /// Concurrent liveness requests and in-flight body bytes.
     pub admission: Arc<Admission>,
     /// Tenants' rates and quotas.
-    pub limiter: Arc<dyn Limiter>,
-    /// The limit of a tenant that sets none: `(rate, burst)`; `None`: such
-    /// tenants are not rate-limited.
-    pub default_rate: Option<(f64, u32)>,
-    /// The gateway-wide cap over all tenants, if any.
-    pub global_limit: Option<Limit>,
-    /// `embedded` (nothing configured: built-in simulator), `simulator`
-    /// (explicitly enabled) or `vendor`.
-    pub mode: &'static str,
-    /// `redis.fail_mode = "closed"`: an unreachable store fails readiness.
-    pub store_fail_closed: bool,
+    pub limits: Limits,
+    /// What the gateway answers with.
+    pub mode: Mode,
+    /// `redis.fail_mode`: with [`FailMode::Closed`] an unreachable store
+    /// fails readiness and protection refuses.
+    pub fail_mode: FailMode,
     pub health: Health,
     /// Where exchange records go (the log line, the metrics, the audit trail).
     pub sink: Arc<dyn ExchangeSink>,
     /// `https` when the public listener serves TLS, else `http` (for spans).
     pub scheme: &'static str,
-    /// Where the vendor client sends liveness calls (for the client span).
-    pub vendor_endpoint: http::Uri,
     /// The Prometheus metrics (also one of the sinks).
     pub metrics: Arc<Metrics>,
     /// The audit trail (also one of the sinks): its layer reserves each
@@ -146,16 +128,53 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The stores of liveness-aware protection (one object in practice: memory
-/// or Redis).
+/// Liveness-aware protection: the deployment's `[protection]` (tenants'
+/// overrides apply on top) and where it keeps fingerprints and idempotent
+/// answers (one object in practice: memory or Redis).
 #[derive(Clone)]
-pub struct ProtectionStore {
+pub struct Protection {
+    pub policy: ProtectionPolicy,
     pub replay: Arc<dyn ReplayStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// How long an idempotency claim outlives a replica that died holding it.
+    pub lease: Duration,
+}
+
+/// The vendor.
+#[derive(Clone)]
+pub struct Vendor {
+    /// The vendor client behind its circuit breaker and safe retry.
+    pub stack: VendorStack,
+    /// The circuit's state, for `/readyz` and `/metrics`.
+    pub breaker: BreakerHandle,
+    /// Where the client sends liveness calls (for the client span).
+    pub endpoint: http::Uri,
+}
+
+/// How a liveness request's body is read and its image worked on.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyHandling {
+    pub limit: usize,
+    pub read_timeout: Duration,
+    /// Bodies larger than this are decoded and hashed on the blocking pool.
+    pub blocking_above: usize,
+    /// Images fingerprinted at once, at most.
+    pub image_concurrency: usize,
+}
+
+/// Tenants' rates and quotas.
+#[derive(Clone)]
+pub struct Limits {
+    pub limiter: Arc<dyn Limiter>,
+    /// The limit of a tenant that sets none; `None`: such tenants are not
+    /// rate-limited.
+    pub default: Option<Limit>,
+    /// The gateway-wide cap over all tenants, if any.
+    pub global: Option<Limit>,
 }
 
 /// The vendor service the stack calls: breaker, then connect retry, then client.
-pub type VendorStack = CircuitBreaker<ConnectRetry<VendorClient>>;
+pub use livegate_upstream::VendorStack;
 
 /// Readiness, shared with the server so draining takes the replica out of
 /// rotation before connections close.
@@ -175,7 +194,7 @@ impl Health {
 
 /// The public router, calling the gateway's vendor client.
 pub fn router(gw: &Gateway) -> Router {
-    router_with(gw, gw.vendor.clone())
+    router_with(gw, gw.vendor.stack.clone())
 }
 
 /// The public router with `vendor` as the vendor service (the client, or
@@ -192,8 +211,8 @@ where
     // The steps in the order of the module docs (one numbered line each).
     let policies = Policies {
         images: gw.images,
-        protection: gw.protection,
-        default_rate: gw.default_rate,
+        protection: gw.protection.policy,
+        default_limit: gw.limits.default,
     };
     let liveness = ServiceBuilder::new()
         .layer(ExchangeLayer::new(gw.sink.clone(), gw.clock.clone())) // 1
@@ -204,31 +223,31 @@ where
         .map_request(move |req| policies.attach::<Body>(req)) // 6
         .layer(
             // 7
-            RateLimitLayer::new(gw.limiter.clone())
+            RateLimitLayer::new(gw.limits.limiter.clone())
                 .policy::<TenantPolicy>()
-                .global(gw.global_limit),
+                .global(gw.limits.global),
         )
         .layer(AdmissionLayer::new(gw.admission.clone()).per_tenant::<TenantPolicy>()) // 8
         .layer(
             // 9
-            PayloadLayer::new(gw.body_limit, gw.body_read_timeout)
-                .blocking_above(gw.blocking_above)
+            PayloadLayer::new(gw.body.limit, gw.body.read_timeout)
+                .blocking_above(gw.body.blocking_above)
                 .policy::<TenantPolicy>(),
         )
         .layer(
             // 10
             ProtectLayer::new(
-                gw.protection_store.replay.clone(),
-                gw.protection_store.idempotency.clone(),
+                gw.protection.replay.clone(),
+                gw.protection.idempotency.clone(),
             )
             .policy::<TenantPolicy>()
-            .fail_closed(gw.store_fail_closed)
-            .blocking_above(gw.blocking_above)
-            .image_concurrency(gw.image_concurrency)
+            .fail_closed(gw.fail_mode == FailMode::Closed)
+            .blocking_above(gw.body.blocking_above)
+            .image_concurrency(gw.body.image_concurrency)
             .memory_budget(gw.admission.clone())
-            .lease(gw.protection_lease),
+            .lease(gw.protection.lease),
         )
-        .service(Forward::new(vendor, gw.vendor_endpoint.clone())); // 11
+        .service(Forward::new(vendor, gw.vendor.endpoint.clone())); // 11
 
     let routes = Router::new()
         .route("/modules/liveness", post_service(liveness))
@@ -391,12 +410,12 @@ pub fn observe_parts(gw: &Gateway, interval: Duration) {
 /// The state of the gateway's parts, read now.
 async fn parts_state(gw: &Gateway) -> livegate_metrics::State {
     let (in_flight, body_bytes) = gw.admission.in_flight();
-    let limiter = gw.limiter.health();
+    let limiter = gw.limits.limiter.health();
     livegate_metrics::State {
         in_flight_requests: in_flight as u64,
         in_flight_body_bytes: body_bytes as u64,
         admission_refusals: gw.admission.refused(),
-        circuit: gw.breaker.state().as_str(),
+        circuit: gw.vendor.breaker.state().as_str(),
         limiter_backend: limiter.backend,
         limiter_mode: limiter.mode,
         limiter_redis_errors: limiter.errors,
@@ -466,13 +485,13 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
     // readiness. The key store is reported, and fails readiness only with
     // `redis.fail_mode = "closed"`.
     let store = gw.store.health().await;
-    let limiter = gw.limiter.health();
+    let limiter = gw.limits.limiter.health();
     // Reported, never failing readiness: a stuck sink refuses requests
     // itself (503 50305), and every replica shares the sink's fate.
     let audit = gw.audit.stats();
     let (status, state) = if gw.health.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else if gw.store_fail_closed && (!store.ok || !limiter.ok) {
+    } else if gw.fail_mode == FailMode::Closed && (!store.ok || !limiter.ok) {
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
     } else {
         (StatusCode::OK, "ready")
@@ -482,7 +501,7 @@ async fn readyz(State(gw): State<Gateway>) -> Response<Body> {
         "mode": gw.mode,
         "keyStore": store,
         "rateLimiter": limiter,
-        "vendorCircuit": gw.breaker.state().as_str(),
+        "vendorCircuit": gw.vendor.breaker.state().as_str(),
         "audit": {
             "sink": gw.audit.sink_kind(),
             "failing": audit.failing,

@@ -7,17 +7,15 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
-use http::Method;
-use livegate::admin_cli::{self, AdminTarget, KEY_COLUMNS, TENANT_COLUMNS};
+use livegate::admin_cli::{ConfigArg, KeysCommand, TenantsCommand};
 use livegate::{gateway, runtime, server};
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
-use livegate_config::Config;
+use livegate_config::{Config, Mode};
 
 #[derive(Parser)]
 #[command(
@@ -48,13 +46,6 @@ enum Command {
 }
 
 #[derive(Args)]
-struct ConfigArg {
-    /// TOML configuration file; `LIVEGATE_*` variables override it.
-    #[arg(long, short, env = "LIVEGATE_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-#[derive(Args)]
 struct StubArgs {
     #[command(flatten)]
     config: ConfigArg,
@@ -63,241 +54,8 @@ struct StubArgs {
     listen: Option<std::net::SocketAddr>,
 }
 
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Issue a key for a tenant through the admin API; the key is printed once.
-    Issue {
-        #[arg(long)]
-        tenant: String,
-        /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
-        #[arg(long)]
-        expires_at: Option<String>,
-        /// This issuance's id, chosen by the caller: repeating the command
-        /// with it never makes a second key (409 40905 names the first).
-        #[arg(long)]
-        request_id: Option<String>,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// A tenant's keys (ids and states, never secrets), through the admin API.
-    List {
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Revoke a key, through the admin API.
-    Revoke {
-        key_id: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Replace a key with a new one; the old one works for the grace period.
-    Rotate {
-        key_id: String,
-        #[arg(long, default_value_t = 0)]
-        grace_seconds: u64,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Offline: make a key for the configuration file (prints the key once
-    /// and the config lines holding its id and hash). Needs the pepper.
-    New {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Tenant id the key is for.
-        #[arg(long)]
-        tenant: String,
-        /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
-        #[arg(long)]
-        expires_at: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum TenantsCommand {
-    /// List tenants: through the admin API when its URL is given, else the
-    /// configuration file's tenants and key ids (never secrets).
-    List {
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Create a tenant through the admin API.
-    Create {
-        #[arg(long)]
-        id: String,
-        #[command(flatten)]
-        settings: TenantSettingsArgs,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Show a tenant.
-    Get {
-        id: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Change a tenant's name or settings (what is given).
-    Update {
-        id: String,
-        #[command(flatten)]
-        settings: TenantSettingsArgs,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Disable a tenant: its keys get 403.
-    Disable {
-        id: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Enable a tenant again.
-    Enable {
-        id: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-}
-
-#[derive(Args)]
-struct TenantSettingsArgs {
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long)]
-    rate_per_second: Option<f64>,
-    #[arg(long)]
-    burst: Option<u32>,
-    #[arg(long)]
-    monthly_quota: Option<u64>,
-}
-
-impl TenantSettingsArgs {
-    fn json(&self, id: Option<&str>) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "name": self.name,
-            "ratePerSecond": self.rate_per_second,
-            "burst": self.burst,
-            "monthlyQuota": self.monthly_quota,
-        });
-        if let (Some(id), Some(map)) = (id, v.as_object_mut()) {
-            map.insert("id".into(), id.into());
-        }
-        // Unset settings are left out rather than sent as null.
-        if let Some(map) = v.as_object_mut() {
-            map.retain(|_, x| !x.is_null());
-        }
-        v
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(c) => load(&c).and_then(serve),
-        Command::CheckConfig(c) => load(&c).and_then(|cfg| check_config(&cfg)),
-        Command::Stub(a) => load(&a.config).and_then(|cfg| stub(cfg, a.listen)),
-        Command::Keys(KeysCommand::New {
-            config,
-            tenant,
-            expires_at,
-        }) => load(&config).and_then(|cfg| new_key(&cfg, &tenant, expires_at.as_deref())),
-        Command::Tenants(TenantsCommand::List { config, target }) => {
-            if target.admin_url.is_some() {
-                admin(
-                    &target,
-                    Method::GET,
-                    "/admin/v1/tenants",
-                    None,
-                    TENANT_COLUMNS,
-                )
-            } else {
-                load(&config).map(|cfg| list_tenants(&cfg))
-            }
-        }
-        Command::Tenants(TenantsCommand::Create {
-            id,
-            settings,
-            target,
-        }) => admin(
-            &target,
-            Method::POST,
-            "/admin/v1/tenants",
-            Some(settings.json(Some(&id))),
-            TENANT_COLUMNS,
-        ),
-        Command::Tenants(TenantsCommand::Get { id, target }) => admin(
-            &target,
-            Method::GET,
-            &format!("/admin/v1/tenants/{id}"),
-            None,
-            TENANT_COLUMNS,
-        ),
-        Command::Tenants(TenantsCommand::Update {
-            id,
-            settings,
-            target,
-        }) => admin(
-            &target,
-            Method::PATCH,
-            &format!("/admin/v1/tenants/{id}"),
-            Some(settings.json(None)),
-            TENANT_COLUMNS,
-        ),
-        Command::Tenants(TenantsCommand::Disable { id, target }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/tenants/{id}/disable"),
-            None,
-            TENANT_COLUMNS,
-        ),
-        Command::Tenants(TenantsCommand::Enable { id, target }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/tenants/{id}/enable"),
-            None,
-            TENANT_COLUMNS,
-        ),
-        Command::Keys(KeysCommand::Issue {
-            tenant,
-            expires_at,
-            request_id,
-            target,
-        }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/tenants/{tenant}/keys"),
-            Some(serde_json::json!({ "expiresAt": expires_at, "requestId": request_id })),
-            ISSUED_COLUMNS,
-        ),
-        Command::Keys(KeysCommand::List { tenant, target }) => admin(
-            &target,
-            Method::GET,
-            &format!("/admin/v1/tenants/{tenant}/keys"),
-            None,
-            KEY_COLUMNS,
-        ),
-        Command::Keys(KeysCommand::Revoke { key_id, target }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/keys/{key_id}/revoke"),
-            None,
-            KEY_COLUMNS,
-        ),
-        Command::Keys(KeysCommand::Rotate {
-            key_id,
-            grace_seconds,
-            target,
-        }) => admin(
-            &target,
-            Method::POST,
-            &format!("/admin/v1/keys/{key_id}/rotate"),
-            Some(serde_json::json!({ "graceSeconds": grace_seconds })),
-            ISSUED_COLUMNS,
-        ),
-    };
-    match result {
+    match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("livegate: {e:#}");
@@ -306,19 +64,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// Columns of an issued key: the key itself is shown this once.
-const ISSUED_COLUMNS: &[&str] = &["keyId", "tenantId", "expiresAt", "key"];
-
-fn admin(
-    target: &AdminTarget,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-    columns: &[&str],
-) -> anyhow::Result<()> {
-    let answer = admin_cli::call(target, method, path, body)?;
-    admin_cli::print(target, &answer, columns);
-    Ok(())
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(c) => serve(load(&c)?),
+        Command::CheckConfig(c) => check_config(&load(&c)?),
+        Command::Stub(a) => stub(load(&a.config)?, a.listen),
+        Command::Keys(KeysCommand::New {
+            config,
+            tenant,
+            expires_at,
+        }) => new_key(&load(&config)?, &tenant, expires_at.as_deref()),
+        Command::Tenants(TenantsCommand::List { config, target }) if target.admin_url.is_none() => {
+            list_tenants(&load(&config)?);
+            Ok(())
+        }
+        Command::Keys(command) => command.admin_call()?.run(),
+        Command::Tenants(command) => command.admin_call().run(),
+    }
 }
 
 fn load(arg: &ConfigArg) -> anyhow::Result<Config> {
@@ -344,7 +106,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// CPU; 2 MB wrapped bodies, 376-422 MiB unbounded, 205-218 MiB bounded;
 /// CPU per request the same within noise.
 fn server_runtime(
-    server: &livegate_config::ServerConfig,
+    server: &livegate_config::ServerSettings,
 ) -> anyhow::Result<tokio::runtime::Runtime> {
     runtime_with_blocking_threads(server.blocking_threads())
 }
@@ -364,7 +126,7 @@ const AUDIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    let telemetry = init_logging(&config.log);
+    let telemetry = livegate_telemetry::init(config.log.format, &config.log.level);
     let result = server_runtime(&config.server)?.block_on(async move {
         let mut rt = runtime::build(&config).await?;
         // From here on the admin and metrics tokens exist as digests only.
@@ -385,7 +147,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         if rt.admin.is_none() {
             tracing::info!("no admin token (admin.token or admin.tokens): the admin API is off");
         }
-        tracing::info!(%addr, %ops_addr, mode = rt.gateway.mode, "livegate listening");
+        tracing::info!(%addr, %ops_addr, mode = rt.gateway.mode.as_str(), "livegate listening");
         // Plain lines tests and scripts can wait for, whatever the log format.
         println!("livegate ops listening on {ops_addr}");
         println!("livegate listening on {addr}");
@@ -439,16 +201,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// Logs (text or JSON lines on stderr) and, when `OTEL_*` asks for it,
-/// trace export.
-fn init_logging(log: &livegate_config::LogConfig) -> livegate_telemetry::TelemetryGuard {
-    let format = match log.format {
-        livegate_config::LogFormat::Json => livegate_telemetry::LogFormat::Json,
-        livegate_config::LogFormat::Text => livegate_telemetry::LogFormat::Text,
-    };
-    livegate_telemetry::init(format, &log.level)
-}
-
 fn embedded_banner(
     rt: &runtime::Runtime,
     addr: std::net::SocketAddr,
@@ -460,7 +212,7 @@ fn embedded_banner(
         .map(|s| s.base_url())
         .unwrap_or_default();
     let mut out = String::new();
-    if rt.gateway.mode == "simulator" {
+    if rt.gateway.mode == Mode::Simulator {
         tracing::warn!(
             simulator = %sim,
             "SIMULATOR ENABLED: simulator.enabled = true and no vendor.base_url; every tenant gets SIMULATOR scores. Not for production."
@@ -509,21 +261,21 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     }
     let text = toml::to_string_pretty(config).context("printing the configuration")?;
     println!("# livegate effective configuration (secrets redacted)");
-    match runtime::mode(config) {
-        "embedded" => println!(
+    match config.mode() {
+        Mode::Embedded => println!(
             "# mode: EMBEDDED DEFAULT (no vendor.base_url: built-in simulator, in-memory stores)"
         ),
-        "simulator" => println!(
+        Mode::Simulator => println!(
             "# mode: SIMULATOR (simulator.enabled = true: tenants get simulator scores, not the vendor's)"
         ),
-        _ => {}
+        Mode::Vendor => {}
     }
     print!("{text}");
     Ok(())
 }
 
 fn stub(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let _telemetry = init_logging(&config.log);
+    let _telemetry = livegate_telemetry::init(config.log.format, &config.log.level);
     runtime()?.block_on(async move {
         let addr = listen.unwrap_or(config.simulator.listen);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -538,7 +290,7 @@ fn stub(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<
         let _ = std::io::stdout().flush();
         livegate_stub::serve(
             listener,
-            runtime::stub_config(&config.simulator, key.expose()),
+            config.simulator.stub_config(key.expose()),
             server::shutdown_signal(),
         )
         .await?;
@@ -597,7 +349,7 @@ mod tests {
 
     #[test]
     fn the_blocking_pool_is_bounded_by_server_blocking_threads() {
-        let server = livegate_config::ServerConfig {
+        let server = livegate_config::ServerSettings {
             blocking_threads: Some(2),
             ..Default::default()
         };

@@ -63,9 +63,9 @@ pub struct Policies {
     pub images: ImagePolicy,
     /// `[protection]`.
     pub protection: ProtectionPolicy,
-    /// The rate of a tenant that sets none: `(rate, burst)`; `None`: such
-    /// tenants are not rate-limited.
-    pub default_rate: Option<(f64, u32)>,
+    /// The rate and burst of a tenant that sets none; `None`: such tenants
+    /// are not rate-limited.
+    pub default_limit: Option<Limit>,
 }
 
 impl Policies {
@@ -78,7 +78,7 @@ impl Policies {
                 s.rate_per_second,
                 s.burst,
                 s.monthly_quota,
-                self.default_rate,
+                self.default_limit,
             ),
             images: self.images.with(&s.images),
             protection: self.protection.with(&s.protection),
@@ -109,7 +109,11 @@ mod tests {
         Policies {
             images: ImagePolicy::ANY,
             protection: ProtectionPolicy::default(),
-            default_rate: Some((5.0, 10)),
+            default_limit: Some(Limit {
+                rate_per_second: 5.0,
+                burst: 10,
+                monthly_quota: None,
+            }),
         }
     }
 
@@ -157,7 +161,7 @@ mod tests {
     #[test]
     fn without_a_default_rate_a_tenant_without_one_is_not_limited() {
         let policies = Policies {
-            default_rate: None,
+            default_limit: None,
             ..policies()
         };
         assert!(policies.resolve(&Tenant::new("acme")).limit().is_none());

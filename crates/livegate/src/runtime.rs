@@ -7,30 +7,20 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use livegate_admin::{AdminApi, AdminToken, Scope, TokenDigest};
-use livegate_audit::{Audit, AuditRedis, AuditSettings, SinkKind};
-use livegate_auth::MemoryStore;
+use livegate_audit::{Audit, AuditRedis, SinkKind};
 use livegate_auth::hash::Pepper;
 use livegate_auth::key;
 use livegate_auth::store::{KeyRecord, KeyStore, Tenant, TenantSettings};
-use livegate_auth::{AdminError, Authenticator, KeyAdmin, RedisSettings, RedisStore};
-use livegate_config::{Config, FailMode, SimulatorConfig, TenantConfig};
-use livegate_core::admission::{Admission, UploadFloor};
+use livegate_auth::{AdminError, Authenticator, KeyAdmin, MemoryStore, RedisSettings, RedisStore};
+use livegate_config::{Config, TenantConfig};
 use livegate_core::exchange::{ExchangeSink, LogSink};
-use livegate_core::{Secret, SystemClock, hex};
+use livegate_core::{Clock, Secret, SystemClock, hex};
 use livegate_metrics::Metrics;
-use livegate_ratelimit::{
-    FailMode as LimitFailMode, FallbackLimiter, Limit, Limiter, LocalLimiter, RedisLimiter,
-    RedisLimiterSettings,
-};
-use livegate_stub::{Faults, StubConfig, StubHandle};
-use livegate_upstream::{
-    BreakerHandle, BreakerSettings, CircuitBreakerLayer, ConnectRetryLayer, RetrySettings,
-    VendorClient, VendorSettings,
-};
+use livegate_stub::{SimulatorSettings, StubHandle};
+use livegate_upstream::VendorClient;
 use rand::RngExt;
-use tower::ServiceBuilder;
 
-use crate::gateway::{Gateway, Health, ProtectionStore, VendorStack};
+use crate::gateway::{BodyHandling, Gateway, Health, Limits, Protection, Vendor};
 use crate::tls::{ReloadingTls, TlsFiles};
 use crate::trace::SpanSink;
 
@@ -38,6 +28,10 @@ use crate::trace::SpanSink;
 /// so a newcomer sees the `RateLimit-*` headers and a 429.
 pub const DEV_RATE_PER_SECOND: f64 = 5.0;
 pub const DEV_BURST: u32 = 10;
+
+/// How long an idempotency claim outlives the vendor call it waits for,
+/// before another replica may take it over.
+const PROTECTION_LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The running parts, plus what must live as long as they do.
 pub struct Runtime {
@@ -63,92 +57,38 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     if let Some(problem) = config.serve_problems().into_iter().next() {
         anyhow::bail!("{problem}");
     }
-    let embedded = config.is_embedded_default();
-    let pepper = match &config.auth.pepper {
-        Some(p) => Pepper::new(p.expose().as_bytes()).map_err(|e| anyhow!("auth.pepper: {e}"))?,
-        // Only reachable on the embedded default (validation requires a
-        // pepper otherwise): nothing persists, so a per-process one is fine.
-        None => Pepper::new(random_bytes::<32>()).map_err(|e| anyhow!("pepper: {e}"))?,
-    };
+    let pepper = pepper(config)?;
     let (store, admin_store, dev_key) = key_store(config, &pepper).await?;
-
-    let (simulator, settings) = if embedded {
-        let sim = spawn_simulator(&config.simulator).await?;
-        let settings = vendor_settings(config, sim.base_url(), sim.api_key.clone())?;
-        (Some(sim.handle), settings)
-    } else {
-        let base = config.vendor.base_url.clone().unwrap_or_default();
-        let key = config
-            .vendor
-            .api_key
-            .clone()
-            .context("vendor.api_key is required")?;
-        (None, vendor_settings(config, base, key)?)
+    let (vendor, simulator) = vendor(config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let limits = Limits {
+        limiter: config
+            .ratelimit
+            .limiter(&config.redis)
+            .map_err(|e| anyhow!("rate limiter: {e}"))?,
+        default: config.ratelimit.default_limit(),
+        global: config.ratelimit.global_limit(),
     };
-    let client = VendorClient::new(&settings).map_err(|e| anyhow!("vendor client: {e}"))?;
-    let vendor_endpoint = client.endpoint().clone();
-    let (vendor, breaker) = vendor_stack(config, client);
-
-    let clock = Arc::new(SystemClock);
-    // The admin tokens: configured, or a development one (scope `admin`)
-    // for the embedded default; without any the admin routes are off.
-    let dev_admin_token = (!config.admin.any_token() && embedded)
-        .then(|| Secret::new(format!("lvgadm_{}", hex::encode(&random_bytes::<24>()))));
-    let admin = admin_tokens(config, dev_admin_token.as_ref()).map(|tokens| {
-        let api =
-            AdminApi::without_tokens(admin_store, pepper.clone(), clock.clone(), config.images)
-                .with_protection(config.protection);
-        tokens.into_iter().fold(api, AdminApi::with_token)
-    });
-    let authenticator = Authenticator::new(store.clone(), pepper, clock.clone());
-    let limiter = limiter(config)?;
-    let default_rate = config
-        .ratelimit
-        .default_rate_per_second
-        .map(|r| (r, config.ratelimit.default_burst));
     let audit = audit(config)?;
-    let admin = admin.map(|a| {
-        a.with_limiter(limiter.clone(), default_rate)
-            .with_audit(audit.clone())
-    });
+    let (admin, dev_admin_token) = admin_api(config, admin_store, &pepper, &clock, &limits, &audit);
     let otlp_meter = livegate_telemetry::otlp_meter();
     let metrics = Arc::new(Metrics::new().with_otlp(otlp_meter.as_ref().map(|m| &m.meter)));
     let gateway = Gateway {
-        authenticator,
+        authenticator: Authenticator::new(store.clone(), pepper, clock.clone()),
         store,
         images: config.images,
-        protection: config.protection,
-        protection_store: protection_store(config)?,
-        protection_lease: Duration::from_millis(config.vendor.timeout_ms)
-            .saturating_add(Duration::from_secs(5)),
+        protection: protection(config)?,
         vendor,
-        breaker,
-        body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
-        body_read_timeout: config.server.body_read_timeout(),
-        blocking_above: config.server.blocking_threshold_bytes,
-        image_concurrency: config.server.blocking_threads(),
-        admission: Admission::with(
-            config.server.max_inflight_requests,
-            usize::try_from(config.server.inflight_body_budget_bytes).unwrap_or(usize::MAX),
-            config.server.tenant_body_share,
-            Some(UploadFloor {
-                bytes_per_second: config.server.min_upload_bytes_per_second,
-                grace: Duration::from_millis(config.server.upload_grace_ms),
-                window: Duration::from_millis(config.server.upload_rate_window_ms),
-            }),
-        ),
-        limiter,
-        default_rate,
-        global_limit: config
-            .ratelimit
-            .global_rate_per_second
-            .map(|rate_per_second| Limit {
-                rate_per_second,
-                burst: config.ratelimit.global_burst,
-                monthly_quota: None,
-            }),
-        mode: mode(config),
-        store_fail_closed: config.redis.fail_mode == FailMode::Closed,
+        body: BodyHandling {
+            limit: config.server.body_limit(),
+            read_timeout: config.server.body_read_timeout,
+            blocking_above: config.server.blocking_threshold_bytes,
+            image_concurrency: config.server.blocking_threads(),
+        },
+        admission: config.server.admission(),
+        limits,
+        mode: config.mode(),
+        fail_mode: config.redis.fail_mode,
         health: Health::default(),
         sink: Arc::new(vec![
             Arc::new(LogSink) as Arc<dyn ExchangeSink>,
@@ -156,38 +96,85 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             metrics.clone(),
             audit.sink(),
         ]),
-        scheme: if config.server.tls_cert_file.is_some() {
-            "https"
-        } else {
-            "http"
-        },
-        vendor_endpoint,
+        scheme: config.server.scheme(),
         metrics,
-        audit: audit.clone(),
+        audit,
         clock,
     };
     if let Some(m) = otlp_meter {
         crate::gateway::observe_parts(&gateway, m.interval);
     }
-    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-        (Some(cert), Some(key)) => Some(
-            ReloadingTls::load(TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            })
-            .context("server TLS")?,
-        ),
-        _ => None,
-    };
     Ok(Runtime {
         gateway,
         simulator,
         dev_key,
-        tls,
+        tls: tls(config)?,
         admin,
         dev_admin_token,
         metrics_token: config.ops.metrics_token.as_ref().map(TokenDigest::of),
     })
+}
+
+/// The pepper keys are hashed with.
+fn pepper(config: &Config) -> anyhow::Result<Pepper> {
+    match &config.auth.pepper {
+        Some(p) => Pepper::new(p.expose().as_bytes()).map_err(|e| anyhow!("auth.pepper: {e}")),
+        // Only reachable on the embedded default (validation requires a
+        // pepper otherwise): nothing persists, so a per-process one is fine.
+        None => Pepper::new(random_bytes::<32>()).map_err(|e| anyhow!("pepper: {e}")),
+    }
+}
+
+/// The vendor service: the configured vendor, or on the embedded default
+/// the built-in simulator, started now.
+async fn vendor(config: &Config) -> anyhow::Result<(Vendor, Option<StubHandle>)> {
+    let v = &config.vendor;
+    let (settings, simulator) = match &v.base_url {
+        Some(base) => {
+            let key = v.api_key.clone().context("vendor.api_key is required")?;
+            (v.client(base.clone(), key), None)
+        }
+        None => {
+            let sim = spawn_simulator(&config.simulator).await?;
+            (v.client(sim.base_url(), sim.api_key), Some(sim.handle))
+        }
+    };
+    let settings = settings.with_context(|| {
+        let file = v.ca_file.as_deref().unwrap_or(std::path::Path::new(""));
+        format!("vendor.ca_file {}", file.display())
+    })?;
+    let client = VendorClient::new(&settings).map_err(|e| anyhow!("vendor client: {e}"))?;
+    let endpoint = client.endpoint().clone();
+    let (stack, breaker) = v.stack(client);
+    let vendor = Vendor {
+        stack,
+        breaker,
+        endpoint,
+    };
+    Ok((vendor, simulator))
+}
+
+/// The admin API, with the tokens configured or, on the embedded default,
+/// a development one (scope `admin`, returned to be shown); without any it
+/// is off.
+fn admin_api(
+    config: &Config,
+    store: Arc<dyn KeyAdmin>,
+    pepper: &Pepper,
+    clock: &Arc<dyn Clock>,
+    limits: &Limits,
+    audit: &Audit,
+) -> (Option<AdminApi>, Option<Secret>) {
+    let dev_token = (!config.admin.any_token() && config.is_embedded_default())
+        .then(|| Secret::new(format!("lvgadm_{}", hex::encode(&random_bytes::<24>()))));
+    let api = admin_tokens(config, dev_token.as_ref()).map(|tokens| {
+        let api = AdminApi::without_tokens(store, pepper.clone(), clock.clone(), config.images)
+            .with_protection(config.protection)
+            .with_limiter(limits.limiter.clone(), limits.default.map(Into::into))
+            .with_audit(audit.clone());
+        tokens.into_iter().fold(api, AdminApi::with_token)
+    });
+    (api, dev_token)
 }
 
 /// The admin API's tokens (`[admin] token` or the development one, scope
@@ -216,80 +203,103 @@ fn admin_tokens(config: &Config, dev_admin_token: Option<&Secret>) -> Option<Vec
     (!tokens.is_empty()).then_some(tokens)
 }
 
+/// TLS for the public listener, when configured.
+fn tls(config: &Config) -> anyhow::Result<Option<ReloadingTls>> {
+    let s = &config.server;
+    let (Some(cert), Some(key)) = (&s.tls_cert_file, &s.tls_key_file) else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    Ok(Some(ReloadingTls::load(files).context("server TLS")?))
+}
+
 /// The audit trail with its sink; its writer starts now. Records carry
 /// this process's instance id (the host name — the pod's name on
 /// Kubernetes — and a random suffix, as sequence numbers restart with the
 /// process).
 fn audit(config: &Config) -> anyhow::Result<Audit> {
-    let a = &config.audit;
-    let sink = a.sink.clone();
-    let redis = match (a.sink.contains(SinkKind::Redis), &config.redis.url) {
-        (true, Some(url)) => Some(AuditRedis {
-            backend: livegate_redis::Backend::from_url(
-                url.expose(),
-                Duration::from_millis(config.redis.timeout_ms.max(1000)),
-            )
-            .map_err(|e| anyhow!("audit: redis: {}", livegate_redis::describe(&e)))?,
-            command_timeout: Duration::from_millis(config.redis.timeout_ms.max(1000)),
-        }),
+    let redis = match (
+        config.audit.sink.contains(SinkKind::Redis),
+        &config.redis.url,
+    ) {
+        (true, Some(url)) => {
+            let timeout = config.redis.timeout.max(Duration::from_secs(1));
+            Some(AuditRedis {
+                backend: livegate_redis::Backend::from_url(url.expose(), timeout)
+                    .map_err(|e| anyhow!("audit: redis: {}", livegate_redis::describe(&e)))?,
+                command_timeout: timeout,
+            })
+        }
         _ => None,
     };
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        })
-        .unwrap_or_else(|| "livegate".into());
-    let settings = AuditSettings {
-        sink,
-        path: a.path.clone(),
-        max_file_bytes: a.max_file_bytes,
-        max_files: a.max_files,
-        stream_key: a.stream.clone(),
-        stream_max_len: a.stream_max_len,
-        lookup_ttl: Duration::from_secs(a.lookup_retention_hours.saturating_mul(3600)),
-        capacity: a.capacity,
-        max_wait: Duration::from_millis(a.max_wait_ms),
-        instance_id: format!("{host}-{}", hex::encode(&random_bytes::<4>())),
+    let settings = livegate_audit::AuditSettings {
+        instance_id: format!("{}-{}", host_name(), hex::encode(&random_bytes::<4>())),
+        ..config.audit.clone()
     };
     Audit::start(settings, redis).map_err(|e| anyhow!("audit: {e}"))
 }
 
-/// Where liveness-aware protection keeps fingerprints and idempotent
-/// answers: Redis when `redis.url` is set (shared by every replica), else
-/// this process's memory.
-fn protection_store(config: &Config) -> anyhow::Result<ProtectionStore> {
+/// Where the kernel's host name is read when `$HOSTNAME` is not set.
+const HOST_NAME_FILES: [&str; 2] = ["/proc/sys/kernel/hostname", "/etc/hostname"];
+
+/// This machine's name: `$HOSTNAME` (set in containers; shells do not
+/// export it), else the kernel's host name, else `livegate`.
+fn host_name() -> String {
+    host_name_from(std::env::var("HOSTNAME").ok(), &HOST_NAME_FILES)
+}
+
+/// The first plain name of `env` and the files' contents: only a
+/// DNS-label-like name is used, as it goes into every audit record.
+fn host_name_from(env: Option<String>, files: &[impl AsRef<std::path::Path>]) -> String {
+    let plain = |h: &String| {
+        !h.is_empty()
+            && h.len() <= 64
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    env.filter(plain)
+        .or_else(|| {
+            files
+                .iter()
+                .filter_map(|f| std::fs::read_to_string(f).ok())
+                .map(|h| h.trim().to_owned())
+                .find(plain)
+        })
+        .unwrap_or_else(|| "livegate".into())
+}
+
+/// Liveness-aware protection: the deployment's policy, and where it keeps
+/// fingerprints and idempotent answers: Redis when `redis.url` is set
+/// (shared by every replica), else this process's memory.
+fn protection(config: &Config) -> anyhow::Result<Protection> {
+    let lease = config
+        .vendor
+        .timeout
+        .saturating_add(PROTECTION_LEASE_MARGIN);
+    let policy = config.protection;
     if let Some(url) = &config.redis.url {
-        let timeout = Duration::from_millis(config.redis.timeout_ms);
+        let timeout = config.redis.timeout;
         let backend =
             livegate_redis::Backend::from_url(url.expose(), timeout.max(Duration::from_secs(1)))
                 .map_err(|e| anyhow!("protection: redis: {}", livegate_redis::describe(&e)))?;
         let store = Arc::new(livegate_protect::store::RedisStore::new(backend, timeout));
-        return Ok(ProtectionStore {
+        return Ok(Protection {
+            policy,
             replay: store.clone(),
             idempotency: store,
+            lease,
         });
     }
     let store = Arc::new(livegate_protect::store::MemoryStore::default());
-    Ok(ProtectionStore {
+    Ok(Protection {
+        policy,
         replay: store.clone(),
         idempotency: store,
+        lease,
     })
-}
-
-/// `vendor`; `simulator` when explicitly enabled although production
-/// settings are there; `embedded` when nothing is configured.
-pub fn mode(config: &Config) -> &'static str {
-    if !config.is_embedded_default() {
-        "vendor"
-    } else if config.simulator.enabled {
-        "simulator"
-    } else {
-        "embedded"
-    }
 }
 
 /// The one place the key store is chosen: Redis when `redis.url` is set
@@ -303,11 +313,11 @@ async fn key_store(
 ) -> anyhow::Result<(Arc<dyn KeyStore>, Arc<dyn KeyAdmin>, Option<Secret>)> {
     if let Some(url) = &config.redis.url {
         let settings = RedisSettings {
-            command_timeout: Duration::from_millis(config.redis.timeout_ms),
-            admin_timeout: Duration::from_millis(config.redis.admin_timeout_ms),
+            command_timeout: config.redis.timeout,
+            admin_timeout: config.redis.admin_timeout,
             ..RedisSettings::default()
         };
-        let nodes: Vec<&str> = url.expose().split(',').map(str::trim).collect();
+        let nodes = config.redis.nodes();
         let store = if nodes.len() > 1 {
             RedisStore::new_cluster(&nodes, settings)
         } else {
@@ -380,85 +390,6 @@ fn key_of(t: &TenantConfig, k: &livegate_config::KeyConfig) -> KeyRecord {
     record
 }
 
-/// The rate limiter: exact GCRA and monthly quotas shared through Redis
-/// (with a per-replica fallback by `redis.fail_mode`) when Redis is
-/// configured, else in this process.
-fn limiter(config: &Config) -> anyhow::Result<Arc<dyn Limiter>> {
-    let Some(url) = &config.redis.url else {
-        return Ok(Arc::new(LocalLimiter::new()));
-    };
-    let settings = RedisLimiterSettings {
-        command_timeout: Duration::from_millis(config.ratelimit.timeout_ms),
-        ..RedisLimiterSettings::default()
-    };
-    let nodes: Vec<&str> = url.expose().split(',').map(str::trim).collect();
-    let redis = if nodes.len() > 1 {
-        RedisLimiter::new_cluster(&nodes, settings)
-    } else {
-        RedisLimiter::new(url.expose(), settings)
-    }
-    .map_err(|e| anyhow!("rate limiter: {e}"))?;
-    let mode = match config.redis.fail_mode {
-        FailMode::Local => LimitFailMode::Local,
-        FailMode::Open => LimitFailMode::Open,
-        FailMode::Closed => LimitFailMode::Closed,
-    };
-    Ok(Arc::new(FallbackLimiter::new(
-        redis,
-        mode,
-        config.ratelimit.replicas,
-    )))
-}
-
-/// The vendor service: `[breaker] -> [retry] -> client`. The breaker is
-/// outermost so that it sees one outcome per call, retried or not; the retry
-/// only repeats a call whose connection failed, so nothing was sent.
-fn vendor_stack(config: &Config, client: VendorClient) -> (VendorStack, BreakerHandle) {
-    let v = &config.vendor;
-    let breaker = CircuitBreakerLayer::new(BreakerSettings {
-        consecutive_failures: v.breaker_consecutive_failures,
-        failure_ratio: v.breaker_failure_ratio,
-        min_requests: v.breaker_min_requests,
-        window: Duration::from_millis(v.breaker_window_ms),
-        open_for: Duration::from_millis(v.breaker_open_ms),
-        ..BreakerSettings::default()
-    });
-    let handle = breaker.handle();
-    let retry = ConnectRetryLayer::new(RetrySettings {
-        retry_ratio: v.retry_budget_ratio,
-        min_retries_per_sec: if v.retry_budget_ratio > 0.0 { 1 } else { 0 },
-        ..RetrySettings::default()
-    });
-    let stack = ServiceBuilder::new()
-        .layer(breaker)
-        .layer(retry)
-        .service(client);
-    (stack, handle)
-}
-
-fn vendor_settings(
-    config: &Config,
-    base_url: String,
-    api_key: Secret,
-) -> anyhow::Result<VendorSettings> {
-    let v = &config.vendor;
-    let ca_pem = v
-        .ca_file
-        .as_ref()
-        .map(|f| std::fs::read(f).with_context(|| format!("vendor.ca_file {}", f.display())))
-        .transpose()?;
-    Ok(VendorSettings {
-        base_url,
-        api_key,
-        connect_timeout: Duration::from_millis(v.connect_timeout_ms),
-        timeout: Duration::from_millis(v.timeout_ms),
-        max_response_bytes: usize::try_from(v.max_response_bytes).unwrap_or(usize::MAX),
-        http2_prior_knowledge: v.http2_prior_knowledge,
-        pool_idle_timeout: Duration::from_millis(v.pool_idle_timeout_ms),
-        ca_pem,
-    })
-}
-
 fn load_tenants(store: &MemoryStore, tenants: &[TenantConfig]) {
     for t in tenants {
         store.put_tenant(tenant_of(t));
@@ -481,42 +412,47 @@ impl Simulator {
 }
 
 /// Starts the simulator on an ephemeral loopback port.
-async fn spawn_simulator(cfg: &SimulatorConfig) -> anyhow::Result<Simulator> {
-    let api_key = simulator_key(cfg);
-    let handle = livegate_stub::spawn(stub_config(cfg, api_key.expose()))
+async fn spawn_simulator(settings: &SimulatorSettings) -> anyhow::Result<Simulator> {
+    let api_key = simulator_key(settings);
+    let handle = livegate_stub::spawn(settings.stub_config(api_key.expose()))
         .await
         .context("starting the vendor simulator")?;
     Ok(Simulator { handle, api_key })
 }
 
 /// The vendor key the simulator expects: configured, or random.
-pub fn simulator_key(cfg: &SimulatorConfig) -> Secret {
-    cfg.api_key
+pub fn simulator_key(settings: &SimulatorSettings) -> Secret {
+    settings
+        .api_key
         .clone()
         .unwrap_or_else(|| Secret::new(hex::encode(&random_bytes::<24>())))
-}
-
-/// The simulator's settings from the `[simulator]` section.
-pub fn stub_config(cfg: &SimulatorConfig, api_key: &str) -> StubConfig {
-    StubConfig {
-        api_key: api_key.to_owned(),
-        latency: Duration::from_millis(cfg.latency_ms),
-        jitter: Duration::from_millis(cfg.jitter_ms),
-        faults: Faults {
-            reset_rate: cfg.reset_rate,
-            timeout_rate: cfg.timeout_rate,
-            server_error_rate: cfg.server_error_rate,
-            malformed_rate: cfg.malformed_rate,
-            error_rate: cfg.error_rate,
-            hang: Duration::from_millis(cfg.hang_ms),
-        },
-        // Never keep an image around outside tests.
-        record: false,
-    }
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::rng().fill(&mut b[..]);
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name_from;
+
+    #[test]
+    fn the_host_name_falls_back_to_the_kernels_then_livegate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (missing, bad, good) = (
+            dir.path().join("missing"),
+            dir.path().join("bad"),
+            dir.path().join("good"),
+        );
+        std::fs::write(&bad, "not a name!\n").unwrap();
+        std::fs::write(&good, "node-7.example\n").unwrap();
+        let files = [&missing, &bad, &good];
+        assert_eq!(host_name_from(Some("pod-1".into()), &files), "pod-1");
+        // A shell does not export HOSTNAME: the kernel's name, not `livegate`.
+        assert_eq!(host_name_from(None, &files), "node-7.example");
+        assert_eq!(host_name_from(Some("a b".into()), &files), "node-7.example");
+        assert_eq!(host_name_from(None, &[&missing, &bad]), "livegate");
+    }
 }

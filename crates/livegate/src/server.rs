@@ -39,7 +39,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use livegate_config::ServerConfig;
+use livegate_config::ServerSettings;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -49,6 +49,14 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::Health;
 use crate::linger::{Linger, Lingering};
+
+/// After a failed accept (out of file descriptors and the like), how long
+/// the loop waits rather than spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// While only part of the HTTP/2 preface has come, how long before the
+/// connection's first bytes are looked at again.
+const PREFACE_PEEK_AGAIN: Duration = Duration::from_millis(5);
 
 /// The limits of the connection edge; see the module docs.
 #[derive(Debug, Clone)]
@@ -65,17 +73,17 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn from_config(s: &ServerConfig) -> Self {
+    pub fn from_config(s: &ServerSettings) -> Self {
         Self {
-            header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
-            idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
             max_connections: s.max_connections,
             max_header_bytes: s.max_header_bytes,
             http2_max_concurrent_streams: s.http2_max_concurrent_streams,
-            shutdown_delay: Duration::from_millis(s.shutdown_delay_ms),
-            drain: s.drain_timeout(),
+            shutdown_delay: s.shutdown_delay,
+            drain: s.drain_timeout,
             linger: Linger {
-                timeout: Duration::from_millis(s.lingering_timeout_ms),
+                timeout: s.lingering_timeout,
                 bytes: s.lingering_bytes(),
             },
         }
@@ -84,7 +92,7 @@ impl Edge {
 
 impl Default for Edge {
     fn default() -> Self {
-        Self::from_config(&ServerConfig::default())
+        Self::from_config(&ServerSettings::default())
     }
 }
 
@@ -138,7 +146,7 @@ pub async fn serve(
                     // Out of file descriptors and the like: back off a little
                     // rather than spin.
                     tracing::warn!(error = %e, "accept failed");
-                    sleep(Duration::from_millis(20)).await;
+                    sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
@@ -226,7 +234,7 @@ async fn starts_with_h2_preface(stream: &TcpStream) -> io::Result<bool> {
             return Ok(true);
         }
         // A prefix of the preface so far: peek again once more has come.
-        sleep(Duration::from_millis(5)).await;
+        sleep(PREFACE_PEEK_AGAIN).await;
     }
 }
 
