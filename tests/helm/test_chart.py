@@ -91,6 +91,14 @@ def protection_values() -> dict:
     return v
 
 
+def audit_sinks_values() -> dict:
+    """Production with a list of audit sinks: a file and OTLP log records
+    (to otel.endpoint, which production sets)."""
+    v = production_values()
+    v["config"]["audit"] = {"sink": ["file", "otlp"], "path": "/var/log/livegate/audit.jsonl"}
+    return v
+
+
 def all_on_values() -> dict:
     """tests/helm/values-all-on.yaml: every optional object and setting on."""
     return load_yaml(REPO / "tests" / "helm" / "values-all-on.yaml")
@@ -101,6 +109,7 @@ VARIANTS = {
     "production": production_values,
     "everything": everything_values,
     "protection": protection_values,
+    "audit-sinks": audit_sinks_values,
     "all-on": all_on_values,
 }
 
@@ -539,6 +548,34 @@ def check_config_wired(r: Rendered) -> list[str]:
     return p
 
 
+def audit_sinks(values: dict) -> list[str]:
+    """config.audit.sink as a list, whether one name or a list."""
+    sink = values["config"]["audit"]["sink"]
+    return [sink] if isinstance(sink, str) else list(sink)
+
+
+def check_audit_volume(r: Rendered) -> list[str]:
+    """The audit volume is mounted, writable, at the directory of
+    config.audit.path exactly when the sink is or lists "file" (the root
+    filesystem is read-only); it is not there otherwise."""
+    p = []
+    mounts = [m for c in r.containers() for m in c.get("volumeMounts", []) if m["name"] == "audit"]
+    volumes = [v for v in r.pod()["spec"].get("volumes", []) if v["name"] == "audit"]
+    if "file" in audit_sinks(r.values):
+        path = r.values["config"]["audit"]["path"]
+        if len(mounts) != 1 or len(volumes) != 1:
+            return [f"audit sink {audit_sinks(r.values)}: {len(mounts)} audit mounts, {len(volumes)} audit volumes"]
+        if mounts[0]["mountPath"] != os.path.dirname(path):
+            p.append(f"audit volume mounted at {mounts[0]['mountPath']}, not the directory of {path}")
+        if mounts[0].get("readOnly", False):
+            p.append("audit volume mounted read-only")
+        if r.config()["audit"].get("path") != path:
+            p.append(f"rendered audit.path {r.config()['audit'].get('path')!r}, values {path!r}")
+    elif mounts or volumes:
+        p.append(f"audit sink {audit_sinks(r.values)} has no file, but an audit volume is mounted")
+    return p
+
+
 # Sizing (values.yaml `sizing`): the chart's rule written again here, with
 # the test's own exact reading of Kubernetes quantities, to check what the
 # chart renders and refuses.
@@ -847,6 +884,9 @@ class ChartTest(unittest.TestCase):
     def test_config_wired(self):
         self.each(check_config_wired)
 
+    def test_audit_volume(self):
+        self.each(check_audit_volume)
+
     def test_dashboard_identical(self):
         self.assertEqual(check_dashboard(CHART), [])
         (cm,) = [c for c in self.rendered["production"].kind("ConfigMap")
@@ -882,6 +922,7 @@ class ChartTest(unittest.TestCase):
         # CPU limit and a digest; only they and everything set OTLP headers.
         self.assertEqual(skipped["default"], {"CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15"})
         self.assertEqual(skipped["production"], {"CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15"})
+        self.assertEqual(skipped["audit-sinks"], {"CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15"})
         self.assertEqual(skipped["everything"], {"CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35"})
         self.assertEqual(skipped["all-on"], {"CKV_K8S_15", "CKV_K8S_35"})
 
@@ -1203,6 +1244,9 @@ class ChartTest(unittest.TestCase):
                                          "secrets": {"pepper": {"existingSecret": "p", "key": "pepper"}}},
             "file sink without a path": {"config": {"audit": {"sink": "file"}}},
             "redis sink without redis": {"config": {"audit": {"sink": "redis"}}},
+            "file in a sink list without a path": {"config": {"audit": {"sink": ["stdout", "file"]}}},
+            "redis in a sink list without redis": {"config": {"audit": {"sink": ["redis", "stdout"]}}},
+            "otlp sink without an endpoint": {"config": {"audit": {"sink": "otlp"}}},
             "vendor not in the NetworkPolicy": {
                 "config": {"vendor": {"base_url": "https://v.example"}},
                 "secrets": {"vendorApiKey": {"existingSecret": "v", "key": "k"},
@@ -1212,6 +1256,55 @@ class ChartTest(unittest.TestCase):
         for name, values in cases.items():
             with self.subTest(case=name), self.assertRaises(helm_python.HelmError):
                 render(values)
+
+    def test_audit_sink_list(self):
+        """A list of sinks renders as a TOML array of strings that livegate
+        accepts; "file" in it mounts the audit volume, and "otlp" gets the
+        collector's endpoint."""
+        r = self.rendered["audit-sinks"]
+        self.assertIn('\nsink = ["file","otlp"]\n', r.config_text())
+        self.assertEqual(r.config()["audit"]["sink"], ["file", "otlp"])
+        self.assertEqual(check_config(r), [])
+        self.assertEqual(check_audit_volume(r), [])
+        (m,) = [m for c in r.containers() for m in c.get("volumeMounts", []) if m["name"] == "audit"]
+        self.assertEqual(m["mountPath"], "/var/log/livegate")
+        (vol,) = [v for v in r.pod()["spec"]["volumes"] if v["name"] == "audit"]
+        self.assertIn("emptyDir", vol)
+        env = {e["name"]: e for e in r.containers()[0]["env"]}
+        self.assertEqual(env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"], "http://otel-collector.observability.svc:4318")
+        # Without "file", no audit volume; one name in a list is a list.
+        v = production_values()
+        v["config"]["audit"]["sink"] = ["redis", "otlp"]
+        r = render(v)
+        self.assertEqual(r.config()["audit"]["sink"], ["redis", "otlp"])
+        self.assertEqual(check_config(r), [])
+        self.assertEqual(check_audit_volume(r), [])
+        self.assertFalse([m for c in r.containers() for m in c.get("volumeMounts", []) if m["name"] == "audit"])
+        v["config"]["audit"] = {"sink": ["file"], "path": "/var/log/livegate/audit.jsonl"}
+        r = render(v)
+        self.assertEqual(r.config()["audit"]["sink"], ["file"])
+        self.assertEqual(check_config(r), [])
+        self.assertEqual(len([m for c in r.containers() for m in c.get("volumeMounts", []) if m["name"] == "audit"]), 1)
+
+    def test_audit_otlp_needs_the_endpoint(self):
+        for sink in ("otlp", ["stdout", "otlp"]):
+            with self.subTest(sink=sink), \
+                    self.assertRaisesRegex(helm_python.HelmError, r'config.audit.sink includes \\?"otlp\\?": set otel.endpoint'):
+                render({"config": {"audit": {"sink": sink}}})
+        r = render({"config": {"audit": {"sink": "otlp"}}, "otel": {"endpoint": "http://collector:4318"},
+                    "networkPolicy": {"enabled": False}})
+        self.assertEqual(r.config()["audit"]["sink"], "otlp")
+        self.assertEqual(check_config(r), [])
+
+    def test_schema_audit_sink(self):
+        for sink in ("stdout", "file", "redis", "otlp", ["otlp"], ["file", "otlp"], ["stdout", "file", "redis", "otlp"]):
+            with self.subTest(sink=sink):
+                self.assertEqual(check_schema(CHART, {"config": {"audit": {"sink": sink}}}), [])
+        for sink in ("syslog", "", "FILE", [], ["file", "file"], ["file", "syslog"], ["file", None], [["file"]]):
+            with self.subTest(sink=sink):
+                p = check_schema(CHART, {"config": {"audit": {"sink": sink}}})
+                self.assertTrue(any(x.startswith("helm:") for x in p), p)
+                self.assertTrue(any(x.startswith("jsonschema:") for x in p), p)
 
     def test_values_defaults_are_livegates(self):
         """values.yaml's config equals livegate's own defaults (what
@@ -1466,6 +1559,37 @@ class BrokenChartTest(unittest.TestCase):
             values=protection_values())
         # (The first deployment-wide key in the rendered order is named.)
         self.assertFails(check_config(r), "check-config exit 2", "fingerprint_deadline_ms")
+
+    def test_audit_volume_missing_for_a_sink_list(self):
+        # The Deployment looks for "file" as the one sink only: a list that
+        # holds it gets no writable volume.
+        r = self.broken({"templates/deployment.yaml": [(
+            'has "file" (include "livegate.auditSinks" . | fromJsonArray)', 'has "file" (list $audit.sink)')]},
+            values=audit_sinks_values())
+        self.assertFails(check_audit_volume(r), "0 audit mounts, 0 audit volumes")
+        # The helper wraps a list in another list: no volume, and a list
+        # with "file" but no path is no longer refused.
+        d = self.chart_copy({"templates/_helpers.tpl": [('{{- if kindIs "slice" $sink -}}', '{{- if kindIs "map" $sink -}}')]})
+        self.assertFails(check_audit_volume(render(audit_sinks_values(), d)), "0 audit mounts")
+        render({"config": {"audit": {"sink": ["stdout", "file"]}}}, d)
+        self.assertRaises(helm_python.HelmError, render, {"config": {"audit": {"sink": ["stdout", "file"]}}})
+
+    def test_audit_volume_for_no_file(self):
+        r = self.broken({"templates/deployment.yaml": [(
+            'has "file" (include "livegate.auditSinks" . | fromJsonArray)', 'true')]},
+            values={"config": {"audit": {"sink": ["stdout", "otlp"], "path": "/var/log/livegate/audit.jsonl"}},
+                    "otel": {"endpoint": "http://collector:4318"}, "networkPolicy": {"enabled": False}})
+        self.assertFails(check_audit_volume(r), "has no file, but an audit volume is mounted")
+
+    def test_config_sink_list_not_an_array(self):
+        # A list rendered as one string: the wiring check and livegate refuse it.
+        r = self.broken({"templates/_helpers.tpl": [(
+            '{{- else if kindIs "slice" $v }}\n{{- toJson $v }}',
+            '{{- else if kindIs "slice" $v }}\n{{- join "," $v | toJson }}')]},
+            values=audit_sinks_values())
+        self.assertIn('sink = "file,otlp"', r.config_text())
+        self.assertFails(check_config_wired(r), "config.audit.sink: values ['file', 'otlp'], rendered 'file,otlp'")
+        self.assertFails(check_config(r), "check-config exit 2")
 
     def test_schema_broken_values_file_refused_by_render(self):
         broken = production_values()

@@ -141,6 +141,20 @@ number is written as an integer.
 {{- end }}
 
 {{/*
+config.audit.sink as a JSON list of sink names, whether it is one name
+("file") or a list (["file", "otlp"]); read it back with fromJsonArray and
+test for a sink with `has`.
+*/}}
+{{- define "livegate.auditSinks" -}}
+{{- $sink := .Values.config.audit.sink -}}
+{{- if kindIs "slice" $sink -}}
+{{- toJson $sink -}}
+{{- else -}}
+{{- toJson (list $sink) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
 Refuses, when rendering, what livegate would refuse at start-up or what
 could not work in the cluster, with the values to change.
 */}}
@@ -162,14 +176,18 @@ could not work in the cluster, with the values to change.
 {{- if and $c.tenants (not $s.pepper.existingSecret) }}
 {{- fail "config.tenants needs secrets.pepper: the key hashes depend on it" }}
 {{- end }}
-{{- if and (eq $c.audit.sink "file") (not $c.audit.path) }}
-{{- fail "config.audit.sink is \"file\": set config.audit.path (e.g. /var/log/livegate/audit.jsonl)" }}
+{{- $sinks := include "livegate.auditSinks" . | fromJsonArray }}
+{{- if and (has "file" $sinks) (not $c.audit.path) }}
+{{- fail "config.audit.sink includes \"file\": set config.audit.path (e.g. /var/log/livegate/audit.jsonl)" }}
 {{- end }}
-{{- if and (eq $c.audit.sink "file") (eq .Values.auditVolume.type "persistentVolumeClaim") (not .Values.auditVolume.claimName) }}
+{{- if and (has "file" $sinks) (eq .Values.auditVolume.type "persistentVolumeClaim") (not .Values.auditVolume.claimName) }}
 {{- fail "auditVolume.type is persistentVolumeClaim: set auditVolume.claimName" }}
 {{- end }}
-{{- if and (eq $c.audit.sink "redis") (not $s.redisUrl.existingSecret) }}
-{{- fail "config.audit.sink is \"redis\": set secrets.redisUrl" }}
+{{- if and (has "redis" $sinks) (not $s.redisUrl.existingSecret) }}
+{{- fail "config.audit.sink includes \"redis\": set secrets.redisUrl" }}
+{{- end }}
+{{- if and (has "otlp" $sinks) (not .Values.otel.endpoint) }}
+{{- fail "config.audit.sink includes \"otlp\": set otel.endpoint (the OTLP collector, rendered as OTEL_EXPORTER_OTLP_ENDPOINT; it then receives traces too)" }}
 {{- end }}
 {{- if and .Values.otel.endpoint (eq .Values.otel.protocol "grpc") (hasPrefix "https://" .Values.otel.endpoint) }}
 {{- fail "otel.protocol grpc is plaintext only in livegate: use http:// or otel.protocol http/protobuf for an https:// collector" }}
