@@ -59,15 +59,14 @@ pub struct TenantSettings {
     pub images: ImageOverrides,
     /// Changes to the deployment's liveness-aware protection.
     pub protection: livegate_protect::ProtectionOverrides,
-    /// Reserved for the rate-limit work: requests per second (GCRA rate).
-    /// Not enforced yet.
+    /// Requests per second (the GCRA rate); none: the deployment's
+    /// `ratelimit.default_rate_per_second`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_per_second: Option<f64>,
-    /// Reserved for the rate-limit work: burst size. Not enforced yet.
+    /// The burst; none: the deployment's `ratelimit.default_burst`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
-    /// Reserved for the rate-limit work: requests per calendar month. Not
-    /// enforced yet.
+    /// Requests per calendar month (UTC); none: no quota.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monthly_quota: Option<u64>,
 }

@@ -75,13 +75,18 @@ pub struct ReceivedSpan {
     pub transport: &'static str,
 }
 
+/// The first of `attributes` named `key`.
+fn attribute<'a>(attributes: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 impl ReceivedSpan {
     /// The first attribute named `key`.
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        attribute(&self.attributes, key)
     }
 }
 
@@ -112,10 +117,7 @@ pub struct ReceivedPoint {
 impl ReceivedPoint {
     /// The first attribute named `key`.
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        attribute(&self.attributes, key)
     }
 }
 
@@ -138,10 +140,7 @@ pub struct ReceivedLog {
 impl ReceivedLog {
     /// The first attribute named `key`.
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        attribute(&self.attributes, key)
     }
 }
 
