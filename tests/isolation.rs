@@ -9,7 +9,10 @@
 //! - a flood of heavy images from one tenant leaves another its decode
 //!   slots: the other's requests are all answered 200 with their
 //!   perceptual replay check done (`replayCheck: "perceptual"`), while the
-//!   flooding tenant's requests past its share are skipped.
+//!   flooding tenant's requests past its share are skipped;
+//! - a tenant sending truncated JPEGs at its full rate (10/s for 10 s, then
+//!   a burst of 100 at once) is refused (422 before any decode or vendor
+//!   call; 429 past its rate) while another's photos are all answered 200.
 //!
 //! Latencies are printed, not asserted (shared, noisy machines); the slot
 //! a request got is what the assertions check.
@@ -266,4 +269,123 @@ async fn one_tenants_image_flood_leaves_another_its_decode_slots() {
         "{text}"
     );
     assert!(!text.contains(r#"livegate_fingerprints_skipped_total{tenant="other"}"#));
+}
+
+/// `progressive_bomb`'s header (8192×6103) with its scan cut 16 bytes in.
+fn truncated_jpeg() -> Vec<u8> {
+    let full = progressive_bomb(8192, 6103);
+    let sos = full
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("a scan");
+    let header_len = usize::from(u16::from_be_bytes([full[sos + 2], full[sos + 3]]));
+    full[..sos + 2 + header_len + 16].to_vec()
+}
+
+/// A different photo each time (no replay), re-encoded.
+fn photo(i: u32) -> Vec<u8> {
+    let face = testdata("face-640x480.jpg");
+    let img = image::load_from_memory(&face).unwrap().to_rgb8();
+    let img = image::imageops::crop_imm(&img, i % 40, i % 35, 600, 440).to_image();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&img)
+        .unwrap();
+    jpeg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenants_truncated_flood_at_its_rate_leaves_another_served() {
+    let stub = livegate_stub::spawn(StubConfig::new(VENDOR_KEY))
+        .await
+        .unwrap();
+    let (flooder, other) = (make_key(), make_key());
+    let cfg = config(
+        &stub.base_url(),
+        "",
+        &[("flooder", &flooder), ("other", &other)],
+    )
+    .replacen(
+        "disabled = false\n",
+        "disabled = false\nrate_per_second = 10.0\nburst = 10\n",
+        1,
+    );
+    let gw = std::sync::Arc::new(Proc::serve(Some(&cfg), &[]));
+    let truncated = std::sync::Arc::new(truncated_jpeg());
+    let photos: Vec<Vec<u8>> = (0..21).map(photo).collect();
+
+    // A: 10 truncated JPEGs a second for 10 s; B: a photo every 0.5 s.
+    let flood = {
+        let (gw, bytes, key) = (gw.clone(), truncated.clone(), flooder.plaintext.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut sent = Vec::new();
+            for _ in 0..100 {
+                tick.tick().await;
+                let (gw, bytes, key) = (gw.clone(), bytes.clone(), key.clone());
+                sent.push(tokio::spawn(async move {
+                    post_raw(&gw, &key, "image/jpeg", &bytes)
+                        .await
+                        .status
+                        .as_u16()
+                }));
+            }
+            let mut statuses = std::collections::BTreeMap::new();
+            for s in sent {
+                *statuses.entry(s.await.unwrap()).or_insert(0) += 1;
+            }
+            statuses
+        })
+    };
+    let mut latencies = Vec::new();
+    for jpeg in &photos[..20] {
+        let started = Instant::now();
+        let r = post_raw(&gw, &other.plaintext, "image/jpeg", jpeg).await;
+        latencies.push(started.elapsed());
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let statuses = flood.await.unwrap();
+    let worst = latencies.iter().max().unwrap();
+    println!(
+        "rate flood: other tenant's worst latency {worst:?} of {} (all 200); flood answers {statuses:?}",
+        latencies.len()
+    );
+    assert!(
+        statuses.keys().all(|s| [422, 429].contains(s)),
+        "the truncated flood: {statuses:?}"
+    );
+    assert!(statuses.contains_key(&422), "{statuses:?}");
+
+    // Burst: 100 at once from A, B's request a second later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let burst: Vec<_> = (0..100)
+        .map(|_| {
+            let (gw, bytes, key) = (gw.clone(), truncated.clone(), flooder.plaintext.clone());
+            tokio::spawn(async move {
+                post_raw(&gw, &key, "image/jpeg", &bytes)
+                    .await
+                    .status
+                    .as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let r = post_raw(&gw, &other.plaintext, "image/jpeg", &photos[20]).await;
+    let latency = started.elapsed();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut statuses = std::collections::BTreeMap::new();
+    for b in burst {
+        *statuses.entry(b.await.unwrap()).or_insert(0) += 1;
+    }
+    println!(
+        "burst of 100: other tenant's request 1 s later answered in {latency:?}; burst answers {statuses:?}"
+    );
+    assert!(
+        statuses.keys().all(|s| [422, 429].contains(s)),
+        "{statuses:?}"
+    );
+    // No truncated image reached the vendor: only B's 21 photos did.
+    assert_eq!(stub.calls(), 21);
 }

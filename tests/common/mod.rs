@@ -59,8 +59,13 @@ pub struct Proc {
     _config: Option<tempfile::NamedTempFile>,
 }
 
+/// The gateway binary under test: this build's, or `LIVEGATE_TEST_BIN`
+/// (a release build, say, to read a test's printed latencies at release
+/// speed; the tests' assertions hold for either).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_livegate"))
+    std::env::var_os("LIVEGATE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_livegate")))
 }
 
 impl Proc {
