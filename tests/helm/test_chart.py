@@ -492,8 +492,10 @@ def check_config(r: Rendered, env: dict | None = None) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="livegate-helm-") as tmp:
         def to_temp(m: re.Match) -> str:
             key = m.group(1)
-            f = Path(tmp) / f"{key}-{len(os.listdir(tmp))}"
-            f.write_text(DUMMY_SECRETS.get(key, DUMMY_SECRET) + "\n")
+            n = len(os.listdir(tmp))
+            f = Path(tmp) / f"{key}-{n}"
+            # Each its own value: livegate refuses two admin tokens alike.
+            f.write_text(DUMMY_SECRETS.get(key, f"{DUMMY_SECRET}-{n}") + "\n")
             return f'{key} = "{f}"'
         rewritten = re.sub(r'^(\w+_file) = "([^"]*)"', to_temp, text, flags=re.M)
         cfg = Path(tmp) / "livegate.toml"
@@ -952,9 +954,7 @@ class ChartTest(unittest.TestCase):
     def test_admin_tokens_and_metrics_token(self):
         # Scoped admin tokens and the /metrics token, from Secrets by
         # reference, mounted as files and wired to token_file and
-        # metrics_token_file. (livegate check-config learns [[admin.tokens]]
-        # and metrics_token_file with scoped admin tokens; until then this
-        # rendering is checked here, not by the binary.)
+        # metrics_token_file; livegate check-config accepts the result.
         values = merge_files(production_values(), {
             "admin": {"tokens": [
                 {"name": "support", "scopes": ["read"], "existingSecret": "livegate-admin-support", "key": "token"},
@@ -964,6 +964,7 @@ class ChartTest(unittest.TestCase):
         self.assertEqual(check_schema(CHART, values), [])
         r = render(values)
         self.assertEqual(check_secrets(r), [])
+        self.assertEqual(check_config(r), [])
         for version in KUBERNETES_VERSIONS:
             self.assertEqual(check_kubernetes_schemas(r, version), [])
         cfg = r.config()
