@@ -281,10 +281,20 @@ impl Audit {
                 }
             });
         }
+        // One sink: its writer numbers the records itself. Several: the
+        // dispatcher numbers them once and hands every writer the batch.
+        let mut input = Some((rx, numbering));
         let mut writers = Vec::new();
         for (i, (out, &kind)) in outputs.into_iter().zip(kinds).enumerate() {
-            let (wtx, wrx) = mpsc::unbounded_channel();
-            writers.push(wtx);
+            let wrx = match (kinds.len(), input.take()) {
+                (1, Some((rx, numbering))) => writer::Source::Direct(rx, numbering),
+                (_, kept) => {
+                    input = kept;
+                    let (wtx, wrx) = mpsc::unbounded_channel();
+                    writers.push(wtx);
+                    writer::Source::Dispatched(wrx)
+                }
+            };
             let report = progress.report(i, kind.as_str());
             match out {
                 Out::Blocking(out) => {
@@ -301,10 +311,12 @@ impl Audit {
                 }
             }
         }
-        std::thread::Builder::new()
-            .name("livegate-audit".into())
-            .spawn(move || writer::dispatch(rx, numbering, writers))
-            .map_err(StartError::Thread)?;
+        if let Some((rx, numbering)) = input {
+            std::thread::Builder::new()
+                .name("livegate-audit".into())
+                .spawn(move || writer::dispatch(rx, numbering, writers))
+                .map_err(StartError::Thread)?;
+        }
         Ok(Self {
             shared: Arc::new(Shared {
                 sink: settings.sink.describe(),

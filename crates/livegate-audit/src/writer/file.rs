@@ -5,9 +5,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedReceiver;
-
-use super::{Batch, Line, Report, more};
+use super::{Line, Report, Source, more};
 use crate::state::Backoff;
 
 /// Records per write (and per fsync).
@@ -33,7 +31,7 @@ struct Cursor {
 
 /// The writer thread's loop; ends when every sender is gone and the queue
 /// is written.
-pub(crate) fn run(mut rx: UnboundedReceiver<Batch>, report: Report, mut out: Output) {
+pub(crate) fn run(mut rx: Source, report: Report, mut out: Output) {
     let mut last_sync = Instant::now()
         .checked_sub(SYNC_EVERY)
         .unwrap_or_else(Instant::now);

@@ -10,9 +10,8 @@
 //! it.
 
 use livegate_telemetry::logs::{Level, OtlpLogs, Record, Value};
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Batch, Line, Report, more};
+use super::{Line, Report, Source, more};
 use crate::state::Backoff;
 
 /// Records per export request.
@@ -23,7 +22,7 @@ pub(crate) const EVENT: &str = "livegate.audit";
 
 /// The writer task's loop; ends when every sender is gone and the queue
 /// is written.
-pub(crate) async fn run(mut rx: UnboundedReceiver<Batch>, report: Report, out: OtlpLogs) {
+pub(crate) async fn run(mut rx: Source, report: Report, out: OtlpLogs) {
     while let Some(first) = rx.recv().await {
         let batches = more(first, &mut rx, MAX_BATCH);
         let records: Vec<Record> = batches.iter().flat_map(|b| b.iter()).map(record).collect();

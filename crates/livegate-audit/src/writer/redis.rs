@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livegate_redis::{Backend, Failure};
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Batch, Line, Report, more};
+use super::{Line, Report, Source, more};
 use crate::state::Backoff;
 
 /// Records per transaction.
@@ -74,7 +73,7 @@ impl RedisOutput {
 
 /// The writer task's loop; ends when every sender is gone and the queue
 /// is written.
-pub(crate) async fn run(mut rx: UnboundedReceiver<Batch>, report: Report, out: Arc<RedisOutput>) {
+pub(crate) async fn run(mut rx: Source, report: Report, out: Arc<RedisOutput>) {
     while let Some(first) = rx.recv().await {
         let batches = more(first, &mut rx, MAX_BATCH);
         let lines: Vec<&Line> = batches.iter().flat_map(|b| b.iter()).collect();
